@@ -27,9 +27,7 @@ struct Ticks {
 
 /// A guest counter value derived from a host reading and an offset:
 /// guest = host - offset (mod 2^64).
-constexpr Ticks GuestView(HostCount host, Ticks offset) {
-  return Ticks{host.value - offset.value};
-}
+constexpr Ticks GuestView(HostCount host, Ticks offset) { return Ticks{host.value - offset.value}; }
 
 /// The offset that makes a host reading look like a given guest value.
 constexpr Ticks OffsetFor(HostCount host, Ticks guest_value) {

@@ -25,13 +25,13 @@ std::uint64_t CnthctlWritable(const VcpuFeatures& f) {
 
 // Facts about where an access comes from, computed once per access.
 struct Where {
-  bool has_el2;    // the vCPU has virtual EL2
-  bool at_el2;     // executing at (virtual) EL2
-  bool e2h;        // the guest hypervisor runs with E2H = 1
-  bool host_el0;   // EL0 of a VHE guest hypervisor's host (E2H and TGE set)
-  bool tge_el0;    // EL0 with the guest hypervisor's TGE set (E2H either way)
-  bool el2_view;   // EL0 timer names reach the EL2 timers (EL2 with E2H, or host EL0)
-  bool under_l1;   // EL0/EL1 of a nested guest: the guest hypervisor's CNTHCTL_EL2 applies
+  bool has_el2;        // the vCPU has virtual EL2
+  bool at_el2;         // executing at (virtual) EL2
+  bool e2h;            // the guest hypervisor runs with E2H = 1
+  bool host_el0;       // EL0 of a VHE guest hypervisor's host (E2H and TGE set)
+  bool tge_el0;        // EL0 with the guest hypervisor's TGE set (E2H either way)
+  bool el2_view;       // EL0 timer names reach the EL2 timers (EL2 with E2H, or host EL0)
+  bool under_l1;       // EL0/EL1 of a nested guest: the guest hypervisor's CNTHCTL_EL2 applies
   bool el2_regs_trap;  // EL1 of a guest whose hypervisor set HCR_EL2.NV
 };
 
@@ -109,9 +109,9 @@ Emulation AccessTimer(VcpuTimerState& vcpu, TimerId id, Field field, const SysRe
 }
 
 // CNTP_* / CNTV_* by their EL0 names.
-Emulation El0TimerName(VcpuTimerState& vcpu, const Where& w, const GuestContext& ctx,
-                       bool physical, Field field, const SysRegAccess& access,
-                       std::uint64_t value, const EmulationEnv& env) {
+Emulation El0TimerName(VcpuTimerState& vcpu, const Where& w, const GuestContext& ctx, bool physical,
+                       Field field, const SysRegAccess& access, std::uint64_t value,
+                       const EmulationEnv& env) {
   if (ctx.el == ExceptionLevel::kEl0 &&
       !El0Allowed(vcpu, w, physical ? cntkctl::kEl0Pten : cntkctl::kEl0Vten)) {
     return DenyEl0(w);
@@ -131,8 +131,7 @@ Emulation El0TimerName(VcpuTimerState& vcpu, const Where& w, const GuestContext&
 
 // CNTP_*_EL02 / CNTV_*_EL02: a VHE guest hypervisor reaching the EL1 timers.
 Emulation El02TimerName(VcpuTimerState& vcpu, const Where& w, bool physical, Field field,
-                        const SysRegAccess& access, std::uint64_t value,
-                        const EmulationEnv& env) {
+                        const SysRegAccess& access, std::uint64_t value, const EmulationEnv& env) {
   if (w.el2_regs_trap) return ToEl2();
   if (!w.at_el2 || !w.e2h) return Undef();
   return AccessTimer(vcpu, physical ? TimerId::kEl1Physical : TimerId::kEl1Virtual, field, access,
@@ -140,8 +139,7 @@ Emulation El02TimerName(VcpuTimerState& vcpu, const Where& w, bool physical, Fie
 }
 
 Emulation El2TimerName(VcpuTimerState& vcpu, const Where& w, bool physical, Field field,
-                       const SysRegAccess& access, std::uint64_t value,
-                       const EmulationEnv& env) {
+                       const SysRegAccess& access, std::uint64_t value, const EmulationEnv& env) {
   if (w.el2_regs_trap) return ToEl2();
   if (!w.at_el2) return Undef();
   return AccessTimer(vcpu, physical ? TimerId::kEl2Physical : TimerId::kEl2Virtual, field, access,

@@ -44,7 +44,8 @@ std::uint8_t Field(std::uint64_t esr, unsigned shift, std::uint64_t mask) {
 
 Result<SysRegAccess> DecodeSysRegTrap(std::uint64_t esr) {
   constexpr std::uint64_t kMustBe = (std::uint64_t{kEcSysReg} << kEcShift) | kIlBit;
-  constexpr std::uint64_t kChecked = ~((1ULL << 32) - 1) | (0x3fULL << kEcShift) | kIlBit | kIssRes0;
+  constexpr std::uint64_t kChecked =
+      ~((1ULL << 32) - 1) | (0x3fULL << kEcShift) | kIlBit | kIssRes0;
   if ((esr & kChecked) != kMustBe) return RefuseSyndrome(esr);
   SysRegAccess access;
   access.encoding = SysRegEncoding{Field(esr, kOp0Shift, 0x3), Field(esr, kOp1Shift, 0x7),

@@ -1,7 +1,7 @@
+#include "vtime/units.h"
+
 #include <cassert>
 #include <limits>
-
-#include "vtime/units.h"
 
 namespace vtime {
 namespace {

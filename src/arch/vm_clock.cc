@@ -40,8 +40,8 @@ void VmClock::OnVcpuCreated(HostCount now) {
   psource_ = OffsetSource::kVcpuCreation;
 }
 
-Result<CounterWriteEffect> VmClock::WriteCounterValue(CounterKind kind, Ticks value,
-                                                      HostCount now, bool nested_vcpu) {
+Result<CounterWriteEffect> VmClock::WriteCounterValue(CounterKind kind, Ticks value, HostCount now,
+                                                      bool nested_vcpu) {
   if (kind == CounterKind::kPhysical && !features_.physical_offset) {
     return Fail(ErrorCode::kUnsupported,
                 "writing CNTPCT: this host cannot offset the guest's physical counter");
@@ -87,8 +87,7 @@ PhysicalOffsetMechanism VmClock::physical_mechanism() const {
 }
 
 bool VmClock::PhysicalAccessesTrap() const {
-  return physical_mechanism() == PhysicalOffsetMechanism::kTrapAndEmulate &&
-         poffset_.value != 0;
+  return physical_mechanism() == PhysicalOffsetMechanism::kTrapAndEmulate && poffset_.value != 0;
 }
 
 Ticks VmClock::VirtualCount(HostCount now, const NestedOffsets& nested) const {

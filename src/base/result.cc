@@ -1,6 +1,6 @@
-#include <cstring>
-
 #include "vtime/result.h"
+
+#include <cstring>
 
 namespace vtime {
 

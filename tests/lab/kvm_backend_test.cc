@@ -1,13 +1,12 @@
 // The KVM backend against real KVM (the arm64 lab, or an arm64 host): the
 // counter-offset rules as the kernel applies them, PV-time attribute errors,
 // timer PPIs, and a guest's view of its counters under a VM offset.
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-
-#include <gtest/gtest.h>
 
 #include "vtime/backend/kvm.h"
 

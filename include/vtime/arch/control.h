@@ -13,9 +13,9 @@ inline constexpr std::uint64_t kEl0Vcten = 1U << 1;  ///< EL0 may read CNTVCT (a
 inline constexpr std::uint64_t kEvnten = 1U << 2;    ///< event stream enable
 inline constexpr std::uint64_t kEvntdir = 1U << 3;   ///< event stream edge direction
 inline constexpr std::uint64_t kEvntiMask = 0xfU << 4;
-inline constexpr std::uint64_t kEl0Vten = 1U << 8;   ///< EL0 may access CNTV_*
-inline constexpr std::uint64_t kEl0Pten = 1U << 9;   ///< EL0 may access CNTP_*
-inline constexpr std::uint64_t kEvntis = 1U << 17;   ///< event stream scale (FEAT_ECV)
+inline constexpr std::uint64_t kEl0Vten = 1U << 8;  ///< EL0 may access CNTV_*
+inline constexpr std::uint64_t kEl0Pten = 1U << 9;  ///< EL0 may access CNTP_*
+inline constexpr std::uint64_t kEvntis = 1U << 17;  ///< event stream scale (FEAT_ECV)
 /// The bits a write stores; EVNTIS only with FEAT_ECV.
 inline constexpr std::uint64_t kWritable = 0x3ffU;
 }  // namespace cntkctl

@@ -18,10 +18,10 @@ inline constexpr std::uint8_t kXzr = 31;
 
 /// One trapped system-register access.
 struct SysRegAccess {
-  SysRegEncoding encoding;     ///< As the syndrome gave it.
-  std::optional<SysReg> reg;   ///< The timer register it names, if any.
-  bool is_read = false;        ///< MRS (Direction = 1) rather than MSR.
-  std::uint8_t rt = 0;         ///< General-purpose register number, 31 = XZR.
+  SysRegEncoding encoding;    ///< As the syndrome gave it.
+  std::optional<SysReg> reg;  ///< The timer register it names, if any.
+  bool is_read = false;       ///< MRS (Direction = 1) rather than MSR.
+  std::uint8_t rt = 0;        ///< General-purpose register number, 31 = XZR.
 };
 
 /// Decodes an ESR_EL2 value. Fails (kMalformed) if the exception class is not

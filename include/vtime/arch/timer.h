@@ -46,9 +46,7 @@ class Timer {
   /// condition regardless of ENABLE, as KVM does on an emulated read.
   [[nodiscard]] bool Istatus(Ticks count) const { return cval_ <= count; }
   /// The interrupt output line: ENABLE && ISTATUS && !IMASK.
-  [[nodiscard]] bool Output(Ticks count) const {
-    return enabled() && !masked() && Istatus(count);
-  }
+  [[nodiscard]] bool Output(Ticks count) const { return enabled() && !masked() && Istatus(count); }
   /// MRS CNTx_CTL: stored bits plus ISTATUS.
   [[nodiscard]] std::uint64_t ReadCtl(Ticks count) const {
     return ctl_ | (Istatus(count) ? ctl::kIstatus : 0);

@@ -55,9 +55,9 @@ enum class CounterWriteEffect : std::uint8_t {
 
 /// A guest hypervisor's own offsets for one vCPU (nested virtualization).
 struct NestedOffsets {
-  bool enabled = false;   ///< The vCPU has (virtual) EL2.
-  Ticks cntvoff_el2{0};   ///< The guest hypervisor's CNTVOFF_EL2.
-  Ticks cntpoff_el2{0};   ///< Its CNTPOFF_EL2, only where it is in force.
+  bool enabled = false;  ///< The vCPU has (virtual) EL2.
+  Ticks cntvoff_el2{0};  ///< The guest hypervisor's CNTVOFF_EL2.
+  Ticks cntpoff_el2{0};  ///< Its CNTPOFF_EL2, only where it is in force.
 };
 
 /// The VM-wide virtual and physical counter offsets.

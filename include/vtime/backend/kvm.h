@@ -75,12 +75,12 @@ struct Capabilities {
   int api_version = 0;
   bool one_reg = false;
   bool psci_0_2 = false;
-  int user_irq = 0;          ///< KVM_CAP_ARM_USER_IRQ version, 0 if absent
-  int vm_ipa_size = 0;       ///< max IPA bits, 0 if fixed at 40
+  int user_irq = 0;     ///< KVM_CAP_ARM_USER_IRQ version, 0 if absent
+  int vm_ipa_size = 0;  ///< max IPA bits, 0 if fixed at 40
   bool irq_line_layout_2 = false;
   bool steal_time = false;
   bool counter_offset = false;
-  bool el2 = false;          ///< nested virtualization
+  bool el2 = false;  ///< nested virtualization
   /// One line per capability, for logs and `vtvmm --probe`.
   [[nodiscard]] std::string Describe() const;
 };

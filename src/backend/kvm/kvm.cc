@@ -144,14 +144,14 @@ std::string Name(std::uint64_t id) {
 
 std::string Capabilities::Describe() const {
   auto yes = [](bool b) { return b ? std::string("yes") : std::string("no"); };
-  return "KVM API version " + std::to_string(api_version) + "\n" +
-         "ONE_REG: " + yes(one_reg) + "\n" + "PSCI 0.2: " + yes(psci_0_2) + "\n" +
+  return "KVM API version " + std::to_string(api_version) + "\n" + "ONE_REG: " + yes(one_reg) +
+         "\n" + "PSCI 0.2: " + yes(psci_0_2) + "\n" +
          "ARM_USER_IRQ: " + (user_irq ? "version " + std::to_string(user_irq) : "no") + "\n" +
          "VM IPA size: " + (vm_ipa_size ? std::to_string(vm_ipa_size) + " bits" : "40 bits") +
          "\n" + "IRQ_LINE layout 2: " + yes(irq_line_layout_2) + "\n" +
          "STEAL_TIME (PV time): " + yes(steal_time) + "\n" +
-         "COUNTER_OFFSET: " + yes(counter_offset) + "\n" + "nested virtualization (EL2): " +
-         yes(el2) + "\n";
+         "COUNTER_OFFSET: " + yes(counter_offset) + "\n" +
+         "nested virtualization (EL2): " + yes(el2) + "\n";
 }
 
 Result<System> System::Open(const std::string& path) {
@@ -202,11 +202,11 @@ Result<Capabilities> System::Probe() const {
     int* out;
   };
   int one_reg = 0, psci = 0, layout2 = 0, steal = 0, offset = 0, el2 = 0;
-  for (const Item& item : {Item{cap::kOneReg, &one_reg}, Item{cap::kArmPsci02, &psci},
-                           Item{cap::kArmUserIrq, &caps.user_irq},
-                           Item{cap::kArmVmIpaSize, &caps.vm_ipa_size},
-                           Item{cap::kArmIrqLineLayout2, &layout2}, Item{cap::kSteal, &steal},
-                           Item{cap::kCounterOffset, &offset}, Item{cap::kArmEl2, &el2}}) {
+  for (const Item& item :
+       {Item{cap::kOneReg, &one_reg}, Item{cap::kArmPsci02, &psci},
+        Item{cap::kArmUserIrq, &caps.user_irq}, Item{cap::kArmVmIpaSize, &caps.vm_ipa_size},
+        Item{cap::kArmIrqLineLayout2, &layout2}, Item{cap::kSteal, &steal},
+        Item{cap::kCounterOffset, &offset}, Item{cap::kArmEl2, &el2}}) {
     auto r = check(item.cap);
     if (!r) return tl::unexpected(r.error());
     *item.out = *r;
@@ -295,10 +295,9 @@ Result<void> Vm::IrqLine(std::uint32_t irq, bool level) {
 
 Result<void> Vm::CpuIrqLine(unsigned vcpu, bool fiq, bool level) {
   // irq field: vcpu2_index[31:28] type[27:24] vcpu_index[23:16] id[15:0].
-  const std::uint32_t irq = ((vcpu / 256U) << 28) |
-                            (std::uint32_t{KVM_ARM_IRQ_TYPE_CPU} << KVM_ARM_IRQ_TYPE_SHIFT) |
-                            ((vcpu % 256U) << 16) |
-                            (fiq ? KVM_ARM_IRQ_CPU_FIQ : KVM_ARM_IRQ_CPU_IRQ);
+  const std::uint32_t irq =
+      ((vcpu / 256U) << 28) | (std::uint32_t{KVM_ARM_IRQ_TYPE_CPU} << KVM_ARM_IRQ_TYPE_SHIFT) |
+      ((vcpu % 256U) << 16) | (fiq ? KVM_ARM_IRQ_CPU_FIQ : KVM_ARM_IRQ_CPU_IRQ);
   return IrqLine(irq, level);
 }
 

@@ -3,11 +3,11 @@
 // the emulation, and the counter is moved the way the selftest moves it
 // (legacy counter-value writes). Each case runs for the virtual and for the
 // physical EL1 timer.
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <limits>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "vtime/arch/emulate.h"
 #include "vtime/arch/esr.h"
@@ -18,8 +18,8 @@ namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;  // ticks per ms at the lab's 1 GHz
 constexpr std::uint64_t kUs = 1'000;
-constexpr std::uint64_t kWait = 10 * kMs;        // the selftest's default wait
-constexpr std::uint64_t kLongWait = 100 * kMs;   // its long wait
+constexpr std::uint64_t kWait = 10 * kMs;       // the selftest's default wait
+constexpr std::uint64_t kLongWait = 100 * kMs;  // its long wait
 constexpr std::uint64_t kNoIrqTimeout = 50 * kMs;
 constexpr std::uint64_t kCvalMax = std::numeric_limits<std::uint64_t>::max();
 constexpr std::uint64_t kDefCnt = kCvalMax / 2;  // 2^63 - 1
@@ -76,7 +76,9 @@ class EdgeCases : public testing::TestWithParam<Kind> {
     Msr(Tval(), static_cast<std::uint64_t>(tval));
     Msr(Ctl(), ctl::kEnable);
   }
-  std::int32_t TvalRead() { return static_cast<std::int32_t>(static_cast<std::uint32_t>(Mrs(Tval()))); }
+  std::int32_t TvalRead() {
+    return static_cast<std::int32_t>(static_cast<std::uint32_t>(Mrs(Tval())));
+  }
 
   // The line, checked the way the selftest's IRQ handler checks it:
   // (counter >= CVAL) == (ISTATUS && ENABLE) whenever the line is up.
@@ -96,8 +98,7 @@ class EdgeCases : public testing::TestWithParam<Kind> {
   // deadline, so that sampling is exact).
   bool RisesWithin(std::uint64_t ticks) {
     const std::uint64_t end = host_.value + ticks;
-    const auto deadline =
-        vcpu_.timers.NextDeadline(clock_.CountsFor(host_), vcpu_.active_timers());
+    const auto deadline = vcpu_.timers.NextDeadline(clock_.CountsFor(host_), vcpu_.active_timers());
     if (deadline && deadline->delta.value <= ticks) return true;
     host_.value = end;
     return Line();

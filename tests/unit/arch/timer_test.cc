@@ -89,7 +89,7 @@ TEST(VcpuTimers, NextDeadlinePicksTheEarliestEnabledTimer) {
   VcpuTimers timers;
   TimerCounts counts;
   counts.of = {Ticks{100}, Ticks{1'000}, Ticks{0}, Ticks{0}};
-  timers[TimerId::kEl1Virtual].WriteCval(Ticks{150});   // 50 ahead
+  timers[TimerId::kEl1Virtual].WriteCval(Ticks{150});  // 50 ahead
   timers[TimerId::kEl1Virtual].WriteCtl(ctl::kEnable);
   timers[TimerId::kEl1Physical].WriteCval(Ticks{1'020});  // 20 ahead
   timers[TimerId::kEl1Physical].WriteCtl(ctl::kEnable);

@@ -1,8 +1,8 @@
 #include "vtime/units.h"
 
-#include <limits>
-
 #include <gtest/gtest.h>
+
+#include <limits>
 
 namespace vtime {
 namespace {

@@ -185,9 +185,8 @@ TEST(VmClock, NestedVcpuVirtualCounterIsBuiltOnThePhysicalOffset) {
   // The virtual offset from vCPU creation does not apply to a nested vCPU.
   EXPECT_EQ(clock.VirtualCount(kT0, nested), Ticks{kT0.value});
   // A legacy CNTVCT write through a nested vCPU moves the physical offset.
-  ASSERT_TRUE(
-      clock.WriteCounterValue(CounterKind::kVirtual, Ticks{77}, kT0, /*nested_vcpu=*/true)
-          .has_value());
+  ASSERT_TRUE(clock.WriteCounterValue(CounterKind::kVirtual, Ticks{77}, kT0, /*nested_vcpu=*/true)
+                  .has_value());
   EXPECT_EQ(clock.physical_offset(), Ticks{kT0.value - 77});
   EXPECT_EQ(clock.VirtualCount(kT0, nested), Ticks{77});
   EXPECT_EQ(clock.PhysicalCount(kT0), Ticks{77});
