@@ -1,0 +1,15 @@
+/* Minimal GIC drivers: GICv3 (system-register CPU interface) and GICv2
+ * (MMIO CPU interface), chosen at run time from ID_AA64PFR0_EL1.GIC. */
+#ifndef VTGUEST_GIC_H
+#define VTGUEST_GIC_H
+#include "rt.h"
+
+int gic_init(void);               /* returns 3 or 2 (the driver in use) */
+int gic_version(void);
+void gic_enable_ppi(u32 intid);   /* SGI/PPI 0..31 on the calling CPU */
+void gic_disable_irq(u32 intid);
+u32 gic_ack(void);                /* raw acknowledge value (IAR) */
+u32 gic_intid(u32 iar);           /* INTID part of an IAR value */
+void gic_eoi(u32 iar);            /* pass the raw IAR value back */
+
+#endif

@@ -1,0 +1,133 @@
+/* vtime guests: the tiny freestanding runtime shared by all programs. */
+#ifndef VTGUEST_RT_H
+#define VTGUEST_RT_H
+
+typedef unsigned char u8;
+typedef unsigned int u32;
+typedef unsigned long u64;
+typedef int s32;
+typedef long s64;
+typedef unsigned long uptr;
+
+#define NULL ((void *)0)
+
+/* ---- platform addresses (QEMU virt layout, copied by vtvmm) ---- */
+#define UART_BASE       0x09000000UL
+#define FINISHER_BASE   0x090c0000UL
+#define PVTIME_BASE     0x090a0000UL
+#define GICD_BASE       0x08000000UL
+#define GICC_BASE       0x08010000UL
+#define GICR_BASE       0x080A0000UL
+#define GICR_STRIDE     0x20000UL
+
+/* ---- exit codes ---- */
+#define EXIT_OK         0
+#define EXIT_FAIL       1   /* at least one check failed */
+#define EXIT_BAD_EL     2   /* not started at EL1 */
+#define EXIT_EXCEPTION  3   /* unexpected exception */
+
+/* ---- MMIO: single, non-writeback accesses (KVM can only emulate
+ * MMIO instructions that report a valid syndrome). ---- */
+static inline void mmio_write32(uptr addr, u32 v)
+{
+    __asm__ volatile("str %w0, [%1]" : : "rZ"(v), "r"(addr) : "memory");
+}
+static inline u32 mmio_read32(uptr addr)
+{
+    u32 v;
+    __asm__ volatile("ldr %w0, [%1]" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+static inline u64 mmio_read64(uptr addr)
+{
+    u64 v;
+    __asm__ volatile("ldr %0, [%1]" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+/* ---- system registers ---- */
+#define read_sysreg(r) ({ u64 __v; __asm__ volatile("mrs %0, " #r : "=r"(__v) : : "memory"); __v; })
+#define write_sysreg(r, v) do { u64 __v = (u64)(v); __asm__ volatile("msr " #r ", %x0" : : "rZ"(__v) : "memory"); } while (0)
+static inline void isb(void) { __asm__ volatile("isb" : : : "memory"); }
+static inline void dsb_sy(void) { __asm__ volatile("dsb sy" : : : "memory"); }
+static inline void irq_enable(void) { __asm__ volatile("msr daifclr, #2" : : : "memory"); }
+static inline void irq_disable(void) { __asm__ volatile("msr daifset, #2" : : : "memory"); }
+static inline void cpu_relax(void) { __asm__ volatile("yield" : : : "memory"); }
+
+static inline u32 cpu_index(void) { return (u32)(read_sysreg(mpidr_el1) & 0xff); }
+
+/* ---- uart.c ---- */
+void uart_putc(char c);
+void uart_puts(const char *s);
+void uart_putdec(u64 v);
+void uart_putsdec(s64 v);
+void uart_puthex(u64 v);          /* "0x" + lower-case hex, no leading zeros */
+
+/* ---- psci / smccc ---- */
+u64 smccc_hvc(u64 fid, u64 a1, u64 a2, u64 a3);   /* start.S */
+#define PSCI_SYSTEM_OFF    0x84000008UL
+#define PSCI_SYSTEM_RESET  0x84000009UL
+#define PSCI_CPU_ON        0xC4000003UL
+#define PSCI_CPU_OFF       0x84000002UL
+#define SMCCC_ARCH_FEATURES 0x80000001UL
+#define PV_TIME_FEATURES   0xC5000020UL
+#define PV_TIME_ST         0xC5000021UL
+void psci_system_off(void) __attribute__((noreturn));
+
+/* ---- runtime.c ---- */
+extern u64 rt_dtb;                         /* x0 at entry */
+void guest_exit(int code) __attribute__((noreturn));
+
+/* Exception frame pushed by start.S. */
+struct exc_frame {
+    u64 x[31];
+    u64 elr;
+    u64 spsr;
+    u64 pad;
+};
+
+/* Expected-fault fixup: set rt_fault_expected, do ONE access that may
+ * fault; a synchronous exception then skips the instruction, clears the
+ * flag and records ESR in rt_fault_esr. Check rt_fault_taken after. */
+extern volatile int rt_fault_expected;
+extern volatile int rt_fault_taken;
+extern volatile u64 rt_fault_esr;
+
+/* IRQ dispatch: handlers run with IRQs masked, after gic_ack and before
+ * gic_eoi; a timer handler must drop the line (IMASK, disable or
+ * re-arm) before returning. */
+typedef void (*irq_handler_t)(u32 intid);
+void irq_set_handler(u32 intid, irq_handler_t h);
+extern volatile u32 irq_unexpected;      /* IRQs with no handler */
+extern volatile u32 irq_spurious;        /* acks returning 1020..1023 */
+
+/* Result lines: "ok - <what>" / "not ok - <what>" (+ detail). Each returns
+ * cond; failures are counted for rt_status(). */
+int check(int cond, const char *what);
+int check_begin(int cond, const char *what);   /* no newline: caller ends the line */
+int check_u(int cond, const char *what, const char *key, u64 v);
+int check_s(int cond, const char *what, const char *key, s64 v);
+int check_x(int cond, const char *what, const char *key, u64 v);
+int rt_status(void);                     /* EXIT_OK or EXIT_FAIL */
+
+/* Secondary CPUs. rt_cpu_on() records the stack and the function for
+ * `slot` (1..RT_MAX_CPUS-1), then calls PSCI CPU_ON(mpidr,
+ * rt_secondary_entry, context id = slot) and returns its result (0 on
+ * success, a negative PSCI error otherwise; -2 for a bad slot). The new
+ * CPU runs fn(slot) on its own stack with DAIF masked and the runtime's
+ * vector table, then parks (rt_cpu_park). Secondaries must not print or
+ * call guest_exit: that is CPU 0's job. */
+#define RT_MAX_CPUS 4                            /* keep in sync with start.S */
+typedef void (*rt_secondary_fn_t)(u32 slot);
+extern u64 rt_secondary_sp[RT_MAX_CPUS];         /* read by start.S */
+void rt_secondary_entry(void);                   /* start.S */
+s64 rt_cpu_on(u64 mpidr, u32 slot, void *stack_top, rt_secondary_fn_t fn);
+void rt_cpu_park(void) __attribute__((noreturn)); /* PSCI CPU_OFF, else wfe forever */
+
+/* Program entry, provided by each guest. */
+int main(void);
+
+void *memset(void *d, int c, unsigned long n);
+void *memcpy(void *d, const void *s, unsigned long n);
+
+#endif

@@ -1,0 +1,215 @@
+/* vtime guests: C side of start-up, exit, exceptions and result lines. */
+#include "rt.h"
+#include "gic.h"
+
+u64 rt_dtb;
+volatile int rt_fault_expected;
+volatile int rt_fault_taken;
+volatile u64 rt_fault_esr;
+volatile u32 irq_unexpected;
+volatile u32 irq_spurious;
+
+static irq_handler_t irq_handlers[64];
+static int rt_failures;
+static volatile int exc_depth;
+
+void *memset(void *d, int c, unsigned long n)
+{
+    volatile u8 *p = d;
+    while (n--)
+        *p++ = (u8)c;
+    return d;
+}
+
+void *memcpy(void *d, const void *s, unsigned long n)
+{
+    volatile u8 *p = d;
+    const volatile u8 *q = s;
+    while (n--)
+        *p++ = *q++;
+    return d;
+}
+
+void psci_system_off(void)
+{
+    smccc_hvc(PSCI_SYSTEM_OFF, 0, 0, 0);
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+void guest_exit(int code)
+{
+    __asm__ volatile("msr daifset, #0xf" : : : "memory");
+    uart_puts("vtguest: exit ");
+    uart_putdec((u32)code);
+    uart_putc('\n');
+    /* Under QEMU the finisher address is unassigned and the store takes a
+     * synchronous external abort: skip it and fall through to PSCI. */
+    rt_fault_expected = 1;
+    mmio_write32(FINISHER_BASE, (u32)code);
+    rt_fault_expected = 0;
+    psci_system_off();
+}
+
+/* ---- secondary CPUs ---- */
+u64 rt_secondary_sp[RT_MAX_CPUS];
+static rt_secondary_fn_t rt_secondary_fns[RT_MAX_CPUS];
+
+s64 rt_cpu_on(u64 mpidr, u32 slot, void *stack_top, rt_secondary_fn_t fn)
+{
+    if (slot == 0 || slot >= RT_MAX_CPUS || stack_top == NULL)
+        return -2;                               /* PSCI INVALID_PARAMETERS */
+    rt_secondary_sp[slot] = (u64)stack_top & ~15UL;
+    rt_secondary_fns[slot] = fn;
+    dsb_sy();
+    return (s64)smccc_hvc(PSCI_CPU_ON, mpidr, (u64)rt_secondary_entry, slot);
+}
+
+void rt_cpu_park(void)
+{
+    __asm__ volatile("msr daifset, #0xf" : : : "memory");
+    dsb_sy();
+    smccc_hvc(PSCI_CPU_OFF, 0, 0, 0);            /* returns only on error */
+    for (;;)
+        __asm__ volatile("wfe" : : : "memory");
+}
+
+void rt_secondary_main(u64 slot);                /* called from start.S */
+void rt_secondary_main(u64 slot)
+{
+    rt_secondary_fn_t fn = rt_secondary_fns[slot];
+    if (fn)
+        fn((u32)slot);
+    rt_cpu_park();
+}
+
+void rt_main(u64 dtb)
+{
+    rt_dtb = dtb;
+    u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
+    if (el != 1) {
+        uart_puts("vtguest: started at EL");
+        uart_putdec(el);
+        uart_puts(", need EL1\n");
+        guest_exit(EXIT_BAD_EL);
+    }
+    guest_exit(main());
+}
+
+void irq_set_handler(u32 intid, irq_handler_t h)
+{
+    if (intid < sizeof(irq_handlers) / sizeof(irq_handlers[0]))
+        irq_handlers[intid] = h;
+}
+
+static void irq_dispatch(void)
+{
+    u32 iar = gic_ack();
+    u32 intid = gic_intid(iar);
+    if (intid >= 1020) {
+        irq_spurious++;
+        return;
+    }
+    irq_handler_t h = intid < sizeof(irq_handlers) / sizeof(irq_handlers[0]) ? irq_handlers[intid] : NULL;
+    if (h) {
+        h(intid);
+    } else {
+        irq_unexpected++;
+        gic_disable_irq(intid);   /* keep an unknown level source from storming */
+    }
+    gic_eoi(iar);
+}
+
+static const char *const exc_names[16] = {
+    "EL1t sync", "EL1t irq", "EL1t fiq", "EL1t serror",
+    "EL1h sync", "EL1h irq", "EL1h fiq", "EL1h serror",
+    "EL0/64 sync", "EL0/64 irq", "EL0/64 fiq", "EL0/64 serror",
+    "EL0/32 sync", "EL0/32 irq", "EL0/32 fiq", "EL0/32 serror",
+};
+
+void rt_exception(u64 kind, struct exc_frame *f)
+{
+    if (kind == 5) {
+        irq_dispatch();
+        return;
+    }
+    u64 esr = read_sysreg(esr_el1);
+    if (kind == 4 && rt_fault_expected) {
+        rt_fault_expected = 0;
+        rt_fault_taken = 1;
+        rt_fault_esr = esr;
+        f->elr += 4;
+        return;
+    }
+    if (++exc_depth > 2)
+        psci_system_off();
+    uart_puts("vtguest: unexpected exception ");
+    uart_puts(exc_names[kind & 15]);
+    uart_puts(" esr=");
+    uart_puthex(esr);
+    uart_puts(" elr=");
+    uart_puthex(f->elr);
+    uart_puts(" far=");
+    uart_puthex(read_sysreg(far_el1));
+    uart_putc('\n');
+    guest_exit(EXIT_EXCEPTION);
+}
+
+static void line_start(int cond, const char *what)
+{
+    if (!cond)
+        rt_failures++;
+    uart_puts(cond ? "ok - " : "not ok - ");
+    uart_puts(what);
+}
+
+int check_begin(int cond, const char *what)
+{
+    line_start(cond, what);
+    return cond;
+}
+
+int check(int cond, const char *what)
+{
+    line_start(cond, what);
+    uart_putc('\n');
+    return cond;
+}
+
+int check_u(int cond, const char *what, const char *key, u64 v)
+{
+    line_start(cond, what);
+    uart_puts(": ");
+    uart_puts(key);
+    uart_putc('=');
+    uart_putdec(v);
+    uart_putc('\n');
+    return cond;
+}
+
+int check_s(int cond, const char *what, const char *key, s64 v)
+{
+    line_start(cond, what);
+    uart_puts(": ");
+    uart_puts(key);
+    uart_putc('=');
+    uart_putsdec(v);
+    uart_putc('\n');
+    return cond;
+}
+
+int check_x(int cond, const char *what, const char *key, u64 v)
+{
+    line_start(cond, what);
+    uart_puts(": ");
+    uart_puts(key);
+    uart_putc('=');
+    uart_puthex(v);
+    uart_putc('\n');
+    return cond;
+}
+
+int rt_status(void)
+{
+    return rt_failures ? EXIT_FAIL : EXIT_OK;
+}
