@@ -1,0 +1,33 @@
+// The device tree vtvmm hands its guest in x0, in QEMU virt's layout, built
+// with libfdt.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "vtime/result.h"
+
+namespace vtime::vmm {
+
+enum class IrqChip : std::uint8_t {
+  kKernel,  ///< In-kernel vGICv3 ("arm,gic-v3").
+  kUser,    ///< GICv2-style controller emulated by the VMM ("arm,cortex-a15-gic").
+};
+
+/// What the device tree describes.
+struct MachineDescription {
+  unsigned cpus = 1;
+  std::uint64_t ram_size = 256ULL << 20;
+  IrqChip irqchip = IrqChip::kKernel;
+  int vtimer_ppi = 27;  ///< INTIDs (16..31)
+  int ptimer_ppi = 30;
+  int hvtimer_ppi = 28;
+  int hptimer_ppi = 26;
+  std::uint32_t uart_spi = 1;  ///< SPI number (INTID - 32) of the PL011
+};
+
+/// A flattened device tree for `machine`. Fails (kInvalidArgument) on a
+/// description that cannot be expressed (no CPU, a PPI outside 16..31).
+Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& machine);
+
+}  // namespace vtime::vmm

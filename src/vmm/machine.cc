@@ -1,0 +1,439 @@
+#include "vmm/machine.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backend/kvm/host_counter.h"
+#include "vmm/layout.h"
+#include "vmm/loader.h"
+#include "vmm/pl011.h"
+#include "vtime/arch/vm_clock.h"
+#include "vtime/backend/kvm.h"
+#include "vtime/hex.h"
+#include "vtime/vmm/user_gic.h"
+
+namespace vtime::vmm {
+namespace {
+
+constexpr int kKickSignal = SIGUSR1;
+constexpr std::uint32_t kVgicNrIrqs = 128;
+
+// An anonymous mapping that backs guest memory.
+class Mapping {
+ public:
+  static Result<Mapping> Create(std::uint64_t size, const std::string& what) {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      return Fail(ErrorCode::kSystem, "mmap of " + std::to_string(size >> 20) + " MiB for " + what,
+                  errno);
+    }
+    return Mapping(p, size);
+  }
+  Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), size_(o.size_) {}
+  Mapping& operator=(Mapping&&) = delete;
+  ~Mapping() {
+    if (p_ != nullptr) ::munmap(p_, size_);
+  }
+  [[nodiscard]] std::uint8_t* data() const { return static_cast<std::uint8_t*>(p_); }
+  [[nodiscard]] std::uint64_t size() const { return size_; }
+
+ private:
+  Mapping(void* p, std::uint64_t size) : p_(p), size_(size) {}
+  void* p_;
+  std::uint64_t size_;
+};
+
+void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
+  if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
+}
+
+class KvmMachine final : public Machine {
+ public:
+  KvmMachine(MachineConfig config, kvm::System system, kvm::Vm vm, kvm::Capabilities caps,
+             Mapping ram, std::optional<Mapping> pvtime)
+      : config_(std::move(config)),
+        system_(std::move(system)),
+        vm_(std::move(vm)),
+        caps_(caps),
+        ram_(std::move(ram)),
+        pvtime_(std::move(pvtime)),
+        uart_([this](char c) { Console(c); }),
+        clock_(arch::HostTimerFeatures{.vm_offset_api = caps.counter_offset,
+                                       .physical_offset = caps.counter_offset,
+                                       .ecv_cntpoff = false}) {}
+
+  Result<void> Build(std::span<const std::uint8_t> image);
+  Result<RunResult> Run() override;
+  [[nodiscard]] RunStats stats() const override {
+    RunStats s;
+    s.exits = exits_.load();
+    s.mmio_exits = mmio_exits_.load();
+    s.intr_exits = intr_exits_.load();
+    s.irq_line_raises = irq_line_raises_.load();
+    s.timer_line_rises = timer_line_rises_.load();
+    s.counter_offset_ioctls = counter_offset_ioctls_;
+    s.counter_value_writes = counter_value_writes_;
+    return s;
+  }
+  [[nodiscard]] std::string Describe() const override { return caps_.Describe(); }
+
+ private:
+  void Console(char c);
+  void VcpuLoop(unsigned index);
+  void HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit);
+  void SyncTimerLines(unsigned index, std::uint64_t level);
+  void UpdateIrqLinesLocked();
+  void Stop(GuestEnd end, int status, std::string detail);
+  Result<void> ApplyCounterOffset(std::uint64_t offset);
+
+  MachineConfig config_;
+  kvm::System system_;
+  kvm::Vm vm_;
+  kvm::Capabilities caps_;
+  Mapping ram_;
+  std::optional<Mapping> pvtime_;
+  std::optional<kvm::Device> vgic_;
+  std::vector<kvm::Vcpu> vcpus_;
+  std::vector<pthread_t> threads_;
+  Pl011 uart_;
+  arch::VmClock clock_;
+
+  // The user-space interrupt controller and the levels last injected.
+  std::mutex gic_mutex_;
+  std::optional<UserGic> gic_;
+  std::vector<bool> injected_;
+  std::vector<std::uint64_t> timer_level_;
+
+  std::mutex console_mutex_;
+  std::string console_line_;
+
+  std::mutex stop_mutex_;
+  std::condition_variable stopped_cv_;
+  std::atomic<bool> stop_{false};
+  RunResult result_;
+
+  std::atomic<std::uint64_t> exits_{0}, mmio_exits_{0}, intr_exits_{0}, irq_line_raises_{0},
+      timer_line_rises_{0};
+  std::uint64_t counter_offset_ioctls_ = 0;
+  std::uint64_t counter_value_writes_ = 0;
+  std::atomic<bool> warned_mmio_{false};
+};
+
+Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
+  // The model decides what the host can do; this only carries it to KVM.
+  if (clock_.features().vm_offset_api) {
+    if (auto r = clock_.SetVmOffset(Ticks{offset}); !r) return r;
+    ++counter_offset_ioctls_;
+    return vm_.SetCounterOffset(offset);
+  }
+  // Legacy kernels: a counter-value write moves the VM-wide offset from
+  // "now", once for the whole VM.
+  const HostCount now = kvm::ReadHostCounter();
+  const Ticks value = GuestView(now, Ticks{offset});
+  auto effect = clock_.WriteCounterValue(arch::CounterKind::kVirtual, value, now);
+  if (!effect) return tl::unexpected(effect.error());
+  ++counter_value_writes_;
+  return vcpus_.front().SetOneReg(kvm::reg::kCntvct, value.value);
+}
+
+Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
+  const unsigned n = config_.cpus;
+  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data()); !r) return r;
+  if (pvtime_) {
+    if (auto r = vm_.SetUserMemoryRegion(1, config_.pvtime_base, pvtime_->size(), pvtime_->data());
+        !r)
+      return r;
+  }
+
+  auto loaded = LoadImage(image, RamView{layout::kRam, {ram_.data(), ram_.size()}});
+  if (!loaded) return tl::unexpected(loaded.error());
+
+  MachineDescription desc;
+  desc.cpus = n;
+  desc.ram_size = ram_.size();
+  desc.irqchip = config_.irqchip;
+  desc.vtimer_ppi = config_.vtimer_ppi;
+  desc.ptimer_ppi = config_.ptimer_ppi;
+  auto dtb = BuildDeviceTree(desc);
+  if (!dtb) return tl::unexpected(dtb.error());
+  // The device tree goes at the top of RAM, 8-byte aligned, clear of the image.
+  const std::uint64_t dtb_addr = (layout::kRam + ram_.size() - dtb->size() - 4096) & ~0xfffULL;
+  if (loaded->high > dtb_addr) {
+    return Fail(ErrorCode::kOutOfRange, "the image reaches " + Hex(loaded->high) +
+                                            ", over the device tree at " + Hex(dtb_addr) +
+                                            ": give the guest more memory (--memory)");
+  }
+  std::memcpy(ram_.data() + (dtb_addr - layout::kRam), dtb->data(), dtb->size());
+
+  if (config_.irqchip == IrqChip::kKernel) {
+    auto gic = vm_.CreateVgicV3(layout::kGicDist, layout::kGicRedist, kVgicNrIrqs);
+    if (!gic) return tl::unexpected(gic.error());
+    vgic_.emplace(std::move(*gic));
+  } else {
+    auto gic = UserGic::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
+    if (!gic) return tl::unexpected(gic.error());
+    gic_.emplace(std::move(*gic));
+    injected_.assign(n, false);
+    timer_level_.assign(n, 0);
+  }
+
+  auto target = vm_.PreferredTarget();
+  if (!target) return tl::unexpected(target.error());
+  vcpus_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) {
+    auto vcpu = vm_.CreateVcpu(i);
+    if (!vcpu) return tl::unexpected(vcpu.error());
+    // vCPU creation is where KVM's legacy rule resets the virtual offset.
+    clock_.OnVcpuCreated(kvm::ReadHostCounter());
+    kvm::VcpuInit init = *target;
+    init.Set(kvm::feature::kPsci02);
+    if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
+    if (auto r = vcpu->Init(init); !r) return r;
+    if (pvtime_) {
+      if (auto r = vcpu->SetPvtimeIpa(config_.pvtime_base + 64ULL * i); !r) return r;
+    }
+    if (vgic_) {
+      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqVtimer, config_.vtimer_ppi); !r)
+        return r;
+      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqPtimer, config_.ptimer_ppi); !r)
+        return r;
+    }
+    vcpus_.push_back(std::move(*vcpu));
+  }
+  if (vgic_) {
+    // KVM_DEV_ARM_VGIC_GRP_CTRL / KVM_DEV_ARM_VGIC_CTRL_INIT, after every vCPU exists.
+    if (auto r = vgic_->SetAttr(4, 0, nullptr); !r) return r;
+  }
+  kvm::Vcpu& boot = vcpus_.front();
+  if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), loaded->entry); !r) return r;
+  if (auto r = boot.SetOneReg(kvm::reg::Core(0), dtb_addr); !r) return r;
+  if (config_.counter_offset) {
+    if (auto r = ApplyCounterOffset(*config_.counter_offset); !r) return r;
+  }
+  return Ok();
+}
+
+void KvmMachine::Console(char c) {
+  std::lock_guard lock(console_mutex_);
+  if (c == '\r') return;
+  if (c != '\n') {
+    console_line_.push_back(c);
+    if (console_line_.size() < 4096) return;
+  }
+  std::fwrite(console_line_.data(), 1, console_line_.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  console_line_.clear();
+}
+
+void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
+  {
+    std::lock_guard lock(stop_mutex_);
+    if (stop_.load()) return;
+    result_ = RunResult{end, status, std::move(detail)};
+    stop_.store(true);
+  }
+  // Kick every vCPU out of KVM_RUN: immediate_exit catches a thread about to
+  // enter, the signal one already inside.
+  for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(true);
+  for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
+  stopped_cv_.notify_all();
+}
+
+void KvmMachine::UpdateIrqLinesLocked() {
+  for (unsigned c = 0; c < injected_.size(); ++c) {
+    const bool want = gic_->IrqLine(c);
+    if (want == injected_[c]) continue;
+    if (auto r = vm_.CpuIrqLine(c, /*fiq=*/false, want); !r) {
+      Stop(GuestEnd::kError, 1, r.error().Message());
+      return;
+    }
+    injected_[c] = want;
+    if (want) ++irq_line_raises_;
+  }
+}
+
+void KvmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
+  // KVM reports the timers' output levels on every exit and exits whenever
+  // they change (seed 004): forward changes only, never re-inject a level.
+  std::lock_guard lock(gic_mutex_);
+  const std::uint64_t old = timer_level_[index];
+  if (level == old) return;
+  timer_level_[index] = level;
+  const std::uint64_t rose = level & ~old;
+  if (rose & (kvm::irq_level::kVtimer | kvm::irq_level::kPtimer)) ++timer_line_rises_;
+  gic_->SetPpiLevel(index, static_cast<unsigned>(config_.vtimer_ppi),
+                    (level & kvm::irq_level::kVtimer) != 0);
+  gic_->SetPpiLevel(index, static_cast<unsigned>(config_.ptimer_ppi),
+                    (level & kvm::irq_level::kPtimer) != 0);
+  UpdateIrqLinesLocked();
+}
+
+void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit) {
+  std::uint64_t value = 0;
+  std::memcpy(&value, exit.mmio_data, exit.mmio_len > 8 ? 8 : exit.mmio_len);
+  const std::uint64_t a = exit.mmio_addr;
+  std::uint64_t read = 0;
+  bool known = true;
+  if (a >= layout::kUart && a < layout::kUart + layout::kUartSize) {
+    if (exit.mmio_write) {
+      uart_.Write(a - layout::kUart, static_cast<std::uint32_t>(value));
+    } else {
+      read = uart_.Read(a - layout::kUart);
+    }
+  } else if (a >= layout::kTestExit && a < layout::kTestExit + layout::kTestExitSize) {
+    if (exit.mmio_write) {
+      Stop(GuestEnd::kTestExit, static_cast<int>(value & 0xff),
+           "test finisher: " + std::to_string(value & 0xffffffff));
+    }
+  } else if (gic_ && a >= layout::kGicDist && a < layout::kGicDist + UserGic::kDistSize) {
+    std::lock_guard lock(gic_mutex_);
+    const auto size = exit.mmio_len;
+    if (exit.mmio_write) {
+      gic_->DistWrite(index, a - layout::kGicDist, static_cast<std::uint32_t>(value), size, &known);
+    } else {
+      read = gic_->DistRead(index, a - layout::kGicDist, size, &known);
+    }
+    UpdateIrqLinesLocked();
+  } else if (gic_ && a >= layout::kGicCpu && a < layout::kGicCpu + UserGic::kCpuSize) {
+    std::lock_guard lock(gic_mutex_);
+    const auto size = exit.mmio_len;
+    if (exit.mmio_write) {
+      gic_->CpuWrite(index, a - layout::kGicCpu, static_cast<std::uint32_t>(value), size, &known);
+    } else {
+      read = gic_->CpuRead(index, a - layout::kGicCpu, size, &known);
+    }
+    UpdateIrqLinesLocked();
+  } else {
+    known = false;
+  }
+  if (!known) {
+    // Guest-controlled: reads as zero, writes ignored, reported once.
+    NoteOnce(warned_mmio_, std::string("guest ") + (exit.mmio_write ? "write to" : "read of") +
+                               " unhandled MMIO " + Hex(a) + " (RAZ/WI; reported once)");
+  }
+  if (!exit.mmio_write) vcpu.SetMmioReadData(read, exit.mmio_len);
+}
+
+void KvmMachine::VcpuLoop(unsigned index) {
+  kvm::Vcpu& vcpu = vcpus_[index];
+  while (!stop_.load()) {
+    auto exit = vcpu.Run();
+    ++exits_;
+    if (!exit) {
+      Stop(GuestEnd::kError, 1, exit.error().Message());
+      return;
+    }
+    if (gic_) SyncTimerLines(index, exit->device_irq_level);
+    switch (exit->kind) {
+      case kvm::ExitKind::kMmio:
+        ++mmio_exits_;
+        HandleMmio(index, vcpu, *exit);
+        break;
+      case kvm::ExitKind::kInterrupted:
+        ++intr_exits_;
+        break;
+      case kvm::ExitKind::kSystemShutdown:
+        Stop(GuestEnd::kPowerOff, 0, "PSCI SYSTEM_OFF from vCPU " + std::to_string(index));
+        return;
+      case kvm::ExitKind::kSystemReset:
+        Stop(GuestEnd::kReset, 0, "PSCI SYSTEM_RESET from vCPU " + std::to_string(index));
+        return;
+      default:
+        Stop(GuestEnd::kError, 1,
+             "vCPU " + std::to_string(index) + ": unexpected KVM exit reason " +
+                 std::to_string(exit->raw_reason));
+        return;
+    }
+  }
+}
+
+Result<RunResult> KvmMachine::Run() {
+  // The kick signal must interrupt KVM_RUN (no SA_RESTART) and do nothing else.
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(kKickSignal, &sa, nullptr) != 0) {
+    return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
+  }
+  std::vector<std::thread> threads;
+  threads.reserve(vcpus_.size());
+  {
+    std::lock_guard lock(stop_mutex_);
+    for (unsigned i = 0; i < vcpus_.size(); ++i) {
+      threads.emplace_back([this, i] { VcpuLoop(i); });
+      threads_.push_back(threads.back().native_handle());
+    }
+  }
+  {
+    std::unique_lock lock(stop_mutex_);
+    auto done = [this] { return stop_.load(); };
+    if (config_.timeout_s == 0) {
+      stopped_cv_.wait(lock, done);
+    } else if (!stopped_cv_.wait_for(lock, std::chrono::seconds(config_.timeout_s), done)) {
+      lock.unlock();
+      Stop(GuestEnd::kTimeout, 124,
+           "watchdog: the guest ran for " + std::to_string(config_.timeout_s) + " s");
+    }
+  }
+  for (auto& t : threads) t.join();
+  Console('\n');
+  return result_;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config,
+                                                 std::span<const std::uint8_t> image) {
+  if (config.cpus == 0 || config.cpus > 64) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "--cpus " + std::to_string(config.cpus) + ": 1 to 64 vCPUs are supported");
+  }
+  auto system = kvm::System::Open(config.kvm_path);
+  if (!system) return tl::unexpected(system.error());
+  auto caps = system->Probe();
+  if (!caps) return tl::unexpected(caps.error());
+  if (!caps->one_reg || !caps->psci_0_2) {
+    return Fail(ErrorCode::kUnsupported, "this KVM lacks ONE_REG or PSCI 0.2");
+  }
+  if (config.irqchip == IrqChip::kUser && caps->user_irq < 1) {
+    return Fail(ErrorCode::kUnsupported,
+                "--irqchip user needs KVM_CAP_ARM_USER_IRQ, which this kernel lacks");
+  }
+  if (config.pvtime && !caps->steal_time) {
+    return Fail(ErrorCode::kUnsupported,
+                "PV stolen time is not supported by this kernel (use --pvtime off)");
+  }
+  if (config.pvtime && (config.pvtime_base % 0x10000 != 0 ||
+                        (config.pvtime_base >= layout::kRam &&
+                         config.pvtime_base < layout::kRam + config.ram_size))) {
+    return Fail(ErrorCode::kInvalidArgument, "--pvtime-base " + Hex(config.pvtime_base) +
+                                                 ": must be 64 KiB aligned and outside guest RAM");
+  }
+  auto vm = system->CreateVm();
+  if (!vm) return tl::unexpected(vm.error());
+  auto ram = Mapping::Create(config.ram_size, "guest RAM");
+  if (!ram) return tl::unexpected(ram.error());
+  std::optional<Mapping> pvtime;
+  if (config.pvtime) {
+    auto region = Mapping::Create(layout::kPvtimeSize, "PV time records");
+    if (!region) return tl::unexpected(region.error());
+    pvtime.emplace(std::move(*region));
+  }
+  auto machine = std::make_unique<KvmMachine>(config, std::move(*system), std::move(*vm), *caps,
+                                              std::move(*ram), std::move(pvtime));
+  if (auto r = machine->Build(image); !r) return tl::unexpected(r.error());
+  return machine;
+}
+
+}  // namespace vtime::vmm

@@ -1,0 +1,70 @@
+// vtvmm's machine: a KVM VM in QEMU virt's layout with guest RAM, a PL011,
+// PSCI (in the kernel), the vtime test finisher, optional PV stolen time,
+// and either the in-kernel vGICv3 or a GICv2-style controller emulated here
+// that takes the timer lines from KVM (KVM_CAP_ARM_USER_IRQ).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "vmm/device_tree.h"
+#include "vtime/result.h"
+
+namespace vtime::vmm {
+
+/// How the machine is put together.
+struct MachineConfig {
+  std::string kvm_path = "/dev/kvm";
+  unsigned cpus = 1;
+  std::uint64_t ram_size = 256ULL << 20;
+  IrqChip irqchip = IrqChip::kKernel;
+  /// The VM counter offset (guest count = host count - offset). Without it
+  /// KVM's own rules apply (the guest's virtual counter starts near 0).
+  std::optional<std::uint64_t> counter_offset;
+  bool pvtime = true;
+  std::uint64_t pvtime_base = 0x090A0000;
+  int vtimer_ppi = 27;
+  int ptimer_ppi = 30;
+  /// Watchdog in seconds (0: none).
+  unsigned timeout_s = 0;
+};
+
+/// What a run did, for --stats and the lab's exit-per-interrupt figures.
+struct RunStats {
+  std::uint64_t exits = 0;  ///< KVM_RUN returns, all vCPUs
+  std::uint64_t mmio_exits = 0;
+  std::uint64_t intr_exits = 0;        ///< KVM_EXIT_INTR / EINTR (line changes, signals)
+  std::uint64_t irq_line_raises = 0;   ///< KVM_IRQ_LINE level 1 (user irqchip)
+  std::uint64_t timer_line_rises = 0;  ///< rising edges of device_irq_level timer bits
+  std::uint64_t counter_offset_ioctls = 0;
+  std::uint64_t counter_value_writes = 0;
+};
+
+/// How the guest ended.
+enum class GuestEnd : std::uint8_t { kPowerOff, kReset, kTestExit, kTimeout, kError };
+
+struct RunResult {
+  GuestEnd end = GuestEnd::kError;
+  int status = 0;  ///< exit status for vtvmm (test finisher value, 0 on power-off)
+  std::string detail;
+};
+
+class Machine {
+ public:
+  /// Builds the VM and loads `image`; nothing runs yet.
+  static Result<std::unique_ptr<Machine>> Create(const MachineConfig& config,
+                                                 std::span<const std::uint8_t> image);
+  virtual ~Machine() = default;
+  /// Runs every vCPU (one thread each) until the guest powers off, resets,
+  /// exits through the test finisher, the watchdog fires, or an error.
+  virtual Result<RunResult> Run() = 0;
+  [[nodiscard]] virtual RunStats stats() const = 0;
+  /// Capabilities line for logs.
+  [[nodiscard]] virtual std::string Describe() const = 0;
+};
+
+}  // namespace vtime::vmm

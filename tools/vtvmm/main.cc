@@ -1,0 +1,252 @@
+// vtvmm: the vtime reference VMM. Runs an arm64 guest program under KVM in
+// QEMU virt's layout and exits with the guest's status.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/kvm/host_counter.h"
+#include "vmm/machine.h"
+#include "vtime/backend/kvm.h"
+
+namespace {
+
+using vtime::vmm::IrqChip;
+using vtime::vmm::MachineConfig;
+
+constexpr int kUsageError = 2;
+constexpr int kVmmError = 125;
+
+constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
+       vtvmm --probe
+
+Runs IMAGE, an arm64 guest program, under KVM and exits with its status.
+IMAGE is an ELF executable (loaded at its physical addresses, started at its
+entry point) or a raw binary (loaded at 0x40080000 and started at its first
+byte). The machine copies QEMU's virt layout, so programs written for it run
+unchanged: RAM at 0x40000000, PL011 UART at 0x09000000 (its output goes to
+stdout), GICv3 distributor 0x08000000 and redistributors 0x080A0000, PSCI 0.2
+over HVC, an arm,armv8-timer; x0 holds the device tree's address.
+
+A guest ends by PSCI SYSTEM_OFF or SYSTEM_RESET (status 0; vtvmm does not
+reboot), or by writing a 32-bit status to the vtime test finisher at
+0x090C0000 (vtvmm exits with status & 0xff).
+
+Options:
+  --cpus N               vCPUs, one thread each (default 1; others start
+                         powered off and come up with PSCI CPU_ON)
+  --memory MB            guest RAM in MiB (default 256)
+  --irqchip kernel|user  kernel (default): in-kernel vGICv3.
+                         user: no vGIC; vtvmm emulates a GICv2-style
+                         distributor (0x08000000) and CPU interface
+                         (0x08010000) and takes the timer lines from KVM on
+                         every exit (KVM_CAP_ARM_USER_IRQ)
+  --counter-offset N     set the VM counter offset: the guest's virtual and
+                         physical counters read host counter - N
+                         (KVM_ARM_SET_COUNTER_OFFSET; on kernels without it,
+                         one legacy counter-value write). Default: KVM's
+                         own rule (the virtual counter starts near 0)
+  --guest-counter N      like --counter-offset, with the offset chosen so
+                         that the guest's counters read N at start-up
+  --pvtime on|off        PV stolen time (default on where KVM supports it)
+  --pvtime-base ADDR     the records' region (default 0x090A0000, 64 KiB;
+                         vCPU i's record at ADDR + 64*i)
+  --vtimer-ppi N         virtual timer INTID (default 27)
+  --ptimer-ppi N         physical timer INTID (default 30)
+  --timeout SECS         stop the guest after SECS seconds (status 124)
+  --stats                print exit counts on stderr at the end
+  --kvm PATH             the KVM device (default /dev/kvm)
+  --probe                print what this host's KVM offers and exit
+  --help                 this text
+
+Numbers may be decimal or 0x-prefixed hexadecimal.
+Exit status: the guest's; 124 on --timeout; 125 when vtvmm itself fails
+(bad image, no usable KVM, ...); 2 for a bad command line.
+)";
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "vtvmm: %s\nTry 'vtvmm --help'.\n", message.c_str());
+  return kUsageError;
+}
+
+bool ParseU64(std::string_view s, std::uint64_t* out) {
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    s.remove_prefix(2);
+    base = 16;
+  }
+  if (s.empty()) return false;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), *out, base);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool ReadFile(const std::string& path, std::vector<std::uint8_t>* out, std::string* why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *why = std::strerror(errno);
+    return false;
+  }
+  std::uint8_t buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *why = std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    out->insert(out->end(), buf, buf + n);
+    if (out->size() > (1ULL << 31)) {
+      *why = "larger than 2 GiB";
+      ::close(fd);
+      return false;
+    }
+  }
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MachineConfig config;
+  std::string image_path;
+  bool stats = false;
+  bool probe = false;
+  std::optional<std::uint64_t> guest_counter;
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view a = args[i];
+    auto value = [&](std::string_view* v) {
+      if (i + 1 >= args.size()) return false;
+      *v = args[++i];
+      return true;
+    };
+    auto number = [&](std::uint64_t* n) -> bool {
+      std::string_view v;
+      if (!value(&v)) return false;
+      return ParseU64(v, n);
+    };
+    std::string_view v;
+    std::uint64_t n = 0;
+    if (a == "--help" || a == "-h") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    } else if (a == "--probe") {
+      probe = true;
+    } else if (a == "--stats") {
+      stats = true;
+    } else if (a == "--cpus") {
+      if (!number(&n) || n == 0 || n > 64) return Usage("--cpus needs a number from 1 to 64");
+      config.cpus = static_cast<unsigned>(n);
+    } else if (a == "--memory") {
+      if (!number(&n) || n < 16 || n > 65536) {
+        return Usage("--memory needs a size in MiB from 16 to 65536");
+      }
+      config.ram_size = n << 20;
+    } else if (a == "--irqchip") {
+      if (!value(&v) || (v != "kernel" && v != "user")) {
+        return Usage("--irqchip needs 'kernel' or 'user'");
+      }
+      config.irqchip = v == "kernel" ? IrqChip::kKernel : IrqChip::kUser;
+    } else if (a == "--counter-offset") {
+      if (!number(&n)) return Usage("--counter-offset needs a number of counter ticks");
+      config.counter_offset = n;
+    } else if (a == "--guest-counter") {
+      if (!number(&n)) return Usage("--guest-counter needs a counter value");
+      guest_counter = n;
+    } else if (a == "--pvtime") {
+      if (!value(&v) || (v != "on" && v != "off")) return Usage("--pvtime needs 'on' or 'off'");
+      config.pvtime = v == "on";
+    } else if (a == "--pvtime-base") {
+      if (!number(&n)) return Usage("--pvtime-base needs an address");
+      config.pvtime_base = n;
+    } else if (a == "--vtimer-ppi" || a == "--ptimer-ppi") {
+      if (!number(&n) || n < 16 || n > 31) return Usage(std::string(a) + " needs a PPI, 16..31");
+      (a == "--vtimer-ppi" ? config.vtimer_ppi : config.ptimer_ppi) = static_cast<int>(n);
+    } else if (a == "--timeout") {
+      if (!number(&n) || n > 86400) return Usage("--timeout needs seconds (up to 86400)");
+      config.timeout_s = static_cast<unsigned>(n);
+    } else if (a == "--kvm") {
+      if (!value(&v)) return Usage("--kvm needs a path");
+      config.kvm_path = std::string(v);
+    } else if (!a.empty() && a[0] == '-') {
+      return Usage("unknown option '" + std::string(a) + "'");
+    } else if (image_path.empty()) {
+      image_path = std::string(a);
+    } else {
+      return Usage("more than one IMAGE given ('" + image_path + "' and '" + std::string(a) + "')");
+    }
+  }
+  if (config.vtimer_ppi == config.ptimer_ppi) {
+    return Usage("the virtual and physical timers need different PPIs");
+  }
+  if (config.counter_offset && guest_counter) {
+    return Usage("give --counter-offset or --guest-counter, not both");
+  }
+
+  if (probe) {
+    auto system = vtime::kvm::System::Open(config.kvm_path);
+    if (!system) {
+      std::fprintf(stderr, "vtvmm: %s\n", system.error().Message().c_str());
+      return kVmmError;
+    }
+    auto caps = system->Probe();
+    if (!caps) {
+      std::fprintf(stderr, "vtvmm: %s\n", caps.error().Message().c_str());
+      return kVmmError;
+    }
+    std::printf("%scounter frequency: %llu Hz\n", caps->Describe().c_str(),
+                static_cast<unsigned long long>(vtime::kvm::ReadCounterFrequency()));
+    return 0;
+  }
+  if (image_path.empty()) return Usage("no IMAGE given");
+
+  std::vector<std::uint8_t> image;
+  std::string why;
+  if (!ReadFile(image_path, &image, &why)) {
+    std::fprintf(stderr, "vtvmm: cannot read image '%s': %s\n", image_path.c_str(), why.c_str());
+    return kVmmError;
+  }
+  if (guest_counter) {
+    // Chosen at start-up: the guest then counts from about N.
+    config.counter_offset = vtime::kvm::ReadHostCounter().value - *guest_counter;
+  }
+  auto machine = vtime::vmm::Machine::Create(config, image);
+  if (!machine) {
+    std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(), machine.error().Message().c_str());
+    return kVmmError;
+  }
+  auto result = (*machine)->Run();
+  const auto s = (*machine)->stats();
+  if (stats) {
+    std::fprintf(stderr,
+                 "vtvmm: stats: exits=%llu mmio=%llu intr=%llu irq_line_raises=%llu "
+                 "timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu\n",
+                 static_cast<unsigned long long>(s.exits),
+                 static_cast<unsigned long long>(s.mmio_exits),
+                 static_cast<unsigned long long>(s.intr_exits),
+                 static_cast<unsigned long long>(s.irq_line_raises),
+                 static_cast<unsigned long long>(s.timer_line_rises),
+                 static_cast<unsigned long long>(s.counter_offset_ioctls),
+                 static_cast<unsigned long long>(s.counter_value_writes));
+  }
+  if (!result) {
+    std::fprintf(stderr, "vtvmm: %s\n", result.error().Message().c_str());
+    return kVmmError;
+  }
+  if (result->end == vtime::vmm::GuestEnd::kError) {
+    std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
+    return kVmmError;
+  }
+  if (result->end == vtime::vmm::GuestEnd::kTimeout) {
+    std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
+  }
+  return result->status;
+}
