@@ -68,9 +68,11 @@ class KvmMachine final : public Machine {
         ram_(std::move(ram)),
         pvtime_(std::move(pvtime)),
         uart_([this](char c) { Console(c); }),
-        clock_(arch::HostTimerFeatures{.vm_offset_api = caps.counter_offset,
-                                       .physical_offset = caps.counter_offset,
-                                       .ecv_cntpoff = false}) {}
+        // KVM_CAP_COUNTER_OFFSET and a writable CNTPCT both came with Linux 6.4.
+        clock_(arch::HostTimerFeatures{
+            .vm_offset_api = caps.counter_offset && !config_.legacy_counter_writes,
+            .physical_offset = caps.counter_offset,
+            .ecv_cntpoff = false}) {}
 
   Result<void> Build(std::span<const std::uint8_t> image);
   Result<RunResult> Run() override;
@@ -137,13 +139,21 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
     return vm_.SetCounterOffset(offset);
   }
   // Legacy kernels: a counter-value write moves the VM-wide offset from
-  // "now", once for the whole VM.
-  const HostCount now = kvm::ReadHostCounter();
-  const Ticks value = GuestView(now, Ticks{offset});
-  auto effect = clock_.WriteCounterValue(arch::CounterKind::kVirtual, value, now);
-  if (!effect) return tl::unexpected(effect.error());
-  ++counter_value_writes_;
-  return vcpus_.front().SetOneReg(kvm::reg::kCntvct, value.value);
+  // "now", once per counter for the whole VM (physical only from 6.4).
+  for (const auto kind : {arch::CounterKind::kVirtual, arch::CounterKind::kPhysical}) {
+    const bool physical = kind == arch::CounterKind::kPhysical;
+    if (physical && !clock_.features().physical_offset) break;
+    const HostCount now = kvm::ReadHostCounter();
+    const Ticks value = GuestView(now, Ticks{offset});
+    auto effect = clock_.WriteCounterValue(kind, value, now);
+    if (!effect) return tl::unexpected(effect.error());
+    ++counter_value_writes_;
+    if (auto r = vcpus_.front().SetOneReg(physical ? kvm::reg::kCntpct : kvm::reg::kCntvct,
+                                          value.value);
+        !r)
+      return r;
+  }
+  return Ok();
 }
 
 Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
@@ -387,7 +397,15 @@ Result<RunResult> KvmMachine::Run() {
     }
   }
   for (auto& t : threads) t.join();
-  Console('\n');
+  {
+    std::lock_guard lock(console_mutex_);
+    if (!console_line_.empty()) {
+      std::fwrite(console_line_.data(), 1, console_line_.size(), stdout);
+      std::fputc('\n', stdout);
+      console_line_.clear();
+    }
+    std::fflush(stdout);
+  }
   return result_;
 }
 

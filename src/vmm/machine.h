@@ -25,6 +25,9 @@ struct MachineConfig {
   /// The VM counter offset (guest count = host count - offset). Without it
   /// KVM's own rules apply (the guest's virtual counter starts near 0).
   std::optional<std::uint64_t> counter_offset;
+  /// Carry the offset with legacy counter-value writes even where KVM has
+  /// the VM offset API (to compare the two, and to test the fallback).
+  bool legacy_counter_writes = false;
   bool pvtime = true;
   std::uint64_t pvtime_base = 0x090A0000;
   int vtimer_ppi = 27;

@@ -32,6 +32,15 @@ for chip in kernel user; do
   else
     fail "counters/$chip: first CNTVCT '$first' not in [1000, 2e9)"
   fi
+  run "counters/$chip/legacy" 0 --irqchip "$chip" --guest-counter 1000 --legacy-counter-writes \
+    --stats "$g/counters.elf"
+  first=$(field cntvct)
+  writes=$(field counter_value_writes)
+  if [ -n "$first" ] && [ "$first" -ge 1000 ] && [ "$first" -lt 2000000000 ] && [ "$writes" = 2 ]; then
+    pass "counters/$chip/legacy: two counter-value writes start the guest at the configured value"
+  else
+    fail "counters/$chip/legacy: first CNTVCT '$first', counter writes '$writes'"
+  fi
   run "timer/$chip" 0 --irqchip "$chip" --counter-offset 0x100 "$g/timer.elf"
   run "smp/$chip" 0 --irqchip "$chip" --cpus 2 --guest-counter 1000 "$g/smp.elf"
 done

@@ -33,9 +33,10 @@ unchanged: RAM at 0x40000000, PL011 UART at 0x09000000 (its output goes to
 stdout), GICv3 distributor 0x08000000 and redistributors 0x080A0000, PSCI 0.2
 over HVC, an arm,armv8-timer; x0 holds the device tree's address.
 
-A guest ends by PSCI SYSTEM_OFF or SYSTEM_RESET (status 0; vtvmm does not
-reboot), or by writing a 32-bit status to the vtime test finisher at
-0x090C0000 (vtvmm exits with status & 0xff).
+A guest ends by PSCI SYSTEM_OFF (status 0) or by writing a 32-bit status to
+the vtime test finisher at 0x090C0000 (vtvmm exits with status & 0xff). PSCI
+SYSTEM_RESET reboots it: a new VM, the image loaded afresh, the same counter
+offset (guest time runs on), unless --no-reboot (then status 0).
 
 Options:
   --cpus N               vCPUs, one thread each (default 1; others start
@@ -53,12 +54,18 @@ Options:
                          own rule (the virtual counter starts near 0)
   --guest-counter N      like --counter-offset, with the offset chosen so
                          that the guest's counters read N at start-up
+  --legacy-counter-writes
+                         carry the offset with counter-value writes
+                         (KVM_REG_ARM_TIMER_CNT/PTIMER_CNT) instead of the
+                         VM offset API, as VMMs for kernels before 6.4 do
   --pvtime on|off        PV stolen time (default on where KVM supports it)
   --pvtime-base ADDR     the records' region (default 0x090A0000, 64 KiB;
                          vCPU i's record at ADDR + 64*i)
   --vtimer-ppi N         virtual timer INTID (default 27)
   --ptimer-ppi N         physical timer INTID (default 30)
-  --timeout SECS         stop the guest after SECS seconds (status 124)
+  --timeout SECS         stop the guest after SECS seconds (status 124;
+                         counted afresh at each reboot)
+  --no-reboot            exit on PSCI SYSTEM_RESET instead of rebooting
   --stats                print exit counts on stderr at the end
   --kvm PATH             the KVM device (default /dev/kvm)
   --probe                print what this host's KVM offers and exit
@@ -119,6 +126,7 @@ int main(int argc, char** argv) {
   std::string image_path;
   bool stats = false;
   bool probe = false;
+  bool no_reboot = false;
   std::optional<std::uint64_t> guest_counter;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -140,6 +148,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--probe") {
       probe = true;
+    } else if (a == "--no-reboot") {
+      no_reboot = true;
     } else if (a == "--stats") {
       stats = true;
     } else if (a == "--cpus") {
@@ -161,6 +171,8 @@ int main(int argc, char** argv) {
     } else if (a == "--guest-counter") {
       if (!number(&n)) return Usage("--guest-counter needs a counter value");
       guest_counter = n;
+    } else if (a == "--legacy-counter-writes") {
+      config.legacy_counter_writes = true;
     } else if (a == "--pvtime") {
       if (!value(&v) || (v != "on" && v != "off")) return Usage("--pvtime needs 'on' or 'off'");
       config.pvtime = v == "on";
@@ -218,13 +230,29 @@ int main(int argc, char** argv) {
     // Chosen at start-up: the guest then counts from about N.
     config.counter_offset = vtime::kvm::ReadHostCounter().value - *guest_counter;
   }
-  auto machine = vtime::vmm::Machine::Create(config, image);
-  if (!machine) {
-    std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(), machine.error().Message().c_str());
-    return kVmmError;
+  // A guest reset re-creates the VM from scratch with the same configuration,
+  // including the counter offset chosen above: guest time runs on.
+  vtime::Result<vtime::vmm::RunResult> result = vtime::vmm::RunResult{};
+  vtime::vmm::RunStats s;
+  for (unsigned boot = 0;; ++boot) {
+    auto machine = vtime::vmm::Machine::Create(config, image);
+    if (!machine) {
+      std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(),
+                   machine.error().Message().c_str());
+      return kVmmError;
+    }
+    result = (*machine)->Run();
+    const auto b = (*machine)->stats();
+    s.exits += b.exits;
+    s.mmio_exits += b.mmio_exits;
+    s.intr_exits += b.intr_exits;
+    s.irq_line_raises += b.irq_line_raises;
+    s.timer_line_rises += b.timer_line_rises;
+    s.counter_offset_ioctls += b.counter_offset_ioctls;
+    s.counter_value_writes += b.counter_value_writes;
+    if (!result || result->end != vtime::vmm::GuestEnd::kReset || no_reboot) break;
+    std::fprintf(stderr, "vtvmm: %s; rebooting (boot %u)\n", result->detail.c_str(), boot + 2);
   }
-  auto result = (*machine)->Run();
-  const auto s = (*machine)->stats();
   if (stats) {
     std::fprintf(stderr,
                  "vtvmm: stats: exits=%llu mmio=%llu intr=%llu irq_line_raises=%llu "
