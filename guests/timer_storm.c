@@ -37,14 +37,17 @@ int main(void)
 
     timer_set_ctl(TIMER_VIRT, 0);
     timer_set_ctl(TIMER_PHYS, 0);
+    u32 vt_intid = rt_timer_ppi_virt();
     int v = gic_init();
     uart_puts("timer_storm: gic=v");
     uart_putdec((u64)v);
     uart_puts(" period_ticks=");
     uart_putdec(period);
+    uart_puts(" vtimer_intid=");
+    uart_putdec(vt_intid);
     uart_putc('\n');
-    irq_set_handler(INTID_VTIMER, vtimer_irq);
-    gic_enable_ppi(INTID_VTIMER);
+    irq_set_handler(vt_intid, vtimer_irq);
+    gic_enable_ppi(vt_intid);
     irq_enable();
 
     u64 t0 = cntvct();

@@ -107,10 +107,10 @@ int gic_init(void)
     return gic_ver;
 }
 
-void gic_enable_ppi(u32 intid)
+int gic_enable_ppi(u32 intid)
 {
     if (intid >= 32)
-        return;
+        return -1;
     if (gic_ver == 3) {
         set_priority(gicr_base + GICR_SGI + GICR_IPRIORITYR, intid);
         mmio_write32(gicr_base + GICR_SGI + GICR_ISENABLER0, 1u << intid);
@@ -119,6 +119,7 @@ void gic_enable_ppi(u32 intid)
         mmio_write32(GICD_BASE + GICD_ISENABLER0, 1u << intid);
     }
     dsb_sy();
+    return 0;
 }
 
 void gic_disable_irq(u32 intid)

@@ -6,7 +6,10 @@
 
 int gic_init(void);               /* returns 3 or 2 (the driver in use) */
 int gic_version(void);
-void gic_enable_ppi(u32 intid);   /* SGI/PPI 0..31 on the calling CPU */
+/* Enable any SGI/PPI 0..31 on the calling CPU (priority 0xa0, group 1 on
+ * GICv3): the timer INTIDs come from the DTB, so nothing here assumes
+ * 27/30. Returns 0, or -1 (nothing done) for an INTID >= 32. */
+int gic_enable_ppi(u32 intid);
 void gic_disable_irq(u32 intid);
 u32 gic_ack(void);                /* raw acknowledge value (IAR) */
 u32 gic_intid(u32 iar);           /* INTID part of an IAR value */

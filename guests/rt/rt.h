@@ -12,6 +12,7 @@ typedef unsigned long uptr;
 #define NULL ((void *)0)
 
 /* ---- platform addresses (QEMU virt layout, copied by vtvmm) ---- */
+#define RAM_BASE        0x40000000UL
 #define UART_BASE       0x09000000UL
 #define FINISHER_BASE   0x090c0000UL
 #define PVTIME_BASE     0x090a0000UL

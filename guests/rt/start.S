@@ -2,7 +2,9 @@
  * vtime guests: entry point, exception vectors and the SMCCC HVC wrapper.
  *
  * Entry contract: EL1h, MMU off, DAIF masked, x0 = device-tree address
- * (may be garbage; only passed on to rt_main).
+ * (0 under QEMU for a bare ELF). It is kept in x19 from the second
+ * instruction on and handed to rt_main, which stores it in rt_dtb (a .bss
+ * variable, so not before .bss is cleared). fdt.c validates it before use.
  */
 
 #define FRAME_SIZE  272     /* x0..x30 (248), ELR (8), SPSR (8), pad (8) */

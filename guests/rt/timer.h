@@ -5,8 +5,18 @@
 
 #define TIMER_VIRT   0
 #define TIMER_PHYS   1
-#define INTID_VTIMER 27
-#define INTID_PTIMER 30
+/* Defaults (QEMU virt: PPI 11 and 14). The INTIDs in use come from the
+ * device tree when there is one: rt_timer_ppi_virt/phys (fdt.c). */
+#define INTID_VTIMER_DEFAULT 27
+#define INTID_PTIMER_DEFAULT 30
+
+/* INTIDs (16..31) of the EL1 virtual / physical timer: from the /timer
+ * node of the DTB passed in x0 at entry, else the defaults above (a
+ * malformed DTB prints a `timer: dtb ...` note first). The first call
+ * parses the DTB; call it on CPU 0 before enabling IRQs. */
+u32 rt_timer_ppi_virt(void);
+u32 rt_timer_ppi_phys(void);
+int rt_timer_ppi_from_dtb(void);   /* 1 if the INTIDs came from the DTB */
 
 #define CTL_ENABLE   (1u << 0)
 #define CTL_IMASK    (1u << 1)
@@ -69,7 +79,7 @@ static inline void timer_set_tval(int t, s32 v)
         write_sysreg(cntp_tval_el0, (u64)(s64)v);
     isb();
 }
-static inline u32 timer_intid(int t) { return t == TIMER_VIRT ? INTID_VTIMER : INTID_PTIMER; }
+static inline u32 timer_intid(int t) { return t == TIMER_VIRT ? rt_timer_ppi_virt() : rt_timer_ppi_phys(); }
 
 /* Counter ticks <-> microseconds at CNTFRQ (no 128-bit arithmetic). */
 static inline u64 ticks_from_us(u64 frq, u64 us)

@@ -93,6 +93,10 @@ class KvmMachine final : public Machine {
   void Console(char c);
   void VcpuLoop(unsigned index);
   void HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit);
+  using GicRead = std::uint32_t (UserGic::*)(unsigned, std::uint64_t, unsigned, bool*);
+  using GicWrite = void (UserGic::*)(unsigned, std::uint64_t, std::uint32_t, unsigned, bool*);
+  std::uint64_t GicAccess(unsigned index, const kvm::Exit& exit, std::uint64_t offset, GicRead read,
+                          GicWrite write, bool* known);
   void SyncTimerLines(unsigned index, std::uint64_t level);
   void UpdateIrqLinesLocked();
   void Stop(GuestEnd end, int status, std::string detail);
@@ -148,8 +152,8 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
     auto effect = clock_.WriteCounterValue(kind, value, now);
     if (!effect) return tl::unexpected(effect.error());
     ++counter_value_writes_;
-    if (auto r = vcpus_.front().SetOneReg(physical ? kvm::reg::kCntpct : kvm::reg::kCntvct,
-                                          value.value);
+    if (auto r =
+            vcpus_.front().SetOneReg(physical ? kvm::reg::kCntpct : kvm::reg::kCntvct, value.value);
         !r)
       return r;
   }
@@ -289,6 +293,22 @@ void KvmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
   UpdateIrqLinesLocked();
 }
 
+std::uint64_t KvmMachine::GicAccess(unsigned index, const kvm::Exit& exit, std::uint64_t offset,
+                                    GicRead read, GicWrite write, bool* known) {
+  std::lock_guard lock(gic_mutex_);
+  std::uint32_t value = 0;
+  std::memcpy(&value, exit.mmio_data, exit.mmio_len > 4 ? 4 : exit.mmio_len);
+  std::uint64_t result = 0;
+  if (exit.mmio_write) {
+    ((*gic_).*write)(index, offset, value, exit.mmio_len, known);
+  } else {
+    result = ((*gic_).*read)(index, offset, exit.mmio_len, known);
+  }
+  // Any access may change a CPU's output (an acknowledge, an EOI, an enable).
+  UpdateIrqLinesLocked();
+  return result;
+}
+
 void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit) {
   std::uint64_t value = 0;
   std::memcpy(&value, exit.mmio_data, exit.mmio_len > 8 ? 8 : exit.mmio_len);
@@ -307,23 +327,11 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
            "test finisher: " + std::to_string(value & 0xffffffff));
     }
   } else if (gic_ && a >= layout::kGicDist && a < layout::kGicDist + UserGic::kDistSize) {
-    std::lock_guard lock(gic_mutex_);
-    const auto size = exit.mmio_len;
-    if (exit.mmio_write) {
-      gic_->DistWrite(index, a - layout::kGicDist, static_cast<std::uint32_t>(value), size, &known);
-    } else {
-      read = gic_->DistRead(index, a - layout::kGicDist, size, &known);
-    }
-    UpdateIrqLinesLocked();
+    read = GicAccess(index, exit, a - layout::kGicDist, &UserGic::DistRead, &UserGic::DistWrite,
+                     &known);
   } else if (gic_ && a >= layout::kGicCpu && a < layout::kGicCpu + UserGic::kCpuSize) {
-    std::lock_guard lock(gic_mutex_);
-    const auto size = exit.mmio_len;
-    if (exit.mmio_write) {
-      gic_->CpuWrite(index, a - layout::kGicCpu, static_cast<std::uint32_t>(value), size, &known);
-    } else {
-      read = gic_->CpuRead(index, a - layout::kGicCpu, size, &known);
-    }
-    UpdateIrqLinesLocked();
+    read =
+        GicAccess(index, exit, a - layout::kGicCpu, &UserGic::CpuRead, &UserGic::CpuWrite, &known);
   } else {
     known = false;
   }
