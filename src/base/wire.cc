@@ -1,0 +1,92 @@
+#include "vtime/wire.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+namespace vtime::wire {
+namespace {
+constexpr std::size_t kHeader = 24;
+constexpr std::size_t kTrailer = 4;
+
+std::uint32_t Crc32(std::span<const std::uint8_t> bytes) {
+  // zlib takes a uInt length: feed it in pieces so any size is covered.
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (!bytes.empty()) {
+    const std::size_t n = std::min<std::size_t>(bytes.size(), 1U << 30);
+    crc = crc32(crc, bytes.data(), static_cast<uInt>(n));
+    bytes = bytes.subspan(n);
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+}  // namespace
+
+Result<std::span<const std::uint8_t>> Reader::Bytes(std::uint64_t n) {
+  if (n > remaining()) {
+    return Fail(ErrorCode::kMalformed, what_ + ": truncated at byte " + std::to_string(at_) +
+                                           " (needs " + std::to_string(n) + " more, has " +
+                                           std::to_string(remaining()) + ")");
+  }
+  auto out = bytes_.subspan(at_, static_cast<std::size_t>(n));
+  at_ += static_cast<std::size_t>(n);
+  return out;
+}
+
+Result<std::span<const std::uint8_t>> Reader::Blob() {
+  auto n = U64();
+  if (!n) return tl::unexpected(n.error());
+  return Bytes(*n);
+}
+
+std::vector<std::uint8_t> Frame(const Magic& magic, std::uint32_t version,
+                                std::span<const std::uint8_t> payload) {
+  Writer w;
+  w.Bytes(magic);
+  w.U32(version);
+  w.U32(0);
+  w.U64(payload.size());
+  w.Bytes(payload);
+  std::vector<std::uint8_t> out = w.Take();
+  const std::uint32_t crc = Crc32(out);
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(crc >> (8 * i)));
+  return out;
+}
+
+Result<Unframed> Unframe(std::span<const std::uint8_t> bytes, const Magic& magic,
+                         std::uint32_t max_version, const std::string& what) {
+  if (bytes.size() < kHeader + kTrailer) {
+    return Fail(ErrorCode::kMalformed, what + ": truncated (" + std::to_string(bytes.size()) +
+                                           " bytes, a frame needs at least 28)");
+  }
+  if (!std::equal(magic.begin(), magic.end(), bytes.begin())) {
+    return Fail(ErrorCode::kMalformed, what + ": not a vtime " + what + " (bad magic)");
+  }
+  Reader r(bytes.subspan(8), what);
+  const std::uint32_t version = *r.U32();
+  const std::uint32_t flags = *r.U32();
+  const std::uint64_t length = *r.U64();
+  if (length != bytes.size() - kHeader - kTrailer) {
+    return Fail(ErrorCode::kMalformed, what + ": payload length " + std::to_string(length) +
+                                           " does not match the " + std::to_string(bytes.size()) +
+                                           " bytes given (truncated or trailing data)");
+  }
+  std::uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i) {
+    stored |= std::uint32_t{bytes[bytes.size() - kTrailer + static_cast<std::size_t>(i)]}
+              << (8 * i);
+  }
+  if (stored != Crc32(bytes.first(bytes.size() - kTrailer))) {
+    return Fail(ErrorCode::kMalformed, what + ": bad checksum (corrupted)");
+  }
+  if (version == 0 || version > max_version) {
+    return Fail(ErrorCode::kUnsupported, what + ": format version " + std::to_string(version) +
+                                             ", this vtime reads 1.." +
+                                             std::to_string(max_version));
+  }
+  if (flags != 0) {
+    return Fail(ErrorCode::kMalformed, what + ": unknown flags " + std::to_string(flags));
+  }
+  return Unframed{version, bytes.subspan(kHeader, static_cast<std::size_t>(length))};
+}
+
+}  // namespace vtime::wire

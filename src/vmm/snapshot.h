@@ -1,0 +1,68 @@
+// A whole-VM snapshot of vtvmm: machine configuration, guest time (the
+// vtime::state encoding: offsets plus the pause capture pair, timer CTL and
+// CVAL; never counter values), every other vCPU register, the vGIC, guest RAM
+// and the PV-time records. Pure: bytes in, bytes out; decoding refuses
+// anything malformed with a one-line reason.
+//
+// File: the wire::Frame with magic "VTSNAP\0\0", version 1, whose payload is
+// a sequence of sections { u32 tag, u32 reserved 0, u64 length, bytes }:
+//   1 machine  u32 cpus, u64 ram_size, u8 irqchip (0 kernel, 1 user),
+//              u8 pvtime, u64 pvtime_base, u32 vtimer_ppi, u32 ptimer_ppi
+//   2 time     a vtime::state encoding (its own frame and checksum)
+//   3 vcpu     u32 index, u32 mp_state, u32 count, then count x
+//              { u64 register id, bytes of the register's size }
+//              (one section per vCPU, indices 0..cpus-1 in order)
+//   4 vgic     the backend's vGIC state encoding (kernel irqchip only)
+//   5 ram      guest RAM, ram_size bytes
+//   6 pvtime   the PV-time region (64 KiB) when pvtime is on
+// Every section appears once (vcpu once per vCPU); an unknown tag is refused.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vmm/device_tree.h"
+#include "vtime/result.h"
+#include "vtime/state/saved_state.h"
+
+namespace vtime::vmm {
+
+inline constexpr std::uint32_t kSnapshotVersion = 1;
+inline constexpr std::uint32_t kSnapshotMaxCpus = 64;
+
+struct RegisterValue {
+  std::uint64_t id = 0;
+  std::vector<std::uint8_t> bytes;  ///< the register's size, little endian
+  friend bool operator==(const RegisterValue&, const RegisterValue&) = default;
+};
+
+struct VcpuSnapshot {
+  std::uint32_t mp_state = 0;
+  std::vector<RegisterValue> registers;  ///< all but the time registers
+  friend bool operator==(const VcpuSnapshot&, const VcpuSnapshot&) = default;
+};
+
+struct MachineSnapshot {
+  std::uint32_t cpus = 1;
+  std::uint64_t ram_size = 0;
+  IrqChip irqchip = IrqChip::kKernel;
+  bool pvtime = false;
+  std::uint64_t pvtime_base = 0;
+  std::uint32_t vtimer_ppi = 27;
+  std::uint32_t ptimer_ppi = 30;
+  state::SavedState time;
+  std::vector<VcpuSnapshot> vcpus;
+  std::vector<std::uint8_t> vgic;
+  std::vector<std::uint8_t> ram;
+  std::vector<std::uint8_t> pvtime_region;
+  friend bool operator==(const MachineSnapshot&, const MachineSnapshot&) = default;
+};
+
+/// The size in bytes of a KVM register id (its KVM_REG_SIZE field).
+std::size_t RegisterSize(std::uint64_t id);
+
+Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& snapshot);
+Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes);
+
+}  // namespace vtime::vmm

@@ -1,0 +1,94 @@
+#include "vmm/snapshot.h"
+
+#include <gtest/gtest.h>
+
+namespace vtime::vmm {
+namespace {
+
+MachineSnapshot Sample(std::uint32_t cpus) {
+  MachineSnapshot s;
+  s.cpus = cpus;
+  s.ram_size = 0x20000;
+  s.ram.assign(s.ram_size, 0);
+  s.ram[5] = 0x42;
+  s.pvtime = true;
+  s.pvtime_base = 0x090A0000;
+  s.pvtime_region.assign(0x10000, 0);
+  s.vgic = {1, 2, 3};
+  s.time.counter_frequency_hz = 62'500'000;
+  s.time.offset_api = state::OffsetApi::kVmOffset;
+  s.time.virtual_offset = 1000;
+  s.time.physical_offset = 1000;
+  s.time.pause = state::CapturePair{5000, 123};
+  for (std::uint32_t i = 0; i < cpus; ++i) {
+    state::VcpuTime t;
+    t.el1_virtual = state::TimerState{1, 4242};
+    t.pvtime.enabled = true;
+    t.pvtime.ipa = 0x090A0000 + 64ULL * i;
+    s.time.vcpus.push_back(t);
+    VcpuSnapshot v;
+    v.mp_state = i == 0 ? 0 : 5;
+    v.registers.push_back(RegisterValue{0x6030000000100000ULL + i, std::vector<std::uint8_t>(8, 7)});
+    v.registers.push_back(RegisterValue{0x6040000000100054ULL, std::vector<std::uint8_t>(16, 1)});
+    s.vcpus.push_back(v);
+  }
+  return s;
+}
+
+TEST(Snapshot, RoundTrips) {
+  const MachineSnapshot s = Sample(2);
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(*back, s);
+}
+
+TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
+  EXPECT_EQ(RegisterSize(0x6030000000100000ULL), 8U);
+  EXPECT_EQ(RegisterSize(0x6040000000100054ULL), 16U);
+  EXPECT_EQ(RegisterSize(0x6020000000110000ULL), 4U);
+  EXPECT_EQ(RegisterSize(0x60f0000000000000ULL), 0U);  // no such size
+}
+
+TEST(Snapshot, RefusesInconsistentStatesOnEncode) {
+  MachineSnapshot s = Sample(1);
+  s.ram.pop_back();
+  auto r = EncodeSnapshot(s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().context.find("RAM"), std::string::npos);
+  s = Sample(1);
+  s.vcpus[0].registers[0].bytes.resize(4);
+  EXPECT_FALSE(EncodeSnapshot(s).has_value());
+  s = Sample(1);
+  s.vgic.clear();
+  EXPECT_FALSE(EncodeSnapshot(s).has_value());
+  s = Sample(2);
+  s.time.vcpus.pop_back();
+  EXPECT_FALSE(EncodeSnapshot(s).has_value());
+}
+
+TEST(Snapshot, RefusesEveryTruncation) {
+  MachineSnapshot s = Sample(1);
+  s.ram_size = 0x10000;
+  s.ram.assign(s.ram_size, 0);
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value());
+  for (std::size_t n = 0; n < bytes->size(); n += 97) {
+    EXPECT_FALSE(DecodeSnapshot(std::span(*bytes).first(n)).has_value()) << n;
+  }
+}
+
+TEST(Snapshot, RefusesACorruptedByteAnywhere) {
+  auto bytes = EncodeSnapshot(Sample(1));
+  ASSERT_TRUE(bytes.has_value());
+  for (std::size_t i = 0; i < bytes->size(); i += 131) {
+    auto bad = *bytes;
+    bad[i] ^= 0x10;
+    auto r = DecodeSnapshot(bad);
+    EXPECT_FALSE(r.has_value()) << i;
+  }
+}
+
+}  // namespace
+}  // namespace vtime::vmm
