@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,7 @@ inline constexpr std::uint64_t kCntpCval = 0x603000000013DF12;  // KVM_REG_ARM_P
 inline constexpr std::uint64_t kCntpct = 0x603000000013DF01;    // KVM_REG_ARM_PTIMER_CNT
 inline constexpr std::uint64_t kCntkctlEl1 = 0x603000000013C708;
 inline constexpr std::uint64_t kStdHypBmap = 0x6030000000160001;  // KVM_REG_ARM_STD_HYP_BMAP
+inline constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;    // MPIDR_EL1 (3,0,0,0,5)
 /// ONE_REG id of core register x0..x30 (n < 31), SP (31) or PC (32).
 std::uint64_t Core(unsigned n);
 inline constexpr unsigned kPc = 32;
@@ -68,6 +70,11 @@ inline constexpr unsigned kPc = 32;
 std::uint64_t Pstate();
 /// A readable name for a register id ("TIMER_CVAL (CNTV_CVAL_EL0)").
 std::string Name(std::uint64_t id);
+/// The size in bytes of a register id (from its KVM_REG_SIZE field).
+std::size_t Size(std::uint64_t id);
+/// True for the timer registers and CNTKCTL_EL1, which vtime saves and
+/// restores as guest time (offsets first, then CTL/CVAL), not as plain state.
+bool IsTimeRegister(std::uint64_t id);
 }  // namespace reg
 
 /// What a host's KVM offers for guest time, probed once.
@@ -230,6 +237,13 @@ class Vcpu {
   Result<void> SetOneReg(std::uint64_t id, std::uint64_t value);
   /// KVM_GET_REG_LIST.
   Result<std::vector<std::uint64_t>> GetRegList() const;
+  /// KVM_GET_ONE_REG / KVM_SET_ONE_REG of a register of any size: `value`
+  /// must hold exactly RegSize(id) bytes.
+  Result<void> GetOneRegRaw(std::uint64_t id, std::span<std::uint8_t> value) const;
+  Result<void> SetOneRegRaw(std::uint64_t id, std::span<const std::uint8_t> value);
+  /// KVM_GET_MP_STATE / KVM_SET_MP_STATE (0 runnable, 5 stopped, ...).
+  Result<std::uint32_t> GetMpState() const;
+  Result<void> SetMpState(std::uint32_t state);
   /// KVM_{SET,GET,HAS}_DEVICE_ATTR on the vCPU.
   Result<void> SetAttr(std::uint32_t group, std::uint64_t attr, const void* value);
   Result<void> GetAttr(std::uint32_t group, std::uint64_t attr, void* value) const;

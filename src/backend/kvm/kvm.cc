@@ -111,6 +111,15 @@ std::uint64_t Pstate() {
          (offsetof(kvm_regs, regs.pstate) / sizeof(__u32));
 }
 
+std::size_t Size(std::uint64_t id) {
+  return std::size_t{1} << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT);
+}
+
+bool IsTimeRegister(std::uint64_t id) {
+  return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
+         id == kCntpct || id == kCntkctlEl1;
+}
+
 std::string Name(std::uint64_t id) {
   switch (id) {
     case kCntvCtl:
@@ -392,6 +401,48 @@ Result<std::vector<std::uint64_t>> Vcpu::GetRegList() const {
   }
   const auto count = static_cast<std::ptrdiff_t>(list->n);
   return std::vector<std::uint64_t>(storage.begin() + 1, storage.begin() + 1 + count);
+}
+
+Result<void> Vcpu::GetOneRegRaw(std::uint64_t id, std::span<std::uint8_t> value) const {
+  if (value.size() != reg::Size(id)) {
+    return Fail(ErrorCode::kInvalidArgument, "KVM_GET_ONE_REG " + reg::Name(id) + ": buffer of " +
+                                                 std::to_string(value.size()) + " bytes for a " +
+                                                 std::to_string(reg::Size(id)) + "-byte register");
+  }
+  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(value.data())};
+  if (Ioctl(fd_.get(), KVM_GET_ONE_REG, &r) < 0) {
+    return SysFail("KVM_GET_ONE_REG " + reg::Name(id) + OnVcpu(index_));
+  }
+  return Ok();
+}
+
+Result<void> Vcpu::SetOneRegRaw(std::uint64_t id, std::span<const std::uint8_t> value) {
+  if (value.size() != reg::Size(id)) {
+    return Fail(ErrorCode::kInvalidArgument, "KVM_SET_ONE_REG " + reg::Name(id) + ": " +
+                                                 std::to_string(value.size()) + " bytes for a " +
+                                                 std::to_string(reg::Size(id)) + "-byte register");
+  }
+  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(value.data())};
+  if (Ioctl(fd_.get(), KVM_SET_ONE_REG, &r) < 0) {
+    return SysFail("KVM_SET_ONE_REG " + reg::Name(id) + OnVcpu(index_));
+  }
+  return Ok();
+}
+
+Result<std::uint32_t> Vcpu::GetMpState() const {
+  kvm_mp_state st{};
+  if (Ioctl(fd_.get(), KVM_GET_MP_STATE, &st) < 0)
+    return SysFail("KVM_GET_MP_STATE" + OnVcpu(index_));
+  return st.mp_state;
+}
+
+Result<void> Vcpu::SetMpState(std::uint32_t state) {
+  kvm_mp_state st{};
+  st.mp_state = state;
+  if (Ioctl(fd_.get(), KVM_SET_MP_STATE, &st) < 0) {
+    return SysFail("KVM_SET_MP_STATE " + std::to_string(state) + OnVcpu(index_));
+  }
+  return Ok();
 }
 
 Result<void> Vcpu::SetAttr(std::uint32_t group, std::uint64_t attr, const void* value) {
