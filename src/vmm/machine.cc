@@ -1,8 +1,11 @@
 #include "vmm/machine.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -18,6 +21,7 @@
 #include "vmm/pl011.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/kvm.h"
+#include "vtime/backend/vgic_state.h"
 #include "vtime/hex.h"
 #include "vtime/vmm/user_gic.h"
 
@@ -25,6 +29,50 @@ namespace vtime::vmm {
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
+constexpr int kSnapshotSignal = SIGUSR2;
+std::atomic<bool> g_snapshot_requested{false};
+
+// CLOCK_REALTIME in ns, read right after the host counter for a capture pair.
+state::CapturePair CapturePairNow() {
+  const HostCount host = kvm::ReadHostCounter();
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return state::CapturePair{host.value, static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 +
+                                            static_cast<std::int64_t>(ts.tv_nsec)};
+}
+
+std::uint64_t LoadLe(const std::uint8_t* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v |= std::uint64_t{p[i]} << (8 * i);
+  return v;
+}
+
+// Writes a file whole, through a temporary name, so a reader never sees half.
+Result<void> WriteFileAtomically(const std::string& path, std::span<const std::uint8_t> bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Fail(ErrorCode::kSystem, "creating " + tmp, errno);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Fail(ErrorCode::kSystem, "writing " + tmp, err);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return Fail(ErrorCode::kSystem, "flushing " + tmp, errno);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Fail(ErrorCode::kSystem, "renaming " + tmp + " to " + path, errno);
+  }
+  return Ok();
+}
 constexpr std::uint32_t kVgicNrIrqs = 128;
 
 // An anonymous mapping that backs guest memory.
@@ -75,7 +123,9 @@ class KvmMachine final : public Machine {
             .ecv_cntpoff = false}) {}
 
   Result<void> Build(std::span<const std::uint8_t> image);
+  Result<void> BuildFromSnapshot(const MachineSnapshot& snapshot);
   Result<RunResult> Run() override;
+  Result<std::string> RestoredTimeReport() override;
   [[nodiscard]] RunStats stats() const override {
     RunStats s;
     s.exits = exits_.load();
@@ -101,6 +151,11 @@ class KvmMachine final : public Machine {
   void UpdateIrqLinesLocked();
   void Stop(GuestEnd end, int status, std::string detail);
   Result<void> ApplyCounterOffset(std::uint64_t offset);
+  Result<void> ApplyCounterOffsets(std::uint64_t virtual_offset, std::uint64_t physical_offset);
+  Result<void> CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas);
+  void PauseAll();
+  Result<MachineSnapshot> Capture();
+  Result<void> WriteSnapshot();
 
   MachineConfig config_;
   kvm::System system_;
@@ -126,7 +181,13 @@ class KvmMachine final : public Machine {
   std::mutex stop_mutex_;
   std::condition_variable stopped_cv_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> pause_{false};
+  std::condition_variable parked_cv_;
+  std::condition_variable resume_cv_;
+  unsigned parked_ = 0;
   RunResult result_;
+  std::optional<state::ResumePlan> restored_plan_;
+  std::optional<state::SavedState> restored_time_;
 
   std::atomic<std::uint64_t> exits_{0}, mmio_exits_{0}, intr_exits_{0}, irq_line_raises_{0},
       timer_line_rises_{0};
@@ -136,11 +197,17 @@ class KvmMachine final : public Machine {
 };
 
 Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
+  return ApplyCounterOffsets(offset, offset);
+}
+
+Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
+                                             std::uint64_t physical_offset) {
   // The model decides what the host can do; this only carries it to KVM.
   if (clock_.features().vm_offset_api) {
-    if (auto r = clock_.SetVmOffset(Ticks{offset}); !r) return r;
+    // One offset for both counters (the caller passes the one to follow).
+    if (auto r = clock_.SetVmOffset(Ticks{virtual_offset}); !r) return r;
     ++counter_offset_ioctls_;
-    return vm_.SetCounterOffset(offset);
+    return vm_.SetCounterOffset(virtual_offset);
   }
   // Legacy kernels: a counter-value write moves the VM-wide offset from
   // "now", once per counter for the whole VM (physical only from 6.4).
@@ -148,7 +215,7 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
     const bool physical = kind == arch::CounterKind::kPhysical;
     if (physical && !clock_.features().physical_offset) break;
     const HostCount now = kvm::ReadHostCounter();
-    const Ticks value = GuestView(now, Ticks{offset});
+    const Ticks value = GuestView(now, Ticks{physical ? physical_offset : virtual_offset});
     auto effect = clock_.WriteCounterValue(kind, value, now);
     if (!effect) return tl::unexpected(effect.error());
     ++counter_value_writes_;
@@ -160,7 +227,7 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
   return Ok();
 }
 
-Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
+Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas) {
   const unsigned n = config_.cpus;
   if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data()); !r) return r;
   if (pvtime_) {
@@ -168,12 +235,55 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
         !r)
       return r;
   }
+  if (config_.irqchip == IrqChip::kKernel) {
+    auto gic = vm_.CreateVgicV3(layout::kGicDist, layout::kGicRedist, kVgicNrIrqs);
+    if (!gic) return tl::unexpected(gic.error());
+    vgic_.emplace(std::move(*gic));
+  } else {
+    auto gic = UserGic::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
+    if (!gic) return tl::unexpected(gic.error());
+    gic_.emplace(std::move(*gic));
+    injected_.assign(n, false);
+    timer_level_.assign(n, 0);
+  }
+  auto target = vm_.PreferredTarget();
+  if (!target) return tl::unexpected(target.error());
+  vcpus_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) {
+    auto vcpu = vm_.CreateVcpu(i);
+    if (!vcpu) return tl::unexpected(vcpu.error());
+    // vCPU creation is where KVM's legacy rule resets the virtual offset.
+    clock_.OnVcpuCreated(kvm::ReadHostCounter());
+    kvm::VcpuInit init = *target;
+    init.Set(kvm::feature::kPsci02);
+    if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
+    if (auto r = vcpu->Init(init); !r) return r;
+    if (pvtime_) {
+      const std::uint64_t ipa =
+          pvtime_ipas != nullptr ? (*pvtime_ipas)[i] : config_.pvtime_base + 64ULL * i;
+      if (auto r = vcpu->SetPvtimeIpa(ipa); !r) return r;
+    }
+    if (vgic_) {
+      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqVtimer, config_.vtimer_ppi); !r)
+        return r;
+      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqPtimer, config_.ptimer_ppi); !r)
+        return r;
+    }
+    vcpus_.push_back(std::move(*vcpu));
+  }
+  if (vgic_) {
+    // KVM_DEV_ARM_VGIC_GRP_CTRL / KVM_DEV_ARM_VGIC_CTRL_INIT, after every vCPU exists.
+    if (auto r = vgic_->SetAttr(kvm::vgic::kGrpCtrl, kvm::vgic::kCtrlInit, nullptr); !r) return r;
+  }
+  return Ok();
+}
 
+Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
   auto loaded = LoadImage(image, RamView{layout::kRam, {ram_.data(), ram_.size()}});
   if (!loaded) return tl::unexpected(loaded.error());
 
   MachineDescription desc;
-  desc.cpus = n;
+  desc.cpus = config_.cpus;
   desc.ram_size = ram_.size();
   desc.irqchip = config_.irqchip;
   desc.vtimer_ppi = config_.vtimer_ppi;
@@ -189,52 +299,93 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
   }
   std::memcpy(ram_.data() + (dtb_addr - layout::kRam), dtb->data(), dtb->size());
 
-  if (config_.irqchip == IrqChip::kKernel) {
-    auto gic = vm_.CreateVgicV3(layout::kGicDist, layout::kGicRedist, kVgicNrIrqs);
-    if (!gic) return tl::unexpected(gic.error());
-    vgic_.emplace(std::move(*gic));
-  } else {
-    auto gic = UserGic::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
-    if (!gic) return tl::unexpected(gic.error());
-    gic_.emplace(std::move(*gic));
-    injected_.assign(n, false);
-    timer_level_.assign(n, 0);
-  }
-
-  auto target = vm_.PreferredTarget();
-  if (!target) return tl::unexpected(target.error());
-  vcpus_.reserve(n);
-  for (unsigned i = 0; i < n; ++i) {
-    auto vcpu = vm_.CreateVcpu(i);
-    if (!vcpu) return tl::unexpected(vcpu.error());
-    // vCPU creation is where KVM's legacy rule resets the virtual offset.
-    clock_.OnVcpuCreated(kvm::ReadHostCounter());
-    kvm::VcpuInit init = *target;
-    init.Set(kvm::feature::kPsci02);
-    if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
-    if (auto r = vcpu->Init(init); !r) return r;
-    if (pvtime_) {
-      if (auto r = vcpu->SetPvtimeIpa(config_.pvtime_base + 64ULL * i); !r) return r;
-    }
-    if (vgic_) {
-      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqVtimer, config_.vtimer_ppi); !r)
-        return r;
-      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqPtimer, config_.ptimer_ppi); !r)
-        return r;
-    }
-    vcpus_.push_back(std::move(*vcpu));
-  }
-  if (vgic_) {
-    // KVM_DEV_ARM_VGIC_GRP_CTRL / KVM_DEV_ARM_VGIC_CTRL_INIT, after every vCPU exists.
-    if (auto r = vgic_->SetAttr(4, 0, nullptr); !r) return r;
-  }
+  if (auto r = CreateDevicesAndVcpus(nullptr); !r) return r;
   kvm::Vcpu& boot = vcpus_.front();
   if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), loaded->entry); !r) return r;
   if (auto r = boot.SetOneReg(kvm::reg::Core(0), dtb_addr); !r) return r;
-  if (config_.counter_offset) {
-    if (auto r = ApplyCounterOffset(*config_.counter_offset); !r) return r;
+  // vtvmm always owns the offset, so that it knows every offset it applied
+  // (seed 002) and can save guest time exactly; by default the guest's
+  // counters start at 0.
+  const std::uint64_t offset =
+      config_.counter_offset ? *config_.counter_offset : kvm::ReadHostCounter().value;
+  return ApplyCounterOffset(offset);
+}
+
+Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
+  if (snap.irqchip == IrqChip::kUser) {
+    return Fail(ErrorCode::kUnsupported,
+                "restoring a VM that used --irqchip user is not supported yet (its interrupt "
+                "controller state is not saved)");
+  }
+  std::memcpy(ram_.data(), snap.ram.data(), snap.ram.size());
+  if (pvtime_) std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
+  std::vector<std::uint64_t> ipas;
+  for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
+  if (auto r = CreateDevicesAndVcpus(&ipas); !r) return r;
+
+  // Guest time first: the offsets, then each timer's CTL and CVAL, so that
+  // no CVAL is ever compared against a count it was not programmed for.
+  const state::CapturePair here = CapturePairNow();
+  auto plan = state::PlanResume(snap.time, config_.policy, here, kvm::ReadCounterFrequency());
+  if (!plan) return tl::unexpected(plan.error());
+  if (clock_.features().vm_offset_api) {
+    if (auto r = ApplyCounterOffsets(plan->vm_offset, plan->vm_offset); !r) return r;
+  } else {
+    if (auto r = ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset); !r) return r;
+  }
+  restored_plan_ = *plan;
+  restored_time_ = snap.time;
+  for (unsigned i = 0; i < vcpus_.size(); ++i) {
+    kvm::Vcpu& vcpu = vcpus_[i];
+    const state::VcpuTime& t = snap.time.vcpus[i];
+    for (const auto& [id, value] : {std::pair{kvm::reg::kCntvCtl, t.el1_virtual.ctl},
+                                    {kvm::reg::kCntvCval, t.el1_virtual.cval},
+                                    {kvm::reg::kCntpCtl, t.el1_physical.ctl},
+                                    {kvm::reg::kCntpCval, t.el1_physical.cval},
+                                    {kvm::reg::kCntkctlEl1, t.cntkctl_el1}}) {
+      if (auto r = vcpu.SetOneReg(id, value); !r) return r;
+    }
+    for (const RegisterValue& reg : snap.vcpus[i].registers) {
+      if (auto r = vcpu.SetOneRegRaw(reg.id, reg.bytes); !r) return r;
+    }
+    if (auto r = vcpu.SetMpState(snap.vcpus[i].mp_state); !r) return r;
+  }
+  if (vgic_) {
+    auto state = kvm::DecodeVgicState(snap.vgic);
+    if (!state) return tl::unexpected(state.error());
+    std::vector<std::uint64_t> mpidrs;
+    for (auto& vcpu : vcpus_) {
+      auto mpidr = vcpu.GetOneReg(kvm::reg::kMpidrEl1);
+      if (!mpidr) return tl::unexpected(mpidr.error());
+      mpidrs.push_back(*mpidr);
+    }
+    if (auto r = kvm::RestoreVgicV3(*vgic_, mpidrs, *state); !r) return r;
   }
   return Ok();
+}
+
+Result<std::string> KvmMachine::RestoredTimeReport() {
+  if (!restored_plan_) return Fail(ErrorCode::kBadState, "this machine was not restored");
+  std::string out = "restore: policy " + std::string(state::NameOf(config_.policy)) +
+                    ", CNTVCT resumes at " +
+                    std::to_string(restored_plan_->virtual_count_at_resume) + ", CNTPCT at " +
+                    std::to_string(restored_plan_->physical_count_at_resume) + "\n";
+  for (auto& vcpu : vcpus_) {
+    out += "restore: vcpu" + std::to_string(vcpu.index());
+    for (const auto& [name, id] : {std::pair{"cntv_ctl", kvm::reg::kCntvCtl},
+                                   {"cntv_cval", kvm::reg::kCntvCval},
+                                   {"cntp_ctl", kvm::reg::kCntpCtl},
+                                   {"cntp_cval", kvm::reg::kCntpCval},
+                                   {"cntkctl_el1", kvm::reg::kCntkctlEl1}}) {
+      auto v = vcpu.GetOneReg(id);
+      if (!v) return tl::unexpected(v.error());
+      // ISTATUS depends on when it is read, not on what was restored.
+      const std::uint64_t shown = std::string_view(name).ends_with("_ctl") ? (*v & 3) : *v;
+      out += std::string(" ") + name + "=" + std::to_string(shown);
+    }
+    out += "\n";
+  }
+  return out;
 }
 
 void KvmMachine::Console(char c) {
@@ -262,6 +413,105 @@ void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(true);
   for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
   stopped_cv_.notify_all();
+  resume_cv_.notify_all();
+}
+
+void KvmMachine::PauseAll() {
+  pause_.store(true);
+  for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(true);
+  for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
+  std::unique_lock lock(stop_mutex_);
+  parked_cv_.wait(lock, [this] { return parked_ == vcpus_.size() || stop_.load(); });
+}
+
+Result<MachineSnapshot> KvmMachine::Capture() {
+  if (gic_) {
+    return Fail(ErrorCode::kUnsupported,
+                "snapshots of a VM with --irqchip user are not supported yet");
+  }
+  MachineSnapshot s;
+  s.cpus = config_.cpus;
+  s.ram_size = ram_.size();
+  s.irqchip = config_.irqchip;
+  s.pvtime = pvtime_.has_value();
+  s.pvtime_base = pvtime_ ? config_.pvtime_base : 0;
+  s.vtimer_ppi = static_cast<std::uint32_t>(config_.vtimer_ppi);
+  s.ptimer_ppi = static_cast<std::uint32_t>(config_.ptimer_ppi);
+  // Guest time: the offsets vtvmm applied and one capture pair, never a
+  // counter value read per vCPU.
+  state::SavedState& t = s.time;
+  t.counter_frequency_hz = kvm::ReadCounterFrequency();
+  t.offset_api = clock_.vm_offset_set() ? state::OffsetApi::kVmOffset
+                 : clock_.virtual_source() == arch::OffsetSource::kCounterWrite
+                     ? state::OffsetApi::kLegacyCounterWrites
+                     : state::OffsetApi::kNone;
+  t.virtual_offset = clock_.virtual_offset().value;
+  t.physical_offset = clock_.physical_offset().value;
+  t.pause = CapturePairNow();
+  std::vector<std::uint64_t> mpidrs;
+  for (unsigned i = 0; i < vcpus_.size(); ++i) {
+    kvm::Vcpu& vcpu = vcpus_[i];
+    state::VcpuTime vt;
+    std::uint64_t regs[5];
+    const std::uint64_t ids[5] = {kvm::reg::kCntvCtl, kvm::reg::kCntvCval, kvm::reg::kCntpCtl,
+                                  kvm::reg::kCntpCval, kvm::reg::kCntkctlEl1};
+    for (int k = 0; k < 5; ++k) {
+      auto v = vcpu.GetOneReg(ids[k]);
+      if (!v) return tl::unexpected(v.error());
+      regs[k] = *v;
+    }
+    // CTL is saved without ISTATUS: it is derived, never state.
+    vt.el1_virtual = state::TimerState{regs[0] & 3, regs[1]};
+    vt.el1_physical = state::TimerState{regs[2] & 3, regs[3]};
+    vt.cntkctl_el1 = regs[4];
+    if (pvtime_) {
+      const std::uint8_t* rec = pvtime_->data() + 64ULL * i;
+      vt.pvtime.enabled = true;
+      vt.pvtime.ipa = config_.pvtime_base + 64ULL * i;
+      vt.pvtime.revision = static_cast<std::uint32_t>(LoadLe(rec, 4));
+      vt.pvtime.stolen_ns = LoadLe(rec + 8, 8);
+    }
+    t.vcpus.push_back(vt);
+
+    VcpuSnapshot vs;
+    auto list = vcpu.GetRegList();
+    if (!list) return tl::unexpected(list.error());
+    for (std::uint64_t id : *list) {
+      if (kvm::reg::IsTimeRegister(id)) continue;
+      RegisterValue rv{id, std::vector<std::uint8_t>(kvm::reg::Size(id))};
+      if (auto r = vcpu.GetOneRegRaw(id, rv.bytes); !r) return tl::unexpected(r.error());
+      vs.registers.push_back(std::move(rv));
+    }
+    auto mp = vcpu.GetMpState();
+    if (!mp) return tl::unexpected(mp.error());
+    vs.mp_state = *mp;
+    s.vcpus.push_back(std::move(vs));
+    auto mpidr = vcpu.GetOneReg(kvm::reg::kMpidrEl1);
+    if (!mpidr) return tl::unexpected(mpidr.error());
+    mpidrs.push_back(*mpidr);
+  }
+  if (vgic_) {
+    auto gic = kvm::SaveVgicV3(*vgic_, mpidrs, kVgicNrIrqs);
+    if (!gic) return tl::unexpected(gic.error());
+    s.vgic = kvm::EncodeVgicState(*gic);
+  }
+  s.ram.assign(ram_.data(), ram_.data() + ram_.size());
+  if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());
+  return s;
+}
+
+Result<void> KvmMachine::WriteSnapshot() {
+  PauseAll();
+  auto snap = Capture();
+  if (!snap) return tl::unexpected(snap.error());
+  auto bytes = EncodeSnapshot(*snap);
+  if (!bytes) return tl::unexpected(bytes.error());
+  if (auto r = WriteFileAtomically(config_.snapshot_path, *bytes); !r) return r;
+  Stop(GuestEnd::kSnapshot, 0,
+       "snapshot of guest time at host counter " + std::to_string(snap->time.pause.host_counter) +
+           " (guest CNTVCT " + std::to_string(snap->time.VirtualCountAtPause()) + ") written to " +
+           config_.snapshot_path + " (" + std::to_string(bytes->size()) + " bytes)");
+  return Ok();
 }
 
 void KvmMachine::UpdateIrqLinesLocked() {
@@ -346,6 +596,20 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
 void KvmMachine::VcpuLoop(unsigned index) {
   kvm::Vcpu& vcpu = vcpus_[index];
   while (!stop_.load()) {
+    if (pause_.load()) {
+      // With immediate_exit set, KVM_RUN completes a pending MMIO or other
+      // operation and returns at once: the registers are then final.
+      vcpu.SetImmediateExit(true);
+      (void)vcpu.Run();
+      std::unique_lock lock(stop_mutex_);
+      ++parked_;
+      parked_cv_.notify_all();
+      resume_cv_.wait(lock, [this] { return !pause_.load() || stop_.load(); });
+      --parked_;
+      if (stop_.load()) return;
+      vcpu.SetImmediateExit(false);
+      continue;
+    }
     auto exit = vcpu.Run();
     ++exits_;
     if (!exit) {
@@ -384,6 +648,20 @@ Result<RunResult> KvmMachine::Run() {
   if (sigaction(kKickSignal, &sa, nullptr) != 0) {
     return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
   }
+  if (restored_time_) {
+    // The offsets were set first thing in the restore, before CTL/CVAL; set
+    // again now, from a capture pair taken at the last moment before the
+    // vCPUs run, so the time spent restoring registers is not added to (or,
+    // under freeze, lost from) the guest's step. The plan is the same
+    // function of the saved state, so the guest-visible counts do not change.
+    auto plan = state::PlanResume(*restored_time_, config_.policy, CapturePairNow(),
+                                  kvm::ReadCounterFrequency());
+    if (!plan) return tl::unexpected(plan.error());
+    auto applied = clock_.features().vm_offset_api
+                       ? ApplyCounterOffsets(plan->vm_offset, plan->vm_offset)
+                       : ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset);
+    if (!applied) return tl::unexpected(applied.error());
+  }
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
   {
@@ -393,15 +671,38 @@ Result<RunResult> KvmMachine::Run() {
       threads_.push_back(threads.back().native_handle());
     }
   }
-  {
-    std::unique_lock lock(stop_mutex_);
-    auto done = [this] { return stop_.load(); };
-    if (config_.timeout_s == 0) {
-      stopped_cv_.wait(lock, done);
-    } else if (!stopped_cv_.wait_for(lock, std::chrono::seconds(config_.timeout_s), done)) {
-      lock.unlock();
+  if (!config_.snapshot_path.empty()) {
+    struct sigaction snap {};
+    snap.sa_handler = [](int) { g_snapshot_requested.store(true); };
+    sigemptyset(&snap.sa_mask);
+    sigaction(kSnapshotSignal, &snap, nullptr);
+  }
+  // The vCPU threads must not take the snapshot signal.
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(stop_mutex_);
+      if (stopped_cv_.wait_for(lock, std::chrono::milliseconds(20),
+                               [this] { return stop_.load(); }))
+        break;
+    }
+    const auto ran = std::chrono::steady_clock::now() - start;
+    if (config_.timeout_s != 0 && ran >= std::chrono::seconds(config_.timeout_s)) {
       Stop(GuestEnd::kTimeout, 124,
            "watchdog: the guest ran for " + std::to_string(config_.timeout_s) + " s");
+      break;
+    }
+    const bool due = config_.snapshot_after_ms != 0 &&
+                     ran >= std::chrono::milliseconds(config_.snapshot_after_ms);
+    if (!config_.snapshot_path.empty() && (due || g_snapshot_requested.exchange(false))) {
+      if (auto r = WriteSnapshot(); !r) {
+        // A failed snapshot stops nothing: the guest keeps running.
+        std::fprintf(stderr, "vtvmm: snapshot failed: %s\n", r.error().Message().c_str());
+        pause_.store(false);
+        for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(false);
+        resume_cv_.notify_all();
+        config_.snapshot_after_ms = 0;
+      }
     }
   }
   for (auto& t : threads) t.join();
@@ -419,8 +720,21 @@ Result<RunResult> KvmMachine::Run() {
 
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config,
+Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
                                                  std::span<const std::uint8_t> image) {
+  MachineConfig config = given;
+  if (config.restore != nullptr) {
+    // The snapshot says what machine it was.
+    const MachineSnapshot& snap = *config.restore;
+    config.cpus = snap.cpus;
+    config.ram_size = snap.ram_size;
+    config.irqchip = snap.irqchip;
+    config.pvtime = snap.pvtime;
+    config.pvtime_base = snap.pvtime_base;
+    config.vtimer_ppi = static_cast<int>(snap.vtimer_ppi);
+    config.ptimer_ppi = static_cast<int>(snap.ptimer_ppi);
+    config.counter_offset.reset();
+  }
   if (config.cpus == 0 || config.cpus > 64) {
     return Fail(ErrorCode::kInvalidArgument,
                 "--cpus " + std::to_string(config.cpus) + ": 1 to 64 vCPUs are supported");
@@ -458,7 +772,11 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& config,
   }
   auto machine = std::make_unique<KvmMachine>(config, std::move(*system), std::move(*vm), *caps,
                                               std::move(*ram), std::move(pvtime));
-  if (auto r = machine->Build(image); !r) return tl::unexpected(r.error());
+  if (config.restore != nullptr) {
+    if (auto r = machine->BuildFromSnapshot(*config.restore); !r) return tl::unexpected(r.error());
+  } else if (auto r = machine->Build(image); !r) {
+    return tl::unexpected(r.error());
+  }
   return machine;
 }
 

@@ -12,7 +12,9 @@
 #include <string>
 
 #include "vmm/device_tree.h"
+#include "vmm/snapshot.h"
 #include "vtime/result.h"
+#include "vtime/state/policy.h"
 
 namespace vtime::vmm {
 
@@ -34,6 +36,14 @@ struct MachineConfig {
   int ptimer_ppi = 30;
   /// Watchdog in seconds (0: none).
   unsigned timeout_s = 0;
+  /// Where a snapshot is written when one is asked for (SIGUSR2, or
+  /// snapshot_after_ms of running). The VM stops once it is written.
+  std::string snapshot_path;
+  unsigned snapshot_after_ms = 0;
+  /// Resume this snapshot instead of loading an image; its machine settings
+  /// replace the ones above.
+  const MachineSnapshot* restore = nullptr;
+  state::Policy policy = state::Policy::kFreeze;
 };
 
 /// What a run did, for --stats and the lab's exit-per-interrupt figures.
@@ -48,7 +58,7 @@ struct RunStats {
 };
 
 /// How the guest ended.
-enum class GuestEnd : std::uint8_t { kPowerOff, kReset, kTestExit, kTimeout, kError };
+enum class GuestEnd : std::uint8_t { kPowerOff, kReset, kTestExit, kTimeout, kSnapshot, kError };
 
 struct RunResult {
   GuestEnd end = GuestEnd::kError;
@@ -68,6 +78,11 @@ class Machine {
   [[nodiscard]] virtual RunStats stats() const = 0;
   /// Capabilities line for logs.
   [[nodiscard]] virtual std::string Describe() const = 0;
+  /// After a restore, before running: the guest-visible timer state as KVM
+  /// now holds it (CTL and CVAL of each vCPU's timers, read back) and the
+  /// counts the guest resumes at. Restoring one snapshot twice must give the
+  /// same text.
+  [[nodiscard]] virtual Result<std::string> RestoredTimeReport() = 0;
 };
 
 }  // namespace vtime::vmm

@@ -6,13 +6,19 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "backend/kvm/host_counter.h"
 #include "vmm/machine.h"
+#include "vmm/snapshot.h"
+#include "vtime/state/codec.h"
+#include "vtime/state/json.h"
+#if VTIME_HAVE_KVM
+#include "backend/kvm/host_counter.h"
 #include "vtime/backend/kvm.h"
+#endif
 
 namespace {
 
@@ -23,7 +29,9 @@ constexpr int kUsageError = 2;
 constexpr int kVmmError = 125;
 
 constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
+       vtvmm [OPTIONS] --restore SNAPSHOT [--policy freeze|wallclock]
        vtvmm --probe
+       vtvmm state show FILE
 
 Runs IMAGE, an arm64 guest program, under KVM and exits with its status.
 IMAGE is an ELF executable (loaded at its physical addresses, started at its
@@ -66,10 +74,28 @@ Options:
   --timeout SECS         stop the guest after SECS seconds (status 124;
                          counted afresh at each reboot)
   --no-reboot            exit on PSCI SYSTEM_RESET instead of rebooting
+  --snapshot FILE        on SIGUSR2 (or after --snapshot-after), pause the
+                         VM, write a snapshot to FILE and stop: guest RAM,
+                         registers, vGIC, PV time and guest time saved as
+                         offsets plus one (host counter, wall clock) pair
+  --snapshot-after MS    take the --snapshot after MS ms of running
+  --restore FILE         resume a snapshot instead of booting an image; its
+                         machine settings (CPUs, memory, irqchip, PV time,
+                         PPIs) replace the options above
+  --policy P             how guest time resumes: freeze (default: the guest
+                         continues at the count it paused at) or wallclock
+                         (its counters advance by the real time elapsed)
+  --restore-check        with --restore: set everything up, print the
+                         guest-visible timer state read back from KVM, and
+                         exit without running the guest
   --stats                print exit counts on stderr at the end
   --kvm PATH             the KVM device (default /dev/kvm)
   --probe                print what this host's KVM offers and exit
   --help                 this text
+
+`vtvmm state show FILE` prints the guest time saved in FILE (a snapshot or a
+bare saved-state encoding) as JSON, with the values derived from it marked;
+it works on any host, with or without KVM.
 
 Numbers may be decimal or 0x-prefixed hexadecimal.
 Exit status: the guest's; 124 on --timeout; 125 when vtvmm itself fails
@@ -119,14 +145,44 @@ bool ReadFile(const std::string& path, std::vector<std::uint8_t>* out, std::stri
   return true;
 }
 
+// `vtvmm state show FILE`: a snapshot's guest time, or a bare state encoding.
+int StateShow(const std::string& path) {
+  std::vector<std::uint8_t> bytes;
+  std::string why;
+  if (!ReadFile(path, &bytes, &why)) {
+    std::fprintf(stderr, "vtvmm: cannot read '%s': %s\n", path.c_str(), why.c_str());
+    return kVmmError;
+  }
+  auto snapshot = vtime::vmm::DecodeSnapshot(bytes);
+  if (snapshot) {
+    std::printf("%s\n", vtime::state::ToJson(snapshot->time).c_str());
+    return 0;
+  }
+  auto state = vtime::state::Decode(bytes);
+  if (!state) {
+    std::fprintf(stderr, "vtvmm: '%s' is neither a snapshot (%s) nor a saved state (%s)\n",
+                 path.c_str(), snapshot.error().context.c_str(), state.error().context.c_str());
+    return kVmmError;
+  }
+  std::printf("%s\n", vtime::state::ToJson(*state).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "state") {
+    if (argc != 4 || std::string_view(argv[2]) != "show")
+      return Usage("usage: vtvmm state show FILE");
+    return StateShow(argv[3]);
+  }
   MachineConfig config;
   std::string image_path;
   bool stats = false;
   bool probe = false;
   bool no_reboot = false;
+  bool restore_check = false;
+  std::string restore_path;
   std::optional<std::uint64_t> guest_counter;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -148,6 +204,22 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--probe") {
       probe = true;
+    } else if (a == "--snapshot") {
+      if (!value(&v) || v.empty()) return Usage("--snapshot needs a file name");
+      config.snapshot_path = std::string(v);
+    } else if (a == "--snapshot-after") {
+      if (!number(&n) || n == 0 || n > 86'400'000) return Usage("--snapshot-after needs ms");
+      config.snapshot_after_ms = static_cast<unsigned>(n);
+    } else if (a == "--restore") {
+      if (!value(&v) || v.empty()) return Usage("--restore needs a snapshot file");
+      restore_path = std::string(v);
+    } else if (a == "--policy") {
+      if (!value(&v)) return Usage("--policy needs freeze or wallclock");
+      auto policy = vtime::state::ParsePolicy(v);
+      if (!policy) return Usage(policy.error().context);
+      config.policy = *policy;
+    } else if (a == "--restore-check") {
+      restore_check = true;
     } else if (a == "--no-reboot") {
       no_reboot = true;
     } else if (a == "--stats") {
@@ -203,6 +275,18 @@ int main(int argc, char** argv) {
     return Usage("give --counter-offset or --guest-counter, not both");
   }
 
+#if !VTIME_HAVE_KVM
+  std::fprintf(stderr,
+               "vtvmm: this build has no KVM backend: it runs guests on arm64 Linux hosts with "
+               "KVM. From an x86 host, run it in the arm64 lab: lab/run --add "
+               "build/aarch64/tools/vtvmm:/bin/vtvmm -- vtvmm ...\n");
+  (void)probe;
+  (void)no_reboot;
+  (void)restore_check;
+  (void)stats;
+  (void)guest_counter;
+  return kVmmError;
+#else
   if (probe) {
     auto system = vtime::kvm::System::Open(config.kvm_path);
     if (!system) {
@@ -218,13 +302,37 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(vtime::kvm::ReadCounterFrequency()));
     return 0;
   }
-  if (image_path.empty()) return Usage("no IMAGE given");
-
+  if (config.snapshot_after_ms != 0 && config.snapshot_path.empty()) {
+    return Usage("--snapshot-after needs --snapshot FILE");
+  }
+  if (restore_check && restore_path.empty()) return Usage("--restore-check needs --restore FILE");
   std::vector<std::uint8_t> image;
   std::string why;
-  if (!ReadFile(image_path, &image, &why)) {
-    std::fprintf(stderr, "vtvmm: cannot read image '%s': %s\n", image_path.c_str(), why.c_str());
-    return kVmmError;
+  std::optional<vtime::vmm::MachineSnapshot> snapshot;
+  if (!restore_path.empty()) {
+    if (!image_path.empty()) return Usage("give an IMAGE or --restore, not both");
+    std::vector<std::uint8_t> bytes;
+    if (!ReadFile(restore_path, &bytes, &why)) {
+      std::fprintf(stderr, "vtvmm: cannot read snapshot '%s': %s\n", restore_path.c_str(),
+                   why.c_str());
+      return kVmmError;
+    }
+    auto decoded = vtime::vmm::DecodeSnapshot(bytes);
+    if (!decoded) {
+      std::fprintf(stderr, "vtvmm: refusing to restore '%s': %s\n", restore_path.c_str(),
+                   decoded.error().Message().c_str());
+      return kVmmError;
+    }
+    snapshot = std::move(*decoded);
+    config.restore = &*snapshot;
+    no_reboot = true;  // there is no image to boot afresh
+    image_path = restore_path;
+  } else {
+    if (image_path.empty()) return Usage("no IMAGE given");
+    if (!ReadFile(image_path, &image, &why)) {
+      std::fprintf(stderr, "vtvmm: cannot read image '%s': %s\n", image_path.c_str(), why.c_str());
+      return kVmmError;
+    }
   }
   if (guest_counter) {
     // Chosen at start-up: the guest then counts from about N.
@@ -240,6 +348,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(),
                    machine.error().Message().c_str());
       return kVmmError;
+    }
+    if (config.restore != nullptr) {
+      auto report = (*machine)->RestoredTimeReport();
+      if (report) std::fputs(report->c_str(), restore_check ? stdout : stderr);
+      if (restore_check) return report ? 0 : kVmmError;
     }
     result = (*machine)->Run();
     const auto b = (*machine)->stats();
@@ -273,8 +386,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
     return kVmmError;
   }
-  if (result->end == vtime::vmm::GuestEnd::kTimeout) {
+  if (result->end == vtime::vmm::GuestEnd::kTimeout ||
+      result->end == vtime::vmm::GuestEnd::kSnapshot) {
     std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
   }
   return result->status;
+#endif
 }
