@@ -5,6 +5,7 @@
 #include "vtime/backend/vgic_state.h"
 
 #include <linux/kvm.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -356,13 +357,10 @@ std::vector<std::pair<std::uint64_t, V>> InPhase(
 constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'T', 'V', 'G', 'I', 'C', '3', 0};
 constexpr std::uint32_t kVersion = 1;
 
+// zlib's CRC-32 (IEEE 802.3), as every vtime format uses.
 std::uint32_t Crc32(std::span<const std::uint8_t> bytes) {
-  std::uint32_t crc = 0xffffffffU;
-  for (std::uint8_t b : bytes) {
-    crc ^= b;
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320U & (0U - (crc & 1U)));
-  }
-  return ~crc;
+  return static_cast<std::uint32_t>(
+      crc32(crc32(0L, Z_NULL, 0), bytes.data(), static_cast<uInt>(bytes.size())));
 }
 
 void Put(std::vector<std::uint8_t>& out, std::uint64_t v, int bytes) {
