@@ -104,6 +104,15 @@ for policy in freeze wallclock; do
   [ "$b" = 0 ] && pass "restore/$policy: CNTVCT never went backwards" ||
     fail "restore/$policy: CNTVCT went backwards ($b)"
 done
+# Timers programmed before the snapshot fire after the restore at the right
+# guest time, once each: no interrupt storm (freeze keeps the deadlines
+# ahead; after 2 s away, wallclock puts them in the past: they fire at once).
+run "timer snapshot" 0 --memory 32 --snapshot /tmp/t.snap --snapshot-after 700 "$g/timer_migrate.elf"
+run "timer_migrate/freeze" 0 --restore /tmp/t.snap --policy freeze
+sleep 2
+run "timer_migrate/wallclock" 0 --restore /tmp/t.snap --policy wallclock
+rm -f /tmp/t.snap
+
 # A corrupted or truncated snapshot is refused with a reason, not resumed.
 cp /tmp/s.snap /tmp/bad.snap
 printf 'X' | dd of=/tmp/bad.snap bs=1 seek=4096 conv=notrunc 2>/dev/null
