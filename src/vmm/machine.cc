@@ -18,6 +18,7 @@
 #include "backend/kvm/host_counter.h"
 #include "vmm/layout.h"
 #include "vmm/loader.h"
+#include "vmm/migration.h"
 #include "vmm/pl011.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/kvm.h"
@@ -154,6 +155,8 @@ class KvmMachine final : public Machine {
   Result<void> ApplyCounterOffsets(std::uint64_t virtual_offset, std::uint64_t physical_offset);
   Result<void> CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas);
   void PauseAll();
+  void ResumeAll();
+  Result<void> MigrateOut();
   Result<MachineSnapshot> Capture();
   Result<void> WriteSnapshot();
 
@@ -424,6 +427,61 @@ void KvmMachine::PauseAll() {
   parked_cv_.wait(lock, [this] { return parked_ == vcpus_.size() || stop_.load(); });
 }
 
+void KvmMachine::ResumeAll() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    pause_.store(false);
+  }
+  resume_cv_.notify_all();
+}
+
+Result<void> KvmMachine::MigrateOut() {
+  auto to = ParseEndpoint(config_.migrate_to);
+  if (!to) return tl::unexpected(to.error());
+  // Connect before pausing: a destination that is not there costs the guest
+  // nothing.
+  auto link = ConnectTo(*to, 10'000);
+  if (!link) return tl::unexpected(link.error());
+  const auto paused_at = std::chrono::steady_clock::now();
+  PauseAll();
+  auto fail = [this](const Error& e) -> Result<void> {
+    ResumeAll();
+    return tl::unexpected(e);
+  };
+  auto snap = Capture();
+  if (!snap) return fail(snap.error());
+  auto bytes = EncodeSnapshot(*snap);
+  if (!bytes) return fail(bytes.error());
+  int last_tenth = -1;
+  auto progress = [&last_tenth](std::uint64_t done, std::uint64_t total) {
+    const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
+    if (tenth == last_tenth) return;
+    last_tenth = tenth;
+    std::fprintf(stderr, "vtvmm: migration: sent %.1f of %.1f MiB (%d%%)\n",
+                 static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
+                 tenth * 10);
+  };
+  const auto fault = config_.migrate_fault == 1   ? StreamFault::kCorrupt
+                     : config_.migrate_fault == 2 ? StreamFault::kTruncate
+                                                  : StreamFault::kNone;
+  if (auto sent = SendSnapshot(link->get(), *bytes, progress, fault); !sent) {
+    return fail(sent.error());
+  }
+  auto verdict = ReceiveVerdict(link->get(), 120'000);
+  if (!verdict) return fail(verdict.error());
+  if (!verdict->accepted) {
+    return fail(Error{ErrorCode::kBadState, 0, "the destination refused: " + verdict->reason});
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - paused_at)
+                      .count();
+  Stop(GuestEnd::kMigrated, 0,
+       "migrated to " + config_.migrate_to + ": " + std::to_string(bytes->size()) +
+           " bytes; the guest was paused here for " + std::to_string(ms) +
+           " ms (guest CNTVCT at pause " + std::to_string(snap->time.VirtualCountAtPause()) + ")");
+  return Ok();
+}
+
 Result<MachineSnapshot> KvmMachine::Capture() {
   if (gic_) {
     return Fail(ErrorCode::kUnsupported,
@@ -671,7 +729,7 @@ Result<RunResult> KvmMachine::Run() {
       threads_.push_back(threads.back().native_handle());
     }
   }
-  if (!config_.snapshot_path.empty()) {
+  if (!config_.snapshot_path.empty() || !config_.migrate_to.empty()) {
     struct sigaction snap {};
     snap.sa_handler = [](int) { g_snapshot_requested.store(true); };
     sigemptyset(&snap.sa_mask);
@@ -694,6 +752,17 @@ Result<RunResult> KvmMachine::Run() {
     }
     const bool due = config_.snapshot_after_ms != 0 &&
                      ran >= std::chrono::milliseconds(config_.snapshot_after_ms);
+    const bool migrate_due =
+        config_.migrate_after_ms != 0 && ran >= std::chrono::milliseconds(config_.migrate_after_ms);
+    if (!config_.migrate_to.empty() &&
+        (migrate_due || (config_.snapshot_path.empty() && g_snapshot_requested.exchange(false)))) {
+      config_.migrate_after_ms = 0;
+      if (auto r = MigrateOut(); !r) {
+        std::fprintf(stderr, "vtvmm: migration failed: %s; the guest keeps running here\n",
+                     r.error().Message().c_str());
+      }
+      continue;
+    }
     if (!config_.snapshot_path.empty() && (due || g_snapshot_requested.exchange(false))) {
       if (auto r = WriteSnapshot(); !r) {
         // A failed snapshot stops nothing: the guest keeps running.

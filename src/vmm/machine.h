@@ -44,6 +44,14 @@ struct MachineConfig {
   /// replace the ones above.
   const MachineSnapshot* restore = nullptr;
   state::Policy policy = state::Policy::kFreeze;
+  /// Live migration (stop-and-copy): on SIGUSR2, or after migrate_after_ms,
+  /// send the VM to a vtvmm waiting with --incoming at this ADDRESS:PORT. The
+  /// source stops only when the destination has restored it; otherwise the
+  /// guest keeps running here.
+  std::string migrate_to;
+  unsigned migrate_after_ms = 0;
+  /// Test fault on the migration stream: 0 none, 1 corrupt, 2 truncate.
+  int migrate_fault = 0;
 };
 
 /// What a run did, for --stats and the lab's exit-per-interrupt figures.
@@ -58,7 +66,15 @@ struct RunStats {
 };
 
 /// How the guest ended.
-enum class GuestEnd : std::uint8_t { kPowerOff, kReset, kTestExit, kTimeout, kSnapshot, kError };
+enum class GuestEnd : std::uint8_t {
+  kPowerOff,
+  kReset,
+  kTestExit,
+  kTimeout,
+  kSnapshot,
+  kMigrated,
+  kError
+};
 
 struct RunResult {
   GuestEnd end = GuestEnd::kError;

@@ -17,6 +17,7 @@
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
 #include "backend/kvm/host_counter.h"
+#include "vmm/migration.h"
 #include "vtime/backend/kvm.h"
 #endif
 
@@ -30,6 +31,7 @@ constexpr int kVmmError = 125;
 
 constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
        vtvmm [OPTIONS] --restore SNAPSHOT [--policy freeze|wallclock]
+       vtvmm [OPTIONS] --incoming PORT [--policy freeze|wallclock]
        vtvmm --probe
        vtvmm state show FILE
 
@@ -85,6 +87,18 @@ Options:
   --policy P             how guest time resumes: freeze (default: the guest
                          continues at the count it paused at) or wallclock
                          (its counters advance by the real time elapsed)
+  --migrate-to ADDR:PORT on SIGUSR2 (or after --migrate-after), send the VM
+                         to a vtvmm waiting with --incoming (numeric IPv4),
+                         with progress on stderr. The guest pauses while its
+                         state is sent; vtvmm exits once the destination has
+                         restored it. A destination that is absent, refuses
+                         or drops the link leaves the guest running here.
+  --migrate-after MS     migrate after MS ms of running
+  --migrate-fault corrupt|truncate
+                         (testing) damage the migration stream
+  --incoming PORT        wait for one migration on PORT, restore it (refusing
+                         a damaged or impossible one with the reason, which
+                         the source is told) and run it
   --restore-check        with --restore: set everything up, print the
                          guest-visible timer state read back from KVM, and
                          exit without running the guest
@@ -183,6 +197,7 @@ int main(int argc, char** argv) {
   bool no_reboot = false;
   bool restore_check = false;
   std::string restore_path;
+  unsigned incoming_port = 0;
   std::optional<std::uint64_t> guest_counter;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -218,6 +233,20 @@ int main(int argc, char** argv) {
       auto policy = vtime::state::ParsePolicy(v);
       if (!policy) return Usage(policy.error().context);
       config.policy = *policy;
+    } else if (a == "--migrate-to") {
+      if (!value(&v) || v.empty()) return Usage("--migrate-to needs ADDRESS:PORT");
+      config.migrate_to = std::string(v);
+    } else if (a == "--migrate-after") {
+      if (!number(&n) || n == 0 || n > 86'400'000) return Usage("--migrate-after needs ms");
+      config.migrate_after_ms = static_cast<unsigned>(n);
+    } else if (a == "--migrate-fault") {
+      if (!value(&v) || (v != "corrupt" && v != "truncate")) {
+        return Usage("--migrate-fault needs corrupt or truncate");
+      }
+      config.migrate_fault = v == "corrupt" ? 1 : 2;
+    } else if (a == "--incoming") {
+      if (!number(&n) || n == 0 || n > 65535) return Usage("--incoming needs a port");
+      incoming_port = static_cast<unsigned>(n);
     } else if (a == "--restore-check") {
       restore_check = true;
     } else if (a == "--no-reboot") {
@@ -285,6 +314,7 @@ int main(int argc, char** argv) {
   (void)restore_check;
   (void)stats;
   (void)guest_counter;
+  (void)incoming_port;
   return kVmmError;
 #else
   if (probe) {
@@ -309,6 +339,7 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> image;
   std::string why;
   std::optional<vtime::vmm::MachineSnapshot> snapshot;
+  vtime::kvm::Fd incoming_link;
   if (!restore_path.empty()) {
     if (!image_path.empty()) return Usage("give an IMAGE or --restore, not both");
     std::vector<std::uint8_t> bytes;
@@ -327,6 +358,38 @@ int main(int argc, char** argv) {
     config.restore = &*snapshot;
     no_reboot = true;  // there is no image to boot afresh
     image_path = restore_path;
+  } else if (incoming_port != 0) {
+    if (!image_path.empty()) return Usage("give an IMAGE or --incoming, not both");
+    std::fprintf(stderr, "vtvmm: waiting for a migration on port %u\n", incoming_port);
+    auto link = vtime::vmm::AcceptOne(static_cast<std::uint16_t>(incoming_port));
+    if (!link) {
+      std::fprintf(stderr, "vtvmm: %s\n", link.error().Message().c_str());
+      return kVmmError;
+    }
+    int last_tenth = -1;
+    auto bytes = vtime::vmm::ReceiveSnapshot(
+        link->get(), (64ULL << 30) + (64ULL << 20),
+        [&last_tenth](std::uint64_t done, std::uint64_t total) {
+          const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
+          if (tenth == last_tenth) return;
+          last_tenth = tenth;
+          std::fprintf(stderr, "vtvmm: migration: received %.1f of %.1f MiB (%d%%)\n",
+                       static_cast<double>(done) / (1 << 20),
+                       static_cast<double>(total) / (1 << 20), tenth * 10);
+        });
+    auto refuse = [&link](const std::string& reason) {
+      (void)vtime::vmm::SendVerdict(link->get(), false, reason);
+      std::fprintf(stderr, "vtvmm: refusing the incoming migration: %s\n", reason.c_str());
+      return kVmmError;
+    };
+    if (!bytes) return refuse(bytes.error().Message());
+    auto decoded = vtime::vmm::DecodeSnapshot(*bytes);
+    if (!decoded) return refuse(decoded.error().Message());
+    snapshot = std::move(*decoded);
+    config.restore = &*snapshot;
+    no_reboot = true;
+    image_path = "incoming migration";
+    incoming_link = std::move(*link);
   } else {
     if (image_path.empty()) return Usage("no IMAGE given");
     if (!ReadFile(image_path, &image, &why)) {
@@ -344,6 +407,13 @@ int main(int argc, char** argv) {
   vtime::vmm::RunStats s;
   for (unsigned boot = 0;; ++boot) {
     auto machine = vtime::vmm::Machine::Create(config, image);
+    if (incoming_link.valid()) {
+      // The source keeps its VM until this verdict says the restore worked.
+      const bool ok = machine.has_value();
+      (void)vtime::vmm::SendVerdict(incoming_link.get(), ok,
+                                    ok ? "restored" : machine.error().Message());
+      incoming_link = vtime::kvm::Fd();
+    }
     if (!machine) {
       std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(),
                    machine.error().Message().c_str());
@@ -387,7 +457,8 @@ int main(int argc, char** argv) {
     return kVmmError;
   }
   if (result->end == vtime::vmm::GuestEnd::kTimeout ||
-      result->end == vtime::vmm::GuestEnd::kSnapshot) {
+      result->end == vtime::vmm::GuestEnd::kSnapshot ||
+      result->end == vtime::vmm::GuestEnd::kMigrated) {
     std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
   }
   return result->status;
