@@ -428,11 +428,12 @@ void KvmMachine::PauseAll() {
 }
 
 void KvmMachine::ResumeAll() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    pause_.store(false);
-  }
+  std::unique_lock lock(stop_mutex_);
+  pause_.store(false);
   resume_cv_.notify_all();
+  // Wait until every vCPU has left the pause, so that the next PauseAll
+  // counts only vCPUs that parked for it.
+  parked_cv_.wait(lock, [this] { return parked_ == 0 || stop_.load(); });
 }
 
 Result<void> KvmMachine::MigrateOut() {
@@ -664,6 +665,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
       parked_cv_.notify_all();
       resume_cv_.wait(lock, [this] { return !pause_.load() || stop_.load(); });
       --parked_;
+      parked_cv_.notify_all();
       if (stop_.load()) return;
       vcpu.SetImmediateExit(false);
       continue;
@@ -767,9 +769,7 @@ Result<RunResult> KvmMachine::Run() {
       if (auto r = WriteSnapshot(); !r) {
         // A failed snapshot stops nothing: the guest keeps running.
         std::fprintf(stderr, "vtvmm: snapshot failed: %s\n", r.error().Message().c_str());
-        pause_.store(false);
-        for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(false);
-        resume_cv_.notify_all();
+        ResumeAll();
         config_.snapshot_after_ms = 0;
       }
     }

@@ -104,6 +104,13 @@ for policy in freeze wallclock; do
   [ "$b" = 0 ] && pass "restore/$policy: CNTVCT never went backwards" ||
     fail "restore/$policy: CNTVCT went backwards ($b)"
 done
+# What cannot be saved yet is refused, and the guest runs on.
+run "snapshot/user irqchip" 0 --irqchip user --memory 32 --snapshot /tmp/u.snap \
+  --snapshot-after 500 "$g/clockwatch.elf"
+grep -q "snapshot failed: .*--irqchip user are not supported yet" "$out" && [ ! -e /tmp/u.snap ] &&
+  pass "snapshot/user irqchip: refused with the reason, guest ran on" ||
+  fail "snapshot/user irqchip: not refused cleanly"
+
 # Timers programmed before the snapshot fire after the restore at the right
 # guest time, once each: no interrupt storm (freeze keeps the deadlines
 # ahead; after 2 s away, wallclock puts them in the past: they fire at once).
