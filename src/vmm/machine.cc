@@ -136,6 +136,7 @@ class KvmMachine final : public Machine {
     s.timer_line_rises = timer_line_rises_.load();
     s.counter_offset_ioctls = counter_offset_ioctls_;
     s.counter_value_writes = counter_value_writes_;
+    s.timer_register_writes = timer_register_writes_;
     return s;
   }
   [[nodiscard]] std::string Describe() const override { return caps_.Describe(); }
@@ -196,6 +197,9 @@ class KvmMachine final : public Machine {
       timer_line_rises_{0};
   std::uint64_t counter_offset_ioctls_ = 0;
   std::uint64_t counter_value_writes_ = 0;
+  std::uint64_t timer_register_writes_ = 0;
+  bool values_restore_ = false;               // the snapshot carried counter values (kValues)
+  std::vector<std::uint64_t> paused_counts_;  // each vCPU's CNTVCT at pause (restores)
   std::atomic<bool> warned_mmio_{false};
 };
 
@@ -326,12 +330,29 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
   if (auto r = CreateDevicesAndVcpus(&ipas); !r) return r;
 
+  for (const VcpuSnapshot& v : snap.vcpus) {
+    std::uint64_t paused = snap.time.VirtualCountAtPause();
+    for (const RegisterValue& reg : v.registers) {
+      if (reg.id != kvm::reg::kCntvct) continue;
+      values_restore_ = true;
+      paused = LoadLe(reg.bytes.data(), 8);
+    }
+    paused_counts_.push_back(paused);
+  }
+  if (values_restore_) {
+    // The comparison method: no offsets, only the per-vCPU value writes in
+    // the register loop below, each sampling "now" (KVM's legacy rule).
+    clock_ = arch::VmClock(
+        arch::HostTimerFeatures{.vm_offset_api = false, .physical_offset = caps_.counter_offset});
+  }
   // Guest time first: the offsets, then each timer's CTL and CVAL, so that
   // no CVAL is ever compared against a count it was not programmed for.
   const state::CapturePair here = CapturePairNow();
   auto plan = state::PlanResume(snap.time, config_.policy, here, kvm::ReadCounterFrequency());
   if (!plan) return tl::unexpected(plan.error());
-  if (clock_.features().vm_offset_api) {
+  if (values_restore_) {
+    // nothing: the counters come back by value below
+  } else if (clock_.features().vm_offset_api) {
     if (auto r = ApplyCounterOffsets(plan->vm_offset, plan->vm_offset); !r) return r;
   } else {
     if (auto r = ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset); !r) return r;
@@ -347,9 +368,11 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
                                     {kvm::reg::kCntpCval, t.el1_physical.cval},
                                     {kvm::reg::kCntkctlEl1, t.cntkctl_el1}}) {
       if (auto r = vcpu.SetOneReg(id, value); !r) return r;
+      ++timer_register_writes_;
     }
     for (const RegisterValue& reg : snap.vcpus[i].registers) {
       if (auto r = vcpu.SetOneRegRaw(reg.id, reg.bytes); !r) return r;
+      if (reg.id == kvm::reg::kCntvct || reg.id == kvm::reg::kCntpct) ++counter_value_writes_;
     }
     if (auto r = vcpu.SetMpState(snap.vcpus[i].mp_state); !r) return r;
   }
@@ -536,7 +559,10 @@ Result<MachineSnapshot> KvmMachine::Capture() {
     auto list = vcpu.GetRegList();
     if (!list) return tl::unexpected(list.error());
     for (std::uint64_t id : *list) {
-      if (kvm::reg::IsTimeRegister(id)) continue;
+      // The comparison method saves the counters by value, like other VMMs.
+      const bool by_value = config_.time_transfer == MachineConfig::TimeTransfer::kValues &&
+                            (id == kvm::reg::kCntvct || id == kvm::reg::kCntpct);
+      if (kvm::reg::IsTimeRegister(id) && !by_value) continue;
       RegisterValue rv{id, std::vector<std::uint8_t>(kvm::reg::Size(id))};
       if (auto r = vcpu.GetOneRegRaw(id, rv.bytes); !r) return tl::unexpected(r.error());
       vs.registers.push_back(std::move(rv));
@@ -708,7 +734,7 @@ Result<RunResult> KvmMachine::Run() {
   if (sigaction(kKickSignal, &sa, nullptr) != 0) {
     return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
   }
-  if (restored_time_) {
+  if (restored_time_ && !values_restore_) {
     // The offsets were set first thing in the restore, before CTL/CVAL; set
     // again now, from a capture pair taken at the last moment before the
     // vCPUs run, so the time spent restoring registers is not added to (or,
@@ -721,6 +747,29 @@ Result<RunResult> KvmMachine::Run() {
                        ? ApplyCounterOffsets(plan->vm_offset, plan->vm_offset)
                        : ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset);
     if (!applied) return tl::unexpected(applied.error());
+  }
+  if (restored_time_) {
+    // How far each vCPU's virtual counter already is from where it paused,
+    // read just before the vCPUs run: the step the guest will see, up to the
+    // time the threads take to enter. One line, for the comparison table.
+    std::int64_t lo = 0, hi = 0;
+    for (unsigned i = 0; i < vcpus_.size(); ++i) {
+      auto now = vcpus_[i].GetOneReg(kvm::reg::kCntvct);
+      if (!now) return tl::unexpected(now.error());
+      const auto step = static_cast<std::int64_t>(*now - paused_counts_[i]);
+      lo = i == 0 ? step : std::min(lo, step);
+      hi = i == 0 ? step : std::max(hi, step);
+    }
+    std::fprintf(stderr,
+                 "vtvmm: resume: %s, %zu vCPUs: CNTVCT minus its value at pause, read just before "
+                 "the vCPUs run: min %lld max %lld ticks; guest-time ioctls: %llu VM offset, "
+                 "%llu counter-value writes, %llu timer register writes\n",
+                 values_restore_ ? "per-vCPU counter values (comparison method)"
+                                 : "offsets and one capture pair (vtime)",
+                 vcpus_.size(), static_cast<long long>(lo), static_cast<long long>(hi),
+                 static_cast<unsigned long long>(counter_offset_ioctls_),
+                 static_cast<unsigned long long>(counter_value_writes_),
+                 static_cast<unsigned long long>(timer_register_writes_));
   }
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());

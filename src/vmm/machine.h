@@ -52,17 +52,24 @@ struct MachineConfig {
   unsigned migrate_after_ms = 0;
   /// Test fault on the migration stream: 0 none, 1 corrupt, 2 truncate.
   int migrate_fault = 0;
+  /// How a snapshot carries guest time. kOffsets (vtime): the offsets and one
+  /// capture pair. kValues: what other VMMs do today, for comparison: each
+  /// vCPU's CNTVCT/CNTPCT read at pause and written back per vCPU at restore
+  /// (each write samples "now"; the last one wins VM-wide).
+  enum class TimeTransfer : std::uint8_t { kOffsets, kValues };
+  TimeTransfer time_transfer = TimeTransfer::kOffsets;
 };
 
 /// What a run did, for --stats and the lab's exit-per-interrupt figures.
 struct RunStats {
   std::uint64_t exits = 0;  ///< KVM_RUN returns, all vCPUs
   std::uint64_t mmio_exits = 0;
-  std::uint64_t intr_exits = 0;        ///< KVM_EXIT_INTR / EINTR (line changes, signals)
-  std::uint64_t irq_line_raises = 0;   ///< KVM_IRQ_LINE level 1 (user irqchip)
-  std::uint64_t timer_line_rises = 0;  ///< rising edges of device_irq_level timer bits
-  std::uint64_t counter_offset_ioctls = 0;
-  std::uint64_t counter_value_writes = 0;
+  std::uint64_t intr_exits = 0;             ///< KVM_EXIT_INTR / EINTR (line changes, signals)
+  std::uint64_t irq_line_raises = 0;        ///< KVM_IRQ_LINE level 1 (user irqchip)
+  std::uint64_t timer_line_rises = 0;       ///< rising edges of device_irq_level timer bits
+  std::uint64_t counter_offset_ioctls = 0;  ///< KVM_ARM_SET_COUNTER_OFFSET (per VM)
+  std::uint64_t counter_value_writes = 0;   ///< TIMER_CNT/PTIMER_CNT ONE_REG writes
+  std::uint64_t timer_register_writes = 0;  ///< CTL/CVAL/CNTKCTL ONE_REG writes (restore)
 };
 
 /// How the guest ended.

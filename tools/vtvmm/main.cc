@@ -99,6 +99,11 @@ Options:
   --incoming PORT        wait for one migration on PORT, restore it (refusing
                          a damaged or impossible one with the reason, which
                          the source is told) and run it
+  --time-transfer offsets|values
+                         how a snapshot carries guest time: offsets (default,
+                         vtime: the offsets and one capture pair) or values
+                         (for comparison: each vCPU's CNTVCT/CNTPCT read at
+                         pause and written back per vCPU, as VMMs do today)
   --restore-check        with --restore: set everything up, print the
                          guest-visible timer state read back from KVM, and
                          exit without running the guest
@@ -247,6 +252,12 @@ int main(int argc, char** argv) {
     } else if (a == "--incoming") {
       if (!number(&n) || n == 0 || n > 65535) return Usage("--incoming needs a port");
       incoming_port = static_cast<unsigned>(n);
+    } else if (a == "--time-transfer") {
+      if (!value(&v) || (v != "offsets" && v != "values")) {
+        return Usage("--time-transfer needs offsets or values");
+      }
+      config.time_transfer = v == "offsets" ? MachineConfig::TimeTransfer::kOffsets
+                                            : MachineConfig::TimeTransfer::kValues;
     } else if (a == "--restore-check") {
       restore_check = true;
     } else if (a == "--no-reboot") {
@@ -433,20 +444,23 @@ int main(int argc, char** argv) {
     s.timer_line_rises += b.timer_line_rises;
     s.counter_offset_ioctls += b.counter_offset_ioctls;
     s.counter_value_writes += b.counter_value_writes;
+    s.timer_register_writes += b.timer_register_writes;
     if (!result || result->end != vtime::vmm::GuestEnd::kReset || no_reboot) break;
     std::fprintf(stderr, "vtvmm: %s; rebooting (boot %u)\n", result->detail.c_str(), boot + 2);
   }
   if (stats) {
     std::fprintf(stderr,
                  "vtvmm: stats: exits=%llu mmio=%llu intr=%llu irq_line_raises=%llu "
-                 "timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu\n",
+                 "timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu "
+                 "timer_register_writes=%llu\n",
                  static_cast<unsigned long long>(s.exits),
                  static_cast<unsigned long long>(s.mmio_exits),
                  static_cast<unsigned long long>(s.intr_exits),
                  static_cast<unsigned long long>(s.irq_line_raises),
                  static_cast<unsigned long long>(s.timer_line_rises),
                  static_cast<unsigned long long>(s.counter_offset_ioctls),
-                 static_cast<unsigned long long>(s.counter_value_writes));
+                 static_cast<unsigned long long>(s.counter_value_writes),
+                 static_cast<unsigned long long>(s.timer_register_writes));
   }
   if (!result) {
     std::fprintf(stderr, "vtvmm: %s\n", result.error().Message().c_str());
