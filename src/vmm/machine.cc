@@ -1,9 +1,12 @@
 #include "vmm/machine.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +160,9 @@ class KvmMachine final : public Machine {
   Result<void> CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas);
   void PauseAll();
   void ResumeAll();
+  Result<void> OpenMonitor();
+  void ServeMonitor();
+  std::string MonitorReply(const std::string& line);
   Result<void> MigrateOut();
   Result<MachineSnapshot> Capture();
   Result<void> WriteSnapshot();
@@ -200,6 +206,7 @@ class KvmMachine final : public Machine {
   std::uint64_t timer_register_writes_ = 0;
   bool values_restore_ = false;               // the snapshot carried counter values (kValues)
   std::vector<std::uint64_t> paused_counts_;  // each vCPU's CNTVCT at pause (restores)
+  kvm::Fd monitor_;
   std::atomic<bool> warned_mmio_{false};
 };
 
@@ -506,6 +513,77 @@ Result<void> KvmMachine::MigrateOut() {
   return Ok();
 }
 
+Result<void> KvmMachine::OpenMonitor() {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (config_.monitor_path.size() >= sizeof sa.sun_path) {
+    return Fail(ErrorCode::kInvalidArgument, "--monitor path is too long");
+  }
+  std::memcpy(sa.sun_path, config_.monitor_path.c_str(), config_.monitor_path.size() + 1);
+  kvm::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return Fail(ErrorCode::kSystem, "monitor socket", errno);
+  ::unlink(config_.monitor_path.c_str());
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::listen(fd.get(), 4) != 0) {
+    return Fail(ErrorCode::kSystem, "monitor socket " + config_.monitor_path, errno);
+  }
+  monitor_ = std::move(fd);
+  return Ok();
+}
+
+std::string KvmMachine::MonitorReply(const std::string& line) {
+  const auto space = line.find(' ');
+  const std::string verb = line.substr(0, space);
+  const std::string arg = space == std::string::npos ? "" : line.substr(space + 1);
+  if (verb == "snapshot" && !arg.empty()) {
+    config_.snapshot_path = arg;
+    if (auto r = WriteSnapshot(); !r) {
+      ResumeAll();
+      return "error: " + r.error().Message() + "; the guest keeps running";
+    }
+    return "ok: " + result_.detail;
+  }
+  if (verb == "migrate" && !arg.empty()) {
+    config_.migrate_to = arg;
+    if (auto r = MigrateOut(); !r) {
+      return "error: " + r.error().Message() + "; the guest keeps running here";
+    }
+    return "ok: " + result_.detail;
+  }
+  if (verb == "stats" && arg.empty()) {
+    const RunStats st = stats();
+    return "ok: exits=" + std::to_string(st.exits) + " mmio=" + std::to_string(st.mmio_exits) +
+           " intr=" + std::to_string(st.intr_exits) +
+           " counter_offset_ioctls=" + std::to_string(st.counter_offset_ioctls) +
+           " virtual_offset=" + std::to_string(clock_.virtual_offset().value) +
+           " physical_offset=" + std::to_string(clock_.physical_offset().value);
+  }
+  return "error: unknown command '" + line +
+         "'; commands: snapshot FILE, migrate ADDRESS:PORT, stats";
+}
+
+void KvmMachine::ServeMonitor() {
+  // One short connection per command; the socket is non-blocking, so a
+  // client that connects and sends nothing cannot stall the VM.
+  const int fd = ::accept4(monitor_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  kvm::Fd client(fd);
+  std::string line;
+  char c;
+  for (int waited = 0; line.size() < 4096;) {
+    pollfd p{client.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) {
+      if (++waited >= 20) return;  // 2 s without a full line: drop it
+      continue;
+    }
+    const ssize_t n = ::read(client.get(), &c, 1);
+    if (n <= 0 || c == '\n') break;
+    line.push_back(c);
+  }
+  const std::string reply = MonitorReply(line) + "\n";
+  (void)!::write(client.get(), reply.data(), reply.size());
+}
+
 Result<MachineSnapshot> KvmMachine::Capture() {
   if (gic_) {
     return Fail(ErrorCode::kUnsupported,
@@ -786,9 +864,12 @@ Result<RunResult> KvmMachine::Run() {
     sigemptyset(&snap.sa_mask);
     sigaction(kSnapshotSignal, &snap, nullptr);
   }
-  // The vCPU threads must not take the snapshot signal.
+  if (!config_.monitor_path.empty()) {
+    if (auto r = OpenMonitor(); !r) return tl::unexpected(r.error());
+  }
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
+    if (monitor_.valid() && !stop_.load()) ServeMonitor();
     {
       std::unique_lock lock(stop_mutex_);
       if (stopped_cv_.wait_for(lock, std::chrono::milliseconds(20),
@@ -896,6 +977,33 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     return tl::unexpected(r.error());
   }
   return machine;
+}
+
+Result<std::string> MonitorCommand(const std::string& socket_path, const std::string& command) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof sa.sun_path) {
+    return Fail(ErrorCode::kInvalidArgument, "monitor path is too long");
+  }
+  std::memcpy(sa.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  kvm::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid() || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
+    return Fail(ErrorCode::kSystem, "connecting to the monitor " + socket_path, errno);
+  }
+  const std::string line = command + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    return Fail(ErrorCode::kSystem, "sending to the monitor", errno);
+  }
+  std::string reply;
+  char buf[512];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  if (reply.empty()) return Fail(ErrorCode::kSystem, "the monitor closed without a reply");
+  return reply;
 }
 
 }  // namespace vtime::vmm

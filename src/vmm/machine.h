@@ -58,7 +58,13 @@ struct MachineConfig {
   /// (each write samples "now"; the last one wins VM-wide).
   enum class TimeTransfer : std::uint8_t { kOffsets, kValues };
   TimeTransfer time_transfer = TimeTransfer::kOffsets;
+  /// A Unix socket taking one-line commands while the guest runs:
+  /// "snapshot FILE", "migrate ADDRESS:PORT", "stats" (see vtvmm --help).
+  std::string monitor_path;
 };
+
+/// Sends one monitor command to a running vtvmm and returns its reply.
+Result<std::string> MonitorCommand(const std::string& socket_path, const std::string& command);
 
 /// What a run did, for --stats and the lab's exit-per-interrupt figures.
 struct RunStats {

@@ -104,6 +104,22 @@ for policy in freeze wallclock; do
   [ "$b" = 0 ] && pass "restore/$policy: CNTVCT never went backwards" ||
     fail "restore/$policy: CNTVCT went backwards ($b)"
 done
+# The monitor: commands to a running vtvmm over a Unix socket.
+vtvmm --timeout 120 --memory 32 --monitor /tmp/m.sock "$g/clockwatch.elf" >/tmp/mon.out 2>&1 &
+guest=$!
+sleep 1
+vtvmm monitor /tmp/m.sock stats >/tmp/mon.reply 2>&1
+grep -q "^ok: exits=" /tmp/mon.reply && pass "monitor: stats" || fail "monitor: stats: $(cat /tmp/mon.reply)"
+vtvmm monitor /tmp/m.sock frobnicate >/tmp/mon.reply 2>&1
+grep -q "unknown command" /tmp/mon.reply && pass "monitor: unknown command refused" ||
+  fail "monitor: unknown command: $(cat /tmp/mon.reply)"
+vtvmm monitor /tmp/m.sock snapshot /tmp/m.snap >/tmp/mon.reply 2>&1
+wait "$guest"
+grep -q "^ok: snapshot" /tmp/mon.reply && [ -s /tmp/m.snap ] && pass "monitor: snapshot written" ||
+  fail "monitor: snapshot: $(cat /tmp/mon.reply)"
+run "monitor snapshot restores" 0 --restore /tmp/m.snap
+rm -f /tmp/m.snap
+
 # What cannot be saved yet is refused, and the guest runs on.
 run "snapshot/user irqchip" 0 --irqchip user --memory 32 --snapshot /tmp/u.snap \
   --snapshot-after 500 "$g/clockwatch.elf"

@@ -68,8 +68,10 @@ constexpr int kDefaultRounds = 64;
 constexpr int kMaxRounds = 1'000'000;
 constexpr uint64_t kRequestMagic = 0x7674'636c'6f63'6b31;   // "vtclock1"
 constexpr uint64_t kResponseMagic = 0x7674'636c'6f63'6b32;  // "vtclock2"
-constexpr size_t kRequestWords = 2;   // magic, sequence number.
-constexpr size_t kResponseWords = 6;  // magic, sequence, t2, t3, counter, frequency.
+// Message sizes in 64-bit words. A request: magic, sequence number. A
+// response: magic, sequence number, t2, t3, counter, counter frequency.
+constexpr size_t kRequestWords = 2;
+constexpr size_t kResponseWords = 6;
 
 // ---------------------------------------------------------------- clocks
 
@@ -310,8 +312,7 @@ Result<void> Serve(uint16_t port, int accept_timeout_s) {
   const int64_t accept_deadline = MonotonicMs() + int64_t{accept_timeout_s} * 1000;
   Fd conn;
   while (conn.get() < 0) {
-    if (auto r = WaitFor(listener.get(), POLLIN, accept_deadline, "waiting for a client");
-        !r) {
+    if (auto r = WaitFor(listener.get(), POLLIN, accept_deadline, "waiting for a client"); !r) {
       return r;
     }
     conn = Fd(accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
@@ -335,8 +336,9 @@ Result<void> Serve(uint16_t port, int accept_timeout_s) {
     }
     const uint64_t counter = ReadCounter();
     const int64_t t3 = RealtimeNs();
-    const Words reply = {kResponseMagic,           req[1], static_cast<uint64_t>(t2),
-                         static_cast<uint64_t>(t3), counter, frequency};
+    const Words reply = {
+        kResponseMagic, req[1],   static_cast<uint64_t>(t2), static_cast<uint64_t>(t3),
+        counter,        frequency};
     if (auto r = SendWords(conn.get(), reply, MonotonicMs() + kExchangeTimeoutMs); !r) return r;
     ++exchanges;
   }
@@ -348,8 +350,8 @@ Result<void> Serve(uint16_t port, int accept_timeout_s) {
 
 // One exchange, as seen by the client.
 struct Exchange {
-  int64_t offset_ns = 0;  // Server clock minus local clock.
-  int64_t rtt_ns = 0;     // Round trip on the wire (server time excluded).
+  int64_t offset_ns = 0;           // Server clock minus local clock.
+  int64_t rtt_ns = 0;              // Round trip on the wire (server time excluded).
   int64_t counter_difference = 0;  // Server counter minus local, at the midpoint.
   uint64_t remote_frequency = 0;
 };
@@ -448,8 +450,7 @@ Result<void> Sync(const std::string& host, uint16_t port, int rounds, bool apply
       "clocksync: counter_frequency_hz=%llu remote_counter_frequency_hz=%llu "
       "counter_error_bound_ticks=%lld\n",
       static_cast<unsigned long long>(frequency),
-      static_cast<unsigned long long>(best.remote_frequency),
-      static_cast<long long>(bound_ticks));
+      static_cast<unsigned long long>(best.remote_frequency), static_cast<long long>(bound_ticks));
   return Ok();
 }
 

@@ -34,6 +34,7 @@ constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
        vtvmm [OPTIONS] --incoming PORT [--policy freeze|wallclock]
        vtvmm --probe
        vtvmm state show FILE
+       vtvmm monitor SOCKET COMMAND...
 
 Runs IMAGE, an arm64 guest program, under KVM and exits with its status.
 IMAGE is an ELF executable (loaded at its physical addresses, started at its
@@ -99,6 +100,11 @@ Options:
   --incoming PORT        wait for one migration on PORT, restore it (refusing
                          a damaged or impossible one with the reason, which
                          the source is told) and run it
+  --monitor SOCKET       take commands on a Unix socket while the guest runs;
+                         send them with `vtvmm monitor SOCKET COMMAND`:
+                           snapshot FILE        (as --snapshot; the VM stops)
+                           migrate ADDRESS:PORT (as --migrate-to)
+                           stats                (exits, offsets)
   --time-transfer offsets|values
                          how a snapshot carries guest time: offsets (default,
                          vtime: the offsets and one capture pair) or values
@@ -190,6 +196,20 @@ int StateShow(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if VTIME_HAVE_KVM
+  if (argc >= 2 && std::string_view(argv[1]) == "monitor") {
+    if (argc < 4) return Usage("usage: vtvmm monitor SOCKET COMMAND...");
+    std::string command = argv[3];
+    for (int i = 4; i < argc; ++i) command += std::string(" ") + argv[i];
+    auto reply = vtime::vmm::MonitorCommand(argv[2], command);
+    if (!reply) {
+      std::fprintf(stderr, "vtvmm: %s\n", reply.error().Message().c_str());
+      return kVmmError;
+    }
+    std::fputs(reply->c_str(), stdout);
+    return reply->rfind("ok", 0) == 0 ? 0 : 1;
+  }
+#endif
   if (argc >= 2 && std::string_view(argv[1]) == "state") {
     if (argc != 4 || std::string_view(argv[2]) != "show")
       return Usage("usage: vtvmm state show FILE");
@@ -252,6 +272,9 @@ int main(int argc, char** argv) {
     } else if (a == "--incoming") {
       if (!number(&n) || n == 0 || n > 65535) return Usage("--incoming needs a port");
       incoming_port = static_cast<unsigned>(n);
+    } else if (a == "--monitor") {
+      if (!value(&v) || v.empty()) return Usage("--monitor needs a socket path");
+      config.monitor_path = std::string(v);
     } else if (a == "--time-transfer") {
       if (!value(&v) || (v != "offsets" && v != "values")) {
         return Usage("--time-transfer needs offsets or values");
