@@ -120,6 +120,33 @@ grep -q "^ok: snapshot" /tmp/mon.reply && [ -s /tmp/m.snap ] && pass "monitor: s
 run "monitor snapshot restores" 0 --restore /tmp/m.snap
 rm -f /tmp/m.snap
 
+# wallclock on one host: the guest's counters advance by exactly the real
+# time away, so the restored offset is the original one, within the error of
+# reading the (host counter, wall clock) pairs and 100 us.
+run "wallclock snapshot" 0 --memory 32 --snapshot /tmp/w.snap --snapshot-after 700 "$g/clockwatch.elf"
+saved=$(vtvmm state show /tmp/w.snap | sed -n 's/^  "virtual_offset": \([0-9]*\),/\1/p')
+freq=$(vtvmm --probe | sed -n 's/^counter frequency: \([0-9]*\) Hz/\1/p')
+sleep 1
+vtvmm --timeout 60 --restore /tmp/w.snap --policy wallclock --monitor /tmp/w.sock >/tmp/w.out 2>&1 &
+guest=$!
+restored=''
+for _ in 1 2 3 4 5 6 7 8 9 10; do  # until the restored VM's monitor answers
+  sleep 0.5
+  restored=$(vtvmm monitor /tmp/w.sock stats 2>/dev/null | sed -n 's/.*virtual_offset=\([0-9]*\).*/\1/p')
+  [ -n "$restored" ] && break
+done
+wait "$guest"
+if [ -n "$saved" ] && [ -n "$restored" ] && [ -n "$freq" ]; then
+  diff=$((restored - saved))
+  [ "$diff" -lt 0 ] && diff=$((-diff))
+  echo "FIGURE wallclock on one host: restored offset differs from the saved one by $diff ticks ($((diff * 1000000 / freq)) us) after a 1 s absence"
+  [ "$diff" -le $((freq / 10000)) ] && pass "wallclock: guest time advanced by the real time away (within 100 us)" ||
+    fail "wallclock: offset moved by $diff ticks"
+else
+  fail "wallclock: could not read offsets (saved '$saved', restored '$restored')"
+fi
+rm -f /tmp/w.snap
+
 # What cannot be saved yet is refused, and the guest runs on.
 run "snapshot/user irqchip" 0 --irqchip user --memory 32 --snapshot /tmp/u.snap \
   --snapshot-after 500 "$g/clockwatch.elf"
