@@ -24,7 +24,7 @@ tl::unexpected<Error> SysFail(const std::string& what, int err = errno) {
 }
 
 // Waits until fd is readable (or writable), or fails after timeout_ms.
-Result<void> Wait(int fd, short events, unsigned timeout_ms, const char* what) {
+Result<void> Wait(int fd, short events, unsigned timeout_ms, const std::string& what) {
   pollfd p{fd, events, 0};
   for (;;) {
     const int r = ::poll(&p, 1, static_cast<int>(timeout_ms));
@@ -118,7 +118,7 @@ Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
   }
 }
 
-Result<kvm::Fd> AcceptOne(std::uint16_t port) {
+Result<kvm::Fd> AcceptOne(std::uint16_t port, unsigned timeout_ms) {
   kvm::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener.valid()) return SysFail("socket");
   int one = 1;
@@ -131,6 +131,13 @@ Result<kvm::Fd> AcceptOne(std::uint16_t port) {
     return SysFail("listening on port " + std::to_string(port));
   }
   if (::listen(listener.get(), 1) != 0) return SysFail("listen");
+  if (timeout_ms != 0) {
+    if (auto w = Wait(listener.get(), POLLIN, timeout_ms,
+                      "waiting for a migration on port " + std::to_string(port));
+        !w) {
+      return tl::unexpected(w.error());
+    }
+  }
   for (;;) {
     const int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd >= 0) {

@@ -33,8 +33,9 @@ using Progress = std::function<void(std::uint64_t, std::uint64_t)>;
 
 /// Connects to a waiting destination (gives up after `timeout_ms`).
 Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms);
-/// Listens on PORT on every address and accepts one source.
-Result<kvm::Fd> AcceptOne(std::uint16_t port);
+/// Listens on PORT on every address and accepts one source, giving up after
+/// `timeout_ms` (0: wait for ever).
+Result<kvm::Fd> AcceptOne(std::uint16_t port, unsigned timeout_ms = 0);
 
 enum class StreamFault : std::uint8_t { kNone, kCorrupt, kTruncate };
 

@@ -173,7 +173,7 @@ std::vector<uint8_t> Encode(const Words& words) {
 Words Decode(const std::vector<uint8_t>& bytes) {
   Words words(bytes.size() / 8, 0);
   for (size_t i = 0; i < words.size(); ++i) {
-    for (int b = 0; b < 8; ++b) words[i] |= uint64_t{bytes[i * 8 + b]} << (8 * b);
+    for (std::size_t b = 0; b < 8; ++b) words[i] |= uint64_t{bytes[i * 8 + b]} << (8 * b);
   }
   return words;
 }

@@ -97,9 +97,10 @@ Options:
   --migrate-after MS     migrate after MS ms of running
   --migrate-fault corrupt|truncate
                          (testing) damage the migration stream
-  --incoming PORT        wait for one migration on PORT, restore it (refusing
-                         a damaged or impossible one with the reason, which
-                         the source is told) and run it
+  --incoming PORT        wait for one migration on PORT (up to --timeout, or
+                         10 minutes), restore it (refusing a damaged or
+                         impossible one with the reason, which the source is
+                         told) and run it
   --monitor SOCKET       take commands on a Unix socket while the guest runs;
                          send them with `vtvmm monitor SOCKET COMMAND`:
                            snapshot FILE        (as --snapshot; the VM stops)
@@ -395,7 +396,10 @@ int main(int argc, char** argv) {
   } else if (incoming_port != 0) {
     if (!image_path.empty()) return Usage("give an IMAGE or --incoming, not both");
     std::fprintf(stderr, "vtvmm: waiting for a migration on port %u\n", incoming_port);
-    auto link = vtime::vmm::AcceptOne(static_cast<std::uint16_t>(incoming_port));
+    // A source that never comes must not leave a destination waiting for
+    // ever: --timeout bounds the wait too (default 10 minutes).
+    const unsigned wait_ms = (config.timeout_s != 0 ? config.timeout_s : 600) * 1000;
+    auto link = vtime::vmm::AcceptOne(static_cast<std::uint16_t>(incoming_port), wait_ms);
     if (!link) {
       std::fprintf(stderr, "vtvmm: %s\n", link.error().Message().c_str());
       return kVmmError;
