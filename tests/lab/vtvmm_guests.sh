@@ -105,10 +105,12 @@ for policy in freeze wallclock; do
     fail "restore/$policy: CNTVCT went backwards ($b)"
 done
 # The monitor: commands to a running vtvmm over a Unix socket.
-vtvmm --timeout 120 --memory 32 --monitor /tmp/m.sock "$g/clockwatch.elf" >/tmp/mon.out 2>&1 &
+vtvmm --timeout 120 --memory 32 --monitor /tmp/m.sock "$g/clockwatch_long.elf" >/tmp/mon.out 2>&1 &
 guest=$!
-sleep 1
-vtvmm monitor /tmp/m.sock stats >/tmp/mon.reply 2>&1
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do  # until the monitor answers
+  sleep 0.5
+  vtvmm monitor /tmp/m.sock stats >/tmp/mon.reply 2>&1 && break
+done
 grep -q "^ok: exits=" /tmp/mon.reply && pass "monitor: stats" || fail "monitor: stats: $(cat /tmp/mon.reply)"
 vtvmm monitor /tmp/m.sock frobnicate >/tmp/mon.reply 2>&1
 grep -q "unknown command" /tmp/mon.reply && pass "monitor: unknown command refused" ||
@@ -117,24 +119,28 @@ vtvmm monitor /tmp/m.sock snapshot /tmp/m.snap >/tmp/mon.reply 2>&1
 wait "$guest"
 grep -q "^ok: snapshot" /tmp/mon.reply && [ -s /tmp/m.snap ] && pass "monitor: snapshot written" ||
   fail "monitor: snapshot: $(cat /tmp/mon.reply)"
-run "monitor snapshot restores" 0 --restore /tmp/m.snap
+run "monitor snapshot restores" 0 --restore /tmp/m.snap --restore-check
 rm -f /tmp/m.snap
 
 # wallclock on one host: the guest's counters advance by exactly the real
 # time away, so the restored offset is the original one, within the error of
 # reading the (host counter, wall clock) pairs and 100 us.
-run "wallclock snapshot" 0 --memory 32 --snapshot /tmp/w.snap --snapshot-after 700 "$g/clockwatch.elf"
+# clockwatch_long (40 s of guest time) keeps the restored VM alive while its
+# monitor is asked; it is stopped once the offset has been read.
+run "wallclock snapshot" 0 --memory 32 --snapshot /tmp/w.snap --snapshot-after 700 \
+  "$g/clockwatch_long.elf"
 saved=$(vtvmm state show /tmp/w.snap | sed -n 's/^  "virtual_offset": \([0-9]*\),/\1/p')
 freq=$(vtvmm --probe | sed -n 's/^counter frequency: \([0-9]*\) Hz/\1/p')
 sleep 1
 vtvmm --timeout 60 --restore /tmp/w.snap --policy wallclock --monitor /tmp/w.sock >/tmp/w.out 2>&1 &
 guest=$!
 restored=''
-for _ in 1 2 3 4 5 6 7 8 9 10; do  # until the restored VM's monitor answers
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do  # until its monitor answers
   sleep 0.5
   restored=$(vtvmm monitor /tmp/w.sock stats 2>/dev/null | sed -n 's/.*virtual_offset=\([0-9]*\).*/\1/p')
   [ -n "$restored" ] && break
 done
+kill "$guest" 2>/dev/null
 wait "$guest"
 if [ -n "$saved" ] && [ -n "$restored" ] && [ -n "$freq" ]; then
   diff=$((restored - saved))
