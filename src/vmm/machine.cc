@@ -483,19 +483,10 @@ Result<void> KvmMachine::MigrateOut() {
   if (!snap) return fail(snap.error());
   auto bytes = EncodeSnapshot(*snap);
   if (!bytes) return fail(bytes.error());
-  int last_tenth = -1;
-  auto progress = [&last_tenth](std::uint64_t done, std::uint64_t total) {
-    const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
-    if (tenth == last_tenth) return;
-    last_tenth = tenth;
-    std::fprintf(stderr, "vtvmm: migration: sent %.1f of %.1f MiB (%d%%)\n",
-                 static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
-                 tenth * 10);
-  };
   const auto fault = config_.migrate_fault == 1   ? StreamFault::kCorrupt
                      : config_.migrate_fault == 2 ? StreamFault::kTruncate
                                                   : StreamFault::kNone;
-  if (auto sent = SendSnapshot(link->get(), *bytes, progress, fault); !sent) {
+  if (auto sent = SendSnapshot(link->get(), *bytes, PrintTenths("sent"), fault); !sent) {
     return fail(sent.error());
   }
   auto verdict = ReceiveVerdict(link->get(), 120'000);

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 
 #include "vtime/wire.h"
@@ -93,6 +94,17 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
   }
   ep.port = static_cast<std::uint16_t>(value);
   return ep;
+}
+
+Progress PrintTenths(std::string verb) {
+  return [verb = std::move(verb), last = -1](std::uint64_t done, std::uint64_t total) mutable {
+    const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
+    if (tenth == last) return;
+    last = tenth;
+    std::fprintf(stderr, "vtvmm: migration: %s %.1f of %.1f MiB (%d%%)\n", verb.c_str(),
+                 static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
+                 tenth * 10);
+  };
 }
 
 Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {

@@ -31,6 +31,10 @@ Result<Endpoint> ParseEndpoint(std::string_view text);
 /// Called as bytes move: (done, total).
 using Progress = std::function<void(std::uint64_t, std::uint64_t)>;
 
+/// A Progress that prints one stderr line per tenth of the transfer:
+/// "vtvmm: migration: <verb> X of Y MiB (Z%)".
+Progress PrintTenths(std::string verb);
+
 /// Connects to a waiting destination (gives up after `timeout_ms`).
 Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms);
 /// Listens on PORT on every address and accepts one source, giving up after

@@ -404,17 +404,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "vtvmm: %s\n", link.error().Message().c_str());
       return kVmmError;
     }
-    int last_tenth = -1;
-    auto bytes = vtime::vmm::ReceiveSnapshot(
-        link->get(), (64ULL << 30) + (64ULL << 20),
-        [&last_tenth](std::uint64_t done, std::uint64_t total) {
-          const int tenth = total == 0 ? 10 : static_cast<int>(done * 10 / total);
-          if (tenth == last_tenth) return;
-          last_tenth = tenth;
-          std::fprintf(stderr, "vtvmm: migration: received %.1f of %.1f MiB (%d%%)\n",
-                       static_cast<double>(done) / (1 << 20),
-                       static_cast<double>(total) / (1 << 20), tenth * 10);
-        });
+    auto bytes = vtime::vmm::ReceiveSnapshot(link->get(), (64ULL << 30) + (64ULL << 20),
+                                             vtime::vmm::PrintTenths("received"));
     auto refuse = [&link](const std::string& reason) {
       (void)vtime::vmm::SendVerdict(link->get(), false, reason);
       std::fprintf(stderr, "vtvmm: refusing the incoming migration: %s\n", reason.c_str());
