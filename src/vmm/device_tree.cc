@@ -184,6 +184,11 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   w.Reg64({layout::kTestExit, layout::kTestExitSize});
   w.End();
 
+  w.Begin("debug-print@" + Hexless(layout::kDebugPrint));
+  w.Str("compatible", "vtime,debug-print");
+  w.Reg64({layout::kDebugPrint, 0x1000});
+  w.End();
+
   w.End();
   if (const int err = w.Finish(); err < 0) {
     return Fail(ErrorCode::kInvalidArgument,

@@ -16,6 +16,7 @@ inline constexpr std::uint64_t kPvtime = 0x090A0000;  ///< stolen-time records, 
 inline constexpr std::uint64_t kPvtimeSize = 0x10000;
 inline constexpr std::uint64_t kTestExit = 0x090C0000;  ///< vtime test finisher (not in QEMU)
 inline constexpr std::uint64_t kTestExitSize = 0x1000;
+inline constexpr std::uint64_t kDebugPrint = 0x090D0000;  ///< vtime bulk print (not in QEMU)
 inline constexpr std::uint64_t kRam = 0x40000000;
 /// Where a raw image's first byte goes (and where it starts executing).
 inline constexpr std::uint64_t kRawImageLoad = 0x40080000;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "backend/kvm/host_counter.h"
+#include "vmm/debug_print.h"
 #include "vmm/layout.h"
 #include "vmm/loader.h"
 #include "vmm/migration.h"
@@ -120,6 +122,11 @@ class KvmMachine final : public Machine {
         ram_(std::move(ram)),
         pvtime_(std::move(pvtime)),
         uart_([this](char c) { Console(c); }),
+        debug_print_(std::span<const std::uint8_t>(ram_.data(), ram_.size()), layout::kRam,
+                     [this](std::string_view text) {
+                       for (char c : text) Console(c);
+                     },
+                     [this](const std::string& why) { NoteOnce(warned_debug_print_, why); }),
         // KVM_CAP_COUNTER_OFFSET and a writable CNTPCT both came with Linux 6.4.
         clock_(arch::HostTimerFeatures{
             .vm_offset_api = caps.counter_offset && !config_.legacy_counter_writes,
@@ -165,6 +172,11 @@ class KvmMachine final : public Machine {
   std::string MonitorReply(const std::string& line);
   Result<void> MigrateOut();
   Result<MachineSnapshot> Capture();
+  Result<void> ReportRestoreStep();
+  state::CapturePair PauseCapturePair() const;
+  Result<void> ApplyResumePlan(const state::ResumePlan& plan);
+  Result<void> FinishResume();
+  void DrainKick();
   Result<void> WriteSnapshot();
 
   MachineConfig config_;
@@ -177,6 +189,8 @@ class KvmMachine final : public Machine {
   std::vector<kvm::Vcpu> vcpus_;
   std::vector<pthread_t> threads_;
   Pl011 uart_;
+  DebugPrint debug_print_;
+  std::atomic<bool> warned_debug_print_{false};
   arch::VmClock clock_;
 
   // The user-space interrupt controller and the levels last injected.
@@ -195,6 +209,17 @@ class KvmMachine final : public Machine {
   std::condition_variable parked_cv_;
   std::condition_variable resume_cv_;
   unsigned parked_ = 0;
+  unsigned ready_ = 0;    // vCPU threads at the start gate
+  bool started_ = false;  // the start gate is open
+  // Each vCPU's host counter read right after its last KVM_RUN that ran the
+  // guest: the guest stopped there, so a pause is captured at the latest of
+  // these rather than when the VMM gets round to it. Written by the vCPU
+  // thread, read by the main thread once every vCPU is parked.
+  std::vector<std::uint64_t> last_exit_count_;
+  // A restored VM's guest time as finally set, by the last vCPU thread to
+  // reach the start gate.
+  std::optional<state::ResumePlan> final_plan_;
+  state::CapturePair resumed_at_{};
   RunResult result_;
   std::optional<state::ResumePlan> restored_plan_;
   std::optional<state::SavedState> restored_time_;
@@ -575,6 +600,81 @@ void KvmMachine::ServeMonitor() {
   (void)!::write(client.get(), reply.data(), reply.size());
 }
 
+state::CapturePair KvmMachine::PauseCapturePair() const {
+  const state::CapturePair now = CapturePairNow();
+  std::uint64_t stopped = 0;
+  for (std::uint64_t c : last_exit_count_) stopped = std::max(stopped, c);
+  // No vCPU ran the guest, or a counter read that is not behind now: take now.
+  if (stopped == 0 || stopped > now.host_counter) return now;
+  // The wall clock at that count, from the one read now.
+  const auto back = TicksToNanosecondsCeil(Ticks{now.host_counter - stopped},
+                                           FrequencyHz{kvm::ReadCounterFrequency()});
+  return state::CapturePair{stopped, now.wall_clock_ns - static_cast<std::int64_t>(back.value)};
+}
+
+Result<void> KvmMachine::ApplyResumePlan(const state::ResumePlan& plan) {
+  return clock_.features().vm_offset_api
+             ? ApplyCounterOffsets(plan.vm_offset, plan.vm_offset)
+             : ApplyCounterOffsets(plan.virtual_offset, plan.physical_offset);
+}
+
+void KvmMachine::DrainKick() {
+  sigset_t kick;
+  sigemptyset(&kick);
+  sigaddset(&kick, kKickSignal);
+  const timespec zero{};
+  while (sigtimedwait(&kick, nullptr, &zero) == kKickSignal) {
+  }
+}
+
+Result<void> KvmMachine::FinishResume() {
+  if (!restored_time_ || values_restore_) return Ok();
+  // The offsets were set first thing in the restore, before CTL/CVAL; set
+  // again now, from a capture pair taken at the last moment before the
+  // vCPUs run, so the time spent restoring is not added to (or, under
+  // freeze, lost from) the guest's step. The plan is the same function of
+  // the saved state, so the guest-visible counts do not change.
+  resumed_at_ = CapturePairNow();
+  auto plan = state::PlanResume(*restored_time_, config_.policy, resumed_at_,
+                                kvm::ReadCounterFrequency());
+  if (!plan) return tl::unexpected(plan.error());
+  if (auto r = ApplyResumePlan(*plan); !r) return r;
+  final_plan_ = *plan;
+  return Ok();
+}
+
+Result<void> KvmMachine::ReportRestoreStep() {
+  // How far each vCPU's virtual counter already is from where it paused,
+  // read after the offsets are set (vtime) or the values written (the
+  // comparison method): the step the guest would see, up to the time the
+  // vCPUs take to enter. One line, for the comparison table.
+  if (!values_restore_) {
+    auto plan = state::PlanResume(*restored_time_, config_.policy, CapturePairNow(),
+                                  kvm::ReadCounterFrequency());
+    if (!plan) return tl::unexpected(plan.error());
+    if (auto r = ApplyResumePlan(*plan); !r) return r;
+  }
+  std::int64_t lo = 0, hi = 0;
+  for (unsigned i = 0; i < vcpus_.size(); ++i) {
+    auto now = vcpus_[i].GetOneReg(kvm::reg::kCntvct);
+    if (!now) return tl::unexpected(now.error());
+    const auto step = static_cast<std::int64_t>(*now - paused_counts_[i]);
+    lo = i == 0 ? step : std::min(lo, step);
+    hi = i == 0 ? step : std::max(hi, step);
+  }
+  std::fprintf(stderr,
+               "vtvmm: resume: %s, %zu vCPUs: CNTVCT minus its value at pause, read just before "
+               "the vCPUs run: min %lld max %lld ticks; guest-time ioctls: %llu VM offset, "
+               "%llu counter-value writes, %llu timer register writes\n",
+               values_restore_ ? "per-vCPU counter values (comparison method)"
+                               : "offsets and one capture pair (vtime)",
+               vcpus_.size(), static_cast<long long>(lo), static_cast<long long>(hi),
+               static_cast<unsigned long long>(counter_offset_ioctls_),
+               static_cast<unsigned long long>(counter_value_writes_),
+               static_cast<unsigned long long>(timer_register_writes_));
+  return Ok();
+}
+
 Result<MachineSnapshot> KvmMachine::Capture() {
   if (gic_) {
     return Fail(ErrorCode::kUnsupported,
@@ -598,7 +698,7 @@ Result<MachineSnapshot> KvmMachine::Capture() {
                      : state::OffsetApi::kNone;
   t.virtual_offset = clock_.virtual_offset().value;
   t.physical_offset = clock_.physical_offset().value;
-  t.pause = CapturePairNow();
+  t.pause = PauseCapturePair();
   std::vector<std::uint64_t> mpidrs;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
     kvm::Vcpu& vcpu = vcpus_[i];
@@ -730,6 +830,12 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
       Stop(GuestEnd::kTestExit, static_cast<int>(value & 0xff),
            "test finisher: " + std::to_string(value & 0xffffffff));
     }
+  } else if (a >= layout::kDebugPrint && a < layout::kDebugPrint + DebugPrint::kSize) {
+    if (exit.mmio_write) {
+      debug_print_.Write(a - layout::kDebugPrint, value, exit.mmio_len);
+    } else {
+      read = debug_print_.Read(a - layout::kDebugPrint, exit.mmio_len);
+    }
   } else if (gic_ && a >= layout::kGicDist && a < layout::kGicDist + UserGic::kDistSize) {
     read = GicAccess(index, exit, a - layout::kGicDist, &UserGic::DistRead, &UserGic::DistWrite,
                      &known);
@@ -749,12 +855,54 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
 
 void KvmMachine::VcpuLoop(unsigned index) {
   kvm::Vcpu& vcpu = vcpus_[index];
+  // The kick signal stays blocked in this thread except inside KVM_RUN: a
+  // kick then makes KVM_RUN return at once with the signal left pending
+  // (drained below), and no signal handler runs on the way out, which
+  // keeps the guest's stop-to-capture time to one exit.
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, kKickSignal);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+  sigset_t while_running;
+  pthread_sigmask(SIG_BLOCK, nullptr, &while_running);
+  sigdelset(&while_running, kKickSignal);
+  if (auto r = vcpu.SetSignalMask(while_running); !r) {
+    Stop(GuestEnd::kError, 1, r.error().Message());
+    return;
+  }
+  // Warm-up: a vCPU's first KVM_RUN does KVM's one-time set-up (timers,
+  // vGIC resources) before looking at immediate_exit, so this one returns
+  // without entering the guest. Then the start gate: the last vCPU thread
+  // to reach it sets a restored VM's offsets for the last time and goes
+  // straight into KVM_RUN, so neither that set-up nor a thread wake-up is
+  // in the guest's step.
+  vcpu.SetImmediateExit(true);
+  (void)vcpu.Run();
+  DrainKick();
+  Result<void> resumed = Ok();
+  {
+    std::unique_lock lock(stop_mutex_);
+    if (++ready_ == vcpus_.size()) {
+      resumed = FinishResume();
+      started_ = true;
+      resume_cv_.notify_all();
+      parked_cv_.notify_all();
+    } else {
+      resume_cv_.wait(lock, [this] { return started_ || stop_.load(); });
+    }
+  }
+  if (!resumed) {
+    Stop(GuestEnd::kError, 1, resumed.error().Message());
+    return;
+  }
+  vcpu.SetImmediateExit(false);
   while (!stop_.load()) {
     if (pause_.load()) {
       // With immediate_exit set, KVM_RUN completes a pending MMIO or other
       // operation and returns at once: the registers are then final.
       vcpu.SetImmediateExit(true);
       (void)vcpu.Run();
+      DrainKick();
       std::unique_lock lock(stop_mutex_);
       ++parked_;
       parked_cv_.notify_all();
@@ -766,6 +914,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
       continue;
     }
     auto exit = vcpu.Run();
+    last_exit_count_[index] = kvm::ReadHostCounter().value;
     ++exits_;
     if (!exit) {
       Stop(GuestEnd::kError, 1, exit.error().Message());
@@ -779,6 +928,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
         break;
       case kvm::ExitKind::kInterrupted:
         ++intr_exits_;
+        DrainKick();
         break;
       case kvm::ExitKind::kSystemShutdown:
         Stop(GuestEnd::kPowerOff, 0, "PSCI SYSTEM_OFF from vCPU " + std::to_string(index));
@@ -803,43 +953,10 @@ Result<RunResult> KvmMachine::Run() {
   if (sigaction(kKickSignal, &sa, nullptr) != 0) {
     return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
   }
-  if (restored_time_ && !values_restore_) {
-    // The offsets were set first thing in the restore, before CTL/CVAL; set
-    // again now, from a capture pair taken at the last moment before the
-    // vCPUs run, so the time spent restoring registers is not added to (or,
-    // under freeze, lost from) the guest's step. The plan is the same
-    // function of the saved state, so the guest-visible counts do not change.
-    auto plan = state::PlanResume(*restored_time_, config_.policy, CapturePairNow(),
-                                  kvm::ReadCounterFrequency());
-    if (!plan) return tl::unexpected(plan.error());
-    auto applied = clock_.features().vm_offset_api
-                       ? ApplyCounterOffsets(plan->vm_offset, plan->vm_offset)
-                       : ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset);
-    if (!applied) return tl::unexpected(applied.error());
-  }
   if (restored_time_) {
-    // How far each vCPU's virtual counter already is from where it paused,
-    // read just before the vCPUs run: the step the guest will see, up to the
-    // time the threads take to enter. One line, for the comparison table.
-    std::int64_t lo = 0, hi = 0;
-    for (unsigned i = 0; i < vcpus_.size(); ++i) {
-      auto now = vcpus_[i].GetOneReg(kvm::reg::kCntvct);
-      if (!now) return tl::unexpected(now.error());
-      const auto step = static_cast<std::int64_t>(*now - paused_counts_[i]);
-      lo = i == 0 ? step : std::min(lo, step);
-      hi = i == 0 ? step : std::max(hi, step);
-    }
-    std::fprintf(stderr,
-                 "vtvmm: resume: %s, %zu vCPUs: CNTVCT minus its value at pause, read just before "
-                 "the vCPUs run: min %lld max %lld ticks; guest-time ioctls: %llu VM offset, "
-                 "%llu counter-value writes, %llu timer register writes\n",
-                 values_restore_ ? "per-vCPU counter values (comparison method)"
-                                 : "offsets and one capture pair (vtime)",
-                 vcpus_.size(), static_cast<long long>(lo), static_cast<long long>(hi),
-                 static_cast<unsigned long long>(counter_offset_ioctls_),
-                 static_cast<unsigned long long>(counter_value_writes_),
-                 static_cast<unsigned long long>(timer_register_writes_));
+    if (auto r = ReportRestoreStep(); !r) return tl::unexpected(r.error());
   }
+  last_exit_count_.assign(vcpus_.size(), 0);
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
   {
@@ -848,6 +965,28 @@ Result<RunResult> KvmMachine::Run() {
       threads.emplace_back([this, i] { VcpuLoop(i); });
       threads_.push_back(threads.back().native_handle());
     }
+  }
+  {
+    std::unique_lock lock(stop_mutex_);
+    parked_cv_.wait(lock, [this] { return started_ || stop_.load(); });
+  }
+  if (final_plan_) {
+    // After the start: printing is slow and must not delay the guest.
+    const std::int64_t away = resumed_at_.wall_clock_ns - restored_time_->pause.wall_clock_ns;
+    std::fprintf(stderr,
+                 "vtvmm: resumed (policy %s): CNTVCT paused at %llu, resumes at %llu; CNTPCT "
+                 "paused at %llu, resumes at %llu (+%llu ticks); away %lld ns by the two "
+                 "hosts' wall clocks%s\n",
+                 state::NameOf(config_.policy).data(),
+                 static_cast<unsigned long long>(restored_time_->VirtualCountAtPause()),
+                 static_cast<unsigned long long>(final_plan_->virtual_count_at_resume),
+                 static_cast<unsigned long long>(restored_time_->PhysicalCountAtPause()),
+                 static_cast<unsigned long long>(final_plan_->physical_count_at_resume),
+                 static_cast<unsigned long long>(final_plan_->advanced_ticks),
+                 static_cast<long long>(away),
+                 final_plan_->wall_clock_went_backwards
+                     ? " (this host's clock is behind the pause: no time added)"
+                     : "");
   }
   if (!config_.snapshot_path.empty() || !config_.migrate_to.empty()) {
     struct sigaction snap {};

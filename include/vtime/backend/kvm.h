@@ -5,6 +5,8 @@
 // Only src/backend/kvm includes <linux/kvm.h>.
 #pragma once
 
+#include <signal.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -260,6 +262,11 @@ class Vcpu {
   void SetMmioReadData(std::uint64_t value, std::uint32_t len);
   /// Sets kvm_run.immediate_exit (a signal handler's way to stop KVM_RUN).
   void SetImmediateExit(bool value);
+  /// KVM_SET_SIGNAL_MASK: the signals blocked while this vCPU runs the
+  /// guest. A VMM that blocks its kick signal in the vCPU thread and leaves
+  /// it open here has KVM_RUN return EINTR on a kick with the signal left
+  /// pending, so no handler runs on the way out (the kick costs one exit).
+  Result<void> SetSignalMask(const sigset_t& blocked_while_running);
 
  private:
   Fd fd_;

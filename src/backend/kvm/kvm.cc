@@ -545,4 +545,18 @@ void Vcpu::SetImmediateExit(bool value) {
   static_cast<kvm_run*>(run_)->immediate_exit = value ? 1 : 0;
 }
 
+Result<void> Vcpu::SetSignalMask(const sigset_t& blocked_while_running) {
+  // The kernel's sigset for arm64 is 64 bits; glibc's sigset_t is larger
+  // and starts with the same bits.
+  constexpr std::uint32_t kKernelSigsetBytes = 8;
+  alignas(kvm_signal_mask) std::uint8_t buf[sizeof(kvm_signal_mask) + kKernelSigsetBytes] = {};
+  auto* mask = reinterpret_cast<kvm_signal_mask*>(buf);
+  mask->len = kKernelSigsetBytes;
+  std::memcpy(buf + sizeof(kvm_signal_mask), &blocked_while_running, kKernelSigsetBytes);
+  if (::ioctl(fd_.get(), KVM_SET_SIGNAL_MASK, mask) < 0) {
+    return SysFail("KVM_SET_SIGNAL_MASK" + OnVcpu(index_));
+  }
+  return Ok();
+}
+
 }  // namespace vtime::kvm

@@ -80,10 +80,11 @@ TEST(DeviceTree, UserIrqchipDescribesAGicV2WithCpuMasks) {
   EXPECT_EQ(Cells(*dtb, "/timer", "interrupts")[2], 0x704U);
 }
 
-TEST(DeviceTree, DescribesTheTestFinisher) {
+TEST(DeviceTree, DescribesTheTestFinisherAndTheBulkPrintDevice) {
   auto dtb = BuildDeviceTree(MachineDescription{});
   ASSERT_TRUE(dtb.has_value());
   EXPECT_EQ(Str(*dtb, "/test-exit@90c0000", "compatible"), "vtime,test-exit");
+  EXPECT_EQ(Str(*dtb, "/debug-print@90d0000", "compatible"), "vtime,debug-print");
 }
 
 TEST(DeviceTree, RefusesImpossibleDescriptions) {
