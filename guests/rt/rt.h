@@ -16,6 +16,7 @@ typedef unsigned long uptr;
 #define UART_BASE       0x09000000UL
 #define FINISHER_BASE   0x090c0000UL
 #define PVTIME_BASE     0x090a0000UL
+#define DEBUGPRINT_BASE 0x090d0000UL   /* vtvmm's bulk print device (not in QEMU) */
 #define GICD_BASE       0x08000000UL
 #define GICC_BASE       0x08010000UL
 #define GICR_BASE       0x080A0000UL
@@ -63,6 +64,10 @@ void uart_puts(const char *s);
 void uart_putdec(u64 v);
 void uart_putsdec(s64 v);
 void uart_puthex(u64 v);          /* "0x" + lower-case hex, no leading zeros */
+/* Prints len bytes at once through vtvmm's bulk print device (one VM exit
+ * per 64 KiB), or byte by byte through the UART where there is no such
+ * device (QEMU). */
+void rt_bulk_print(const char *buf, u64 len);
 
 /* ---- psci / smccc ---- */
 u64 smccc_hvc(u64 fid, u64 a1, u64 a2, u64 a3);   /* start.S */

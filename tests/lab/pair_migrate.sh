@@ -3,7 +3,10 @@
 # (10.0.0.2), started seconds apart so their counters differ as real hosts'
 # do; B's wall clock is stepped to A's. A guest watching its counters
 # (clockwatch_long, 40 s of guest time) is migrated A -> B -> A ... ten times
-# under POLICY and finishes on A: it must never see either counter go back.
+# under POLICY, then snapshotted to a file on A and restored from it, and
+# finishes on A: it must never see either counter go back. Each pause's step,
+# as the guest logged it, is matched with the pause and judged by
+# pause_steps.pl, which prints the figures.
 # Usage: pair_migrate.sh POLICY VTVMM CLOCKSYNC GUEST_DIR [LAB/PAIR OPTIONS...]
 set -u
 policy=${1:?usage: pair_migrate.sh POLICY VTVMM CLOCKSYNC GUEST_DIR [OPTIONS...]}
@@ -16,15 +19,18 @@ hops=10
 every=1000  # ms a guest runs on a host before it moves on
 common="--timeout 120 --memory 16 --policy $policy"
 
-# A: serve the clock, start the guest (hop 1 goes to B), then take it back on
-# every even hop and send it on every odd one; the last one runs it to the end.
-a="vtime-clocksync serve 5555 >/tmp/cs.out 2>&1 & sleep 1;
+# A: serve the clock (while both machines are idle: the exchanges are then
+# quickest), start the guest (hop 1 goes to B), then take it back on every
+# even hop and send it on every odd one; the last one snapshots it to a file
+# and a restore from that file runs it to the end.
+a="vtime-clocksync serve 5555 >/tmp/cs.out 2>&1 || exit 1;
 vtvmm --timeout 120 --memory 16 --migrate-to 10.0.0.2:4444 --migrate-after $every \
   /guests/clockwatch_long.elf || exit 1"
 h=2
 while [ $h -le $hops ]; do
   if [ $h -eq $hops ]; then
-    a="$a; vtvmm $common --incoming 4444 || exit 1"
+    a="$a; vtvmm $common --incoming 4444 --snapshot /tmp/final.snap --snapshot-after $every || exit 1"
+    a="$a; vtvmm --timeout 120 --policy $policy --restore /tmp/final.snap || exit 1"
   else
     a="$a; vtvmm $common --incoming 4444 --migrate-to 10.0.0.2:4444 --migrate-after $every || exit 1"
   fi
@@ -44,7 +50,7 @@ start=$(date +%s)
   --add "$guests:/guests" --a "$a" --b "$b" >"$out"
 status=$?
 echo "lab/pair took $(($(date +%s) - start)) s, status $status"
-grep -vE "clockwatch: t=|migration: (sent|received) [0-9.]+ of" "$out"
+grep -vE "clockwatch: t=|migration: (sent|received) [0-9.]+ of|^\[[AB]\] cws " "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed"; exit 125; }
 
 failures=0
@@ -62,5 +68,13 @@ for c in cntvct cntpct; do
   esac
 done
 grep "clocksync: after" "$out" | sed 's/^/FIGURE /'
+resumed=$(grep -c "vtvmm: resumed (policy $policy)" "$out")
+[ "$resumed" = $((hops + 1)) ] && pass "$hops migrations and one restore from a file resumed the guest" ||
+  fail "$resumed resumes, expected $((hops + 1))"
+if perl "$here/pause_steps.pl" <"$out"; then
+  pass "every pause found in the guest's step log, no time seen (freeze) or lost (wallclock)"
+else
+  fail "pause_steps.pl (above)"
+fi
 echo "pair_migrate ($policy): $failures failure(s)"
 [ "$failures" -eq 0 ]
