@@ -472,6 +472,7 @@ void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
   stopped_cv_.notify_all();
   resume_cv_.notify_all();
+  parked_cv_.notify_all();  // PauseAll and the start gate wait there too
 }
 
 void KvmMachine::PauseAll() {
@@ -883,10 +884,13 @@ void KvmMachine::VcpuLoop(unsigned index) {
   {
     std::unique_lock lock(stop_mutex_);
     if (++ready_ == vcpus_.size()) {
+      // A restore that cannot set the guest's time does not start it.
       resumed = FinishResume();
-      started_ = true;
-      resume_cv_.notify_all();
-      parked_cv_.notify_all();
+      if (resumed) {
+        started_ = true;
+        resume_cv_.notify_all();
+        parked_cv_.notify_all();
+      }
     } else {
       resume_cv_.wait(lock, [this] { return started_ || stop_.load(); });
     }
