@@ -171,7 +171,16 @@ class KvmMachine final : public Machine {
   void ServeMonitor();
   std::string MonitorReply(const std::string& line);
   Result<void> MigrateOut();
-  Result<MachineSnapshot> Capture();
+  Result<MachineSnapshot> Capture(bool with_ram = true);
+  struct Precopy {
+    bool logging = false;           // slot 0 logs dirty pages
+    unsigned rounds = 0;            // rounds sent while the guest ran
+    std::uint64_t pages_live = 0;   // pages sent while the guest ran
+    std::uint64_t pages_paused = 0;  // pages sent while it was paused
+    std::vector<std::uint64_t> dirty;  // fetched from KVM, not sent yet
+  };
+  Result<void> PrecopyWhileRunning(int fd, StreamFault fault, Precopy& p);
+  void StopDirtyLog(Precopy& p);
   Result<void> ReportRestoreStep();
   state::CapturePair PauseCapturePair() const;
   Result<void> ApplyResumePlan(const state::ResumePlan& plan);
@@ -492,6 +501,61 @@ void KvmMachine::ResumeAll() {
   parked_cv_.wait(lock, [this] { return parked_ == 0 || stop_.load(); });
 }
 
+namespace {
+// Pre-copy stops sending while the guest runs after this many rounds, or
+// once a round leaves at most kPrecopyStopPages dirty (256 KiB).
+constexpr unsigned kPrecopyMaxRounds = 8;
+constexpr std::uint64_t kPrecopyStopPages = 64;
+
+std::uint64_t CountPages(const std::vector<std::uint64_t>& bits) {
+  std::uint64_t n = 0;
+  for (std::uint64_t w : bits) n += static_cast<std::uint64_t>(__builtin_popcountll(w));
+  return n;
+}
+}  // namespace
+
+Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy& p) {
+  const std::uint64_t pages = ram_.size() / kPageSize;
+  p.dirty.assign((pages + 63) / 64, 0);
+  // From here KVM logs every page the guest writes.
+  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(),
+                                       kvm::kMemLogDirtyPages);
+      !r)
+    return r;
+  p.logging = true;
+  if (auto r = SendPrecopyHeader(fd, ram_.size()); !r) return r;
+  std::vector<std::uint64_t> all(p.dirty.size(), ~std::uint64_t{0});
+  if (pages % 64 != 0) all.back() = (std::uint64_t{1} << (pages % 64)) - 1;
+  auto sent = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), all,
+                        fault == StreamFault::kTruncate ? fault : StreamFault::kNone);
+  if (!sent) return tl::unexpected(sent.error());
+  p.pages_live += *sent;
+  std::fprintf(stderr, "vtvmm: migration: pre-copy round 1: all %llu pages sent while the guest runs\n",
+               static_cast<unsigned long long>(*sent));
+  for (unsigned round = 2; round <= kPrecopyMaxRounds; ++round) {
+    if (auto r = vm_.GetDirtyLog(0, p.dirty); !r) return r;
+    const std::uint64_t n = CountPages(p.dirty);
+    if (n <= kPrecopyStopPages) break;  // these go with the pause
+    auto again = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), p.dirty);
+    if (!again) return tl::unexpected(again.error());
+    p.pages_live += *again;
+    p.rounds = round;
+    std::fill(p.dirty.begin(), p.dirty.end(), 0);
+    std::fprintf(stderr, "vtvmm: migration: pre-copy round %u: %llu pages the guest dirtied\n", round,
+                 static_cast<unsigned long long>(*again));
+  }
+  if (p.rounds == 0) p.rounds = 1;
+  return Ok();
+}
+
+void KvmMachine::StopDirtyLog(Precopy& p) {
+  if (!p.logging) return;
+  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(), 0); !r) {
+    NoteOnce(warned_mmio_, "turning dirty logging off: " + r.error().Message());
+  }
+  p.logging = false;
+}
+
 Result<void> KvmMachine::MigrateOut() {
   auto to = ParseEndpoint(config_.migrate_to);
   if (!to) return tl::unexpected(to.error());
@@ -499,23 +563,45 @@ Result<void> KvmMachine::MigrateOut() {
   // nothing.
   auto link = ConnectTo(*to, 10'000);
   if (!link) return tl::unexpected(link.error());
-  const auto paused_at = std::chrono::steady_clock::now();
-  PauseAll();
-  auto fail = [this](const Error& e) -> Result<void> {
-    ResumeAll();
-    return tl::unexpected(e);
-  };
-  auto snap = Capture();
-  if (!snap) return fail(snap.error());
-  auto bytes = EncodeSnapshot(*snap);
-  if (!bytes) return fail(bytes.error());
+  const int fd = link->get();
   const auto fault = config_.migrate_fault == 1   ? StreamFault::kCorrupt
                      : config_.migrate_fault == 2 ? StreamFault::kTruncate
                                                   : StreamFault::kNone;
-  if (auto sent = SendSnapshot(link->get(), *bytes, PrintTenths("sent"), fault); !sent) {
+  Precopy pre;
+  if (config_.precopy) {
+    // The guest runs on while RAM goes over; a failure here leaves it be.
+    if (auto r = PrecopyWhileRunning(fd, fault, pre); !r) {
+      StopDirtyLog(pre);
+      return r;
+    }
+  }
+  const auto paused_at = std::chrono::steady_clock::now();
+  PauseAll();
+  auto fail = [this, &pre](const Error& e) -> Result<void> {
+    StopDirtyLog(pre);
+    ResumeAll();
+    return tl::unexpected(e);
+  };
+  if (config_.precopy) {
+    // What the guest dirtied since the last round, and what that round left.
+    std::vector<std::uint64_t> last(pre.dirty.size(), 0);
+    if (auto r = vm_.GetDirtyLog(0, last); !r) return fail(r.error());
+    for (std::size_t i = 0; i < last.size(); ++i) last[i] |= pre.dirty[i];
+    auto sent = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), last);
+    if (!sent) return fail(sent.error());
+    pre.pages_paused = *sent;
+  }
+  auto snap = Capture(/*with_ram=*/!config_.precopy);
+  if (!snap) return fail(snap.error());
+  auto bytes = EncodeSnapshot(*snap, config_.precopy ? RamContents::kSentSeparately
+                                                     : RamContents::kIncluded);
+  if (!bytes) return fail(bytes.error());
+  if (config_.precopy) {
+    if (auto sent = SendFinalSnapshot(fd, *bytes, fault); !sent) return fail(sent.error());
+  } else if (auto sent = SendSnapshot(fd, *bytes, PrintTenths("sent"), fault); !sent) {
     return fail(sent.error());
   }
-  auto verdict = ReceiveVerdict(link->get(), 120'000);
+  auto verdict = ReceiveVerdict(fd, 120'000);
   if (!verdict) return fail(verdict.error());
   if (!verdict->accepted) {
     return fail(Error{ErrorCode::kBadState, 0, "the destination refused: " + verdict->reason});
@@ -523,10 +609,16 @@ Result<void> KvmMachine::MigrateOut() {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - paused_at)
                       .count();
+  const std::string how =
+      config_.precopy ? "pre-copy: " + std::to_string(pre.pages_live) + " pages in " +
+                            std::to_string(pre.rounds) + " rounds while the guest ran, " +
+                            std::to_string(pre.pages_paused) + " pages and " +
+                            std::to_string(bytes->size()) + " bytes of state while paused"
+                      : "stop-and-copy: " + std::to_string(bytes->size()) + " bytes";
   Stop(GuestEnd::kMigrated, 0,
-       "migrated to " + config_.migrate_to + ": " + std::to_string(bytes->size()) +
-           " bytes; the guest was paused here for " + std::to_string(ms) +
-           " ms (guest CNTVCT at pause " + std::to_string(snap->time.VirtualCountAtPause()) + ")");
+       "migrated to " + config_.migrate_to + " (" + how + "); the guest was paused here for " +
+           std::to_string(ms) + " ms (guest CNTVCT at pause " +
+           std::to_string(snap->time.VirtualCountAtPause()) + ")");
   return Ok();
 }
 
@@ -676,7 +768,7 @@ Result<void> KvmMachine::ReportRestoreStep() {
   return Ok();
 }
 
-Result<MachineSnapshot> KvmMachine::Capture() {
+Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   if (gic_) {
     return Fail(ErrorCode::kUnsupported,
                 "snapshots of a VM with --irqchip user are not supported yet");
@@ -750,7 +842,7 @@ Result<MachineSnapshot> KvmMachine::Capture() {
     if (!gic) return tl::unexpected(gic.error());
     s.vgic = kvm::EncodeVgicState(*gic);
   }
-  s.ram.assign(ram_.data(), ram_.data() + ram_.size());
+  if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());
   return s;
 }

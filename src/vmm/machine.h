@@ -52,6 +52,11 @@ struct MachineConfig {
   unsigned migrate_after_ms = 0;
   /// Test fault on the migration stream: 0 none, 1 corrupt, 2 truncate.
   int migrate_fault = 0;
+  /// Pre-copy (live) migration: RAM is sent while the guest runs, then what
+  /// it dirtied, round by round; the guest pauses only for the last dirty
+  /// pages and its registers. Off: stop-and-copy (the version 1 stream,
+  /// which older destinations take).
+  bool precopy = true;
   /// How a snapshot carries guest time. kOffsets (vtime): the offsets and one
   /// capture pair. kValues: what other VMMs do today, for comparison: each
   /// vCPU's CNTVCT/CNTPCT read at pause and written back per vCPU at restore

@@ -18,6 +18,13 @@ namespace vtime::vmm {
 namespace {
 
 constexpr std::uint8_t kMagic[8] = {'V', 'T', 'M', 'I', 'G', 'R', '\0', 1};
+constexpr std::uint8_t kPrecopyVersion = 2;
+constexpr std::uint8_t kRecordPages = 1;
+constexpr std::uint8_t kRecordSnapshot = 2;
+constexpr std::uint32_t kMaxRunPages = 4096;  // 16 MiB per pages record
+// A destination takes at most this many copies of RAM in pages records
+// before it calls the stream runaway.
+constexpr std::uint64_t kMaxRamCopies = 32;
 constexpr std::size_t kChunk = 1 << 20;
 
 tl::unexpected<Error> SysFail(const std::string& what, int err = errno) {
@@ -186,19 +193,66 @@ Result<void> SendSnapshot(int fd, std::span<const std::uint8_t> snapshot, const 
   return Ok();
 }
 
-Result<std::vector<std::uint8_t>> ReceiveSnapshot(int fd, std::uint64_t max_bytes,
-                                                  const Progress& progress) {
-  std::uint8_t header[16];
-  if (auto r = ReadAll(fd, header, 60'000); !r) return tl::unexpected(r.error());
-  if (std::memcmp(header, kMagic, 7) != 0) {
-    return Fail(ErrorCode::kMalformed, "migration stream: not a vtvmm migration (bad magic)");
+Result<void> SendPrecopyHeader(int fd, std::uint64_t ram_size) {
+  wire::Writer w;
+  std::uint8_t magic[8];
+  std::memcpy(magic, kMagic, 8);
+  magic[7] = kPrecopyVersion;
+  w.Bytes(magic);
+  w.U64(ram_size);
+  return WriteAll(fd, w.Take());
+}
+
+Result<std::uint64_t> SendPages(int fd, std::span<const std::uint8_t> ram,
+                                std::span<const std::uint64_t> pages, StreamFault fault) {
+  const std::uint64_t total = ram.size() / kPageSize;
+  auto is_set = [&](std::uint64_t i) { return ((pages[i / 64] >> (i % 64)) & 1) != 0; };
+  if (pages.size() * 64 < total) {
+    return Fail(ErrorCode::kInvalidArgument, "migration: the page bitmap is too short");
   }
-  if (header[7] != kMagic[7]) {
-    return Fail(ErrorCode::kUnsupported,
-                "migration stream: version " + std::to_string(header[7]) + ", this vtvmm speaks 1");
+  std::uint64_t sent = 0;
+  for (std::uint64_t i = 0; i < total;) {
+    if (!is_set(i)) {
+      ++i;
+      continue;
+    }
+    std::uint64_t n = 1;
+    while (i + n < total && n < kMaxRunPages && is_set(i + n)) ++n;
+    wire::Writer w;
+    w.U8(kRecordPages);
+    w.U64(i);
+    w.U32(static_cast<std::uint32_t>(n));
+    if (auto r = WriteAll(fd, w.Take()); !r) return tl::unexpected(r.error());
+    auto data = ram.subspan(i * kPageSize, n * kPageSize);
+    if (fault == StreamFault::kTruncate) {
+      (void)WriteAll(fd, data.first(data.size() / 2));
+      ::shutdown(fd, SHUT_WR);
+      return Fail(ErrorCode::kSystem, "migration stream: cut half way (test fault)");
+    }
+    if (auto r = WriteAll(fd, data); !r) return tl::unexpected(r.error());
+    sent += n;
+    i += n;
   }
-  wire::Reader r(std::span<const std::uint8_t>(header + 8, 8), "migration stream");
-  const std::uint64_t length = *r.U64();
+  return sent;
+}
+
+Result<void> SendFinalSnapshot(int fd, std::span<const std::uint8_t> snapshot, StreamFault fault) {
+  wire::Writer w;
+  w.U8(kRecordSnapshot);
+  w.U64(snapshot.size());
+  if (auto r = WriteAll(fd, w.Take()); !r) return r;
+  if (fault == StreamFault::kCorrupt && !snapshot.empty()) {
+    std::vector<std::uint8_t> corrupted(snapshot.begin(), snapshot.end());
+    corrupted[corrupted.size() / 2] ^= 0x40;
+    return WriteAll(fd, corrupted);
+  }
+  return WriteAll(fd, snapshot);
+}
+
+namespace {
+
+Result<std::vector<std::uint8_t>> ReadSized(int fd, std::uint64_t length, std::uint64_t max_bytes,
+                                            const Progress& progress) {
   if (length > max_bytes) {
     return Fail(ErrorCode::kOutOfRange, "migration stream: announces " + std::to_string(length) +
                                             " bytes, more than the " + std::to_string(max_bytes) +
@@ -214,6 +268,83 @@ Result<std::vector<std::uint8_t>> ReceiveSnapshot(int fd, std::uint64_t max_byte
     if (progress) progress(done, data.size());
   }
   return data;
+}
+
+Result<IncomingMigration> ReceivePrecopy(int fd, std::uint64_t max_bytes, std::uint64_t max_ram,
+                                         const Progress& progress) {
+  std::uint8_t size_bytes[8];
+  if (auto r = ReadAll(fd, size_bytes, 60'000); !r) return tl::unexpected(r.error());
+  const std::uint64_t ram_size = *wire::Reader(size_bytes, "migration stream").U64();
+  if (ram_size == 0 || ram_size % kPageSize != 0 || ram_size > max_ram) {
+    return Fail(ErrorCode::kOutOfRange, "migration stream: RAM of " + std::to_string(ram_size) +
+                                            " bytes (whole 4 KiB pages, at most " +
+                                            std::to_string(max_ram) + ")");
+  }
+  IncomingMigration in;
+  in.ram.emplace(static_cast<std::size_t>(ram_size), 0);
+  const std::uint64_t total = ram_size / kPageSize;
+  std::uint64_t first_copy = 0;  // bytes of the first pass, for progress
+  for (;;) {
+    std::uint8_t kind = 0;
+    if (auto r = ReadAll(fd, std::span(&kind, 1), 60'000); !r) return tl::unexpected(r.error());
+    if (kind == kRecordSnapshot) {
+      std::uint8_t len[8];
+      if (auto r = ReadAll(fd, len, 60'000); !r) return tl::unexpected(r.error());
+      auto snap = ReadSized(fd, *wire::Reader(len, "migration stream").U64(), max_bytes, {});
+      if (!snap) return tl::unexpected(snap.error());
+      in.snapshot = std::move(*snap);
+      return in;
+    }
+    if (kind != kRecordPages) {
+      return Fail(ErrorCode::kMalformed,
+                  "migration stream: unknown record kind " + std::to_string(kind));
+    }
+    std::uint8_t head[12];
+    if (auto r = ReadAll(fd, head, 60'000); !r) return tl::unexpected(r.error());
+    wire::Reader hr(head, "migration stream");
+    const std::uint64_t first = *hr.U64();
+    const std::uint32_t count = *hr.U32();
+    if (count == 0 || count > kMaxRunPages || first >= total || count > total - first) {
+      return Fail(ErrorCode::kMalformed, "migration stream: pages " + std::to_string(first) +
+                                             " + " + std::to_string(count) + " outside " +
+                                             std::to_string(total) + " pages of RAM");
+    }
+    in.pages_received += count;
+    if (in.pages_received > kMaxRamCopies * total) {
+      return Fail(ErrorCode::kOutOfRange, "migration stream: more than " +
+                                              std::to_string(kMaxRamCopies) +
+                                              " copies of RAM: refusing a runaway stream");
+    }
+    auto dest = std::span(*in.ram).subspan(first * kPageSize, std::uint64_t{count} * kPageSize);
+    if (auto r = ReadAll(fd, dest, 60'000); !r) return tl::unexpected(r.error());
+    if (progress && first_copy < ram_size) {
+      first_copy = std::min(ram_size, first_copy + dest.size());
+      progress(first_copy, ram_size);
+    }
+  }
+}
+
+}  // namespace
+
+Result<IncomingMigration> ReceiveMigration(int fd, std::uint64_t max_bytes, std::uint64_t max_ram,
+                                           const Progress& progress) {
+  std::uint8_t magic[8];
+  if (auto r = ReadAll(fd, magic, 60'000); !r) return tl::unexpected(r.error());
+  if (std::memcmp(magic, kMagic, 7) != 0) {
+    return Fail(ErrorCode::kMalformed, "migration stream: not a vtvmm migration (bad magic)");
+  }
+  if (magic[7] == kPrecopyVersion) return ReceivePrecopy(fd, max_bytes, max_ram, progress);
+  if (magic[7] != kMagic[7]) {
+    return Fail(ErrorCode::kUnsupported, "migration stream: version " + std::to_string(magic[7]) +
+                                             ", this vtvmm speaks 1 and 2");
+  }
+  std::uint8_t len[8];
+  if (auto r = ReadAll(fd, len, 60'000); !r) return tl::unexpected(r.error());
+  auto snap = ReadSized(fd, *wire::Reader(len, "migration stream").U64(), max_bytes, progress);
+  if (!snap) return tl::unexpected(snap.error());
+  IncomingMigration in;
+  in.snapshot = std::move(*snap);
+  return in;
 }
 
 Result<void> SendVerdict(int fd, bool accepted, const std::string& reason) {

@@ -19,7 +19,7 @@ tl::unexpected<Error> Bad(const std::string& why) {
   return Fail(ErrorCode::kMalformed, "snapshot: " + why);
 }
 
-Result<void> Validate(const MachineSnapshot& s) {
+Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
   if (s.cpus == 0 || s.cpus > kSnapshotMaxCpus) {
     return Bad(std::to_string(s.cpus) + " vCPUs (1.." + std::to_string(kSnapshotMaxCpus) + ")");
   }
@@ -29,7 +29,12 @@ Result<void> Validate(const MachineSnapshot& s) {
     return Bad("RAM size " + std::to_string(s.ram_size) +
                " is not a multiple of 64 KiB up to 64 GiB");
   }
-  if (s.ram.size() != s.ram_size) return Bad("RAM contents do not match the RAM size");
+  if (ram == RamContents::kIncluded && s.ram.size() != s.ram_size) {
+    return Bad("RAM contents do not match the RAM size");
+  }
+  if (ram == RamContents::kSentSeparately && !s.ram.empty()) {
+    return Bad("RAM contents in a snapshot whose RAM is sent separately");
+  }
   if (s.pvtime != (s.pvtime_region.size() == kPvtimeRegion) ||
       (!s.pvtime && !s.pvtime_region.empty())) {
     return Bad("PV-time region does not match the PV-time setting");
@@ -66,8 +71,8 @@ std::size_t RegisterSize(std::uint64_t id) {
   return field > 8 ? 0 : std::size_t{1} << field;  // up to 2048-bit (SVE) registers
 }
 
-Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s) {
-  if (auto ok = Validate(s); !ok) return tl::unexpected(ok.error());
+Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamContents ram) {
+  if (auto ok = Validate(s, ram); !ok) return tl::unexpected(ok.error());
   auto time = state::Encode(s.time);
   if (!time) return tl::unexpected(time.error());
   wire::Writer payload;
@@ -100,7 +105,7 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s) {
   return wire::Frame(kMagic, kSnapshotVersion, payload.Take());
 }
 
-Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes) {
+Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamContents contents) {
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
@@ -183,7 +188,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes) {
     }
   }
   if (!seen[kMachine] || !seen[kTime] || !seen[kRam]) return Bad("a required section is missing");
-  if (auto ok = Validate(s); !ok) return tl::unexpected(ok.error());
+  if (auto ok = Validate(s, contents); !ok) return tl::unexpected(ok.error());
   return s;
 }
 

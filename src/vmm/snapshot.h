@@ -62,7 +62,14 @@ struct MachineSnapshot {
 /// The size in bytes of a KVM register id (its KVM_REG_SIZE field).
 std::size_t RegisterSize(std::uint64_t id);
 
-Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& snapshot);
-Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes);
+/// Where guest RAM is: in the snapshot (files, stop-and-copy migration), or
+/// sent on its own before it (pre-copy migration), when the ram section is
+/// empty and `ram` stays empty; the rest of the format does not change.
+enum class RamContents : std::uint8_t { kIncluded, kSentSeparately };
+
+Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& snapshot,
+                                                 RamContents ram = RamContents::kIncluded);
+Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes,
+                                       RamContents ram = RamContents::kIncluded);
 
 }  // namespace vtime::vmm

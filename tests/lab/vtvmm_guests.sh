@@ -193,6 +193,14 @@ grep -q "migrated to 127.0.0.1:4444" /tmp/src.out && [ "$src_status" = 0 ] &&
 grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
   pass "migrate: the guest finished on the destination, counters never backwards" ||
   fail "migrate: destination status $dst_status"
+grep -q "migrated to 127.0.0.1:4444 (pre-copy: [0-9]* pages in [0-9]* rounds while the guest ran" /tmp/src.out &&
+  grep -q "pre-copy: [0-9]* pages received for 8192 of RAM" /tmp/dst.out &&
+  pass "migrate: pre-copy sent RAM while the guest ran" || fail "migrate: no pre-copy"
+migrate "migrate/stop-and-copy" 4446 --precopy off
+grep -q "migrated to 127.0.0.1:4446 (stop-and-copy: " /tmp/src.out && [ "$src_status" = 0 ] &&
+  grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
+  pass "migrate/stop-and-copy: the guest moved, counters never backwards" ||
+  fail "migrate/stop-and-copy: source status $src_status, destination status $dst_status"
 for fault in corrupt truncate; do
   migrate "migrate/$fault" 4445 --migrate-fault "$fault"
   grep -q "refusing the incoming migration" /tmp/dst.out && [ "$dst_status" = 125 ] &&

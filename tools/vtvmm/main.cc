@@ -90,10 +90,14 @@ Options:
                          (its counters advance by the real time elapsed)
   --migrate-to ADDR:PORT on SIGUSR2 (or after --migrate-after), send the VM
                          to a vtvmm waiting with --incoming (numeric IPv4),
-                         with progress on stderr. The guest pauses while its
-                         state is sent; vtvmm exits once the destination has
-                         restored it. A destination that is absent, refuses
-                         or drops the link leaves the guest running here.
+                         with progress on stderr. RAM goes first while the
+                         guest runs (pre-copy), then the guest pauses for the
+                         pages it dirtied and its registers; vtvmm exits once
+                         the destination has restored it. A destination that
+                         is absent, refuses or drops the link leaves the
+                         guest running here.
+  --precopy on|off       off: stop-and-copy instead (the guest pauses for the
+                         whole transfer; older destinations take only this)
   --migrate-after MS     migrate after MS ms of running
   --migrate-fault corrupt|truncate
                          (testing) damage the migration stream
@@ -270,6 +274,9 @@ int main(int argc, char** argv) {
         return Usage("--migrate-fault needs corrupt or truncate");
       }
       config.migrate_fault = v == "corrupt" ? 1 : 2;
+    } else if (a == "--precopy") {
+      if (!value(&v) || (v != "on" && v != "off")) return Usage("--precopy needs on or off");
+      config.precopy = v == "on";
     } else if (a == "--incoming") {
       if (!number(&n) || n == 0 || n > 65535) return Usage("--incoming needs a port");
       incoming_port = static_cast<unsigned>(n);
@@ -404,16 +411,30 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "vtvmm: %s\n", link.error().Message().c_str());
       return kVmmError;
     }
-    auto bytes = vtime::vmm::ReceiveSnapshot(link->get(), (64ULL << 30) + (64ULL << 20),
-                                             vtime::vmm::PrintTenths("received"));
+    auto in = vtime::vmm::ReceiveMigration(link->get(), (64ULL << 30) + (64ULL << 20), 64ULL << 30,
+                                           vtime::vmm::PrintTenths("received"));
     auto refuse = [&link](const std::string& reason) {
       (void)vtime::vmm::SendVerdict(link->get(), false, reason);
       std::fprintf(stderr, "vtvmm: refusing the incoming migration: %s\n", reason.c_str());
       return kVmmError;
     };
-    if (!bytes) return refuse(bytes.error().Message());
-    auto decoded = vtime::vmm::DecodeSnapshot(*bytes);
+    if (!in) return refuse(in.error().Message());
+    using vtime::vmm::RamContents;
+    auto decoded = vtime::vmm::DecodeSnapshot(
+        in->snapshot, in->ram ? RamContents::kSentSeparately : RamContents::kIncluded);
     if (!decoded) return refuse(decoded.error().Message());
+    if (in->ram) {
+      // Pre-copy: RAM came as pages before the snapshot.
+      if (in->ram->size() != decoded->ram_size) {
+        return refuse("the stream's RAM (" + std::to_string(in->ram->size()) +
+                      " bytes) does not match the snapshot's (" +
+                      std::to_string(decoded->ram_size) + ")");
+      }
+      decoded->ram = std::move(*in->ram);
+      std::fprintf(stderr, "vtvmm: migration: pre-copy: %llu pages received for %llu of RAM\n",
+                   static_cast<unsigned long long>(in->pages_received),
+                   static_cast<unsigned long long>(decoded->ram_size / vtime::vmm::kPageSize));
+    }
     snapshot = std::move(*decoded);
     config.restore = &*snapshot;
     no_reboot = true;

@@ -153,6 +153,9 @@ class Device;
 class Vcpu;
 class Vm;
 
+/// KVM_MEM_LOG_DIRTY_PAGES, a SetUserMemoryRegion flag.
+inline constexpr std::uint32_t kMemLogDirtyPages = 1;
+
 /// /dev/kvm.
 class System {
  public:
@@ -198,6 +201,11 @@ class Vm {
   Result<void> IrqLine(std::uint32_t irq, bool level);
   /// KVM_IRQ_LINE for a vCPU's IRQ (fiq=false) or FIQ input (user irqchip).
   Result<void> CpuIrqLine(unsigned vcpu, bool fiq, bool level);
+  /// KVM_GET_DIRTY_LOG: the pages of memslot `slot` written since the last
+  /// call (or since logging was turned on), one bit per 4 KiB page in
+  /// `bitmap`, which must hold at least that many bits; it also clears the
+  /// log. Needs the slot registered with kMemLogDirtyPages.
+  Result<void> GetDirtyLog(std::uint32_t slot, std::span<std::uint64_t> bitmap);
   /// KVM_CREATE_DEVICE.
   Result<Device> CreateDevice(std::uint32_t type);
   /// Creates and initialises an in-kernel GICv3 with `nr_irqs` interrupts.

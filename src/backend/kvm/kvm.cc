@@ -302,6 +302,18 @@ Result<void> Vm::IrqLine(std::uint32_t irq, bool level) {
   return Ok();
 }
 
+static_assert(kMemLogDirtyPages == KVM_MEM_LOG_DIRTY_PAGES);
+
+Result<void> Vm::GetDirtyLog(std::uint32_t slot, std::span<std::uint64_t> bitmap) {
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  if (Ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
+    return SysFail("KVM_GET_DIRTY_LOG slot " + std::to_string(slot));
+  }
+  return Ok();
+}
+
 Result<void> Vm::CpuIrqLine(unsigned vcpu, bool fiq, bool level) {
   // irq field: vcpu2_index[31:28] type[27:24] vcpu_index[23:16] id[15:0].
   const std::uint32_t irq =

@@ -44,6 +44,31 @@ TEST(Snapshot, RoundTrips) {
   EXPECT_EQ(*back, s);
 }
 
+TEST(Snapshot, RamSentSeparatelyLeavesAnEmptyRamSectionAndOnlyThatDecodesIt) {
+  MachineSnapshot s = Sample(1);
+  // RAM in a snapshot that says it is sent separately is refused.
+  EXPECT_FALSE(EncodeSnapshot(s, RamContents::kSentSeparately).has_value());
+  const std::vector<std::uint8_t> ram = std::move(s.ram);
+  s.ram.clear();
+  auto bytes = EncodeSnapshot(s, RamContents::kSentSeparately);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto full = EncodeSnapshot(Sample(1));
+  ASSERT_TRUE(full.has_value());
+  EXPECT_EQ(bytes->size() + ram.size(), full->size());
+  auto back = DecodeSnapshot(*bytes, RamContents::kSentSeparately);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->ram_size, ram.size());
+  EXPECT_TRUE(back->ram.empty());
+  back->ram = ram;
+  EXPECT_EQ(*back, Sample(1));
+  // A file reader (RAM included) refuses it: a snapshot file is whole.
+  auto as_file = DecodeSnapshot(*bytes);
+  ASSERT_FALSE(as_file.has_value());
+  EXPECT_NE(as_file.error().context.find("RAM contents do not match"), std::string::npos);
+  // And a whole snapshot is not taken for a RAM-less one.
+  EXPECT_FALSE(DecodeSnapshot(*full, RamContents::kSentSeparately).has_value());
+}
+
 TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
   EXPECT_EQ(RegisterSize(0x6030000000100000ULL), 8U);
   EXPECT_EQ(RegisterSize(0x6040000000100054ULL), 16U);
