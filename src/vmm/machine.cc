@@ -360,16 +360,32 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
 }
 
 Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
-  if (snap.irqchip == IrqChip::kUser) {
-    return Fail(ErrorCode::kUnsupported,
-                "restoring a VM that used --irqchip user is not supported yet (its interrupt "
-                "controller state is not saved)");
-  }
   std::memcpy(ram_.data(), snap.ram.data(), snap.ram.size());
   if (pvtime_) std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
   std::vector<std::uint64_t> ipas;
   for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
   if (auto r = CreateDevicesAndVcpus(&ipas); !r) return r;
+  if (gic_) {
+    // The user-space GIC comes back whole; each vCPU's IRQ line follows it.
+    auto gic = UserGic::Restore(snap.user_gic);
+    if (!gic) return tl::unexpected(gic.error());
+    if (gic->num_cpus() != vcpus_.size() || gic->num_irqs() != gic_->num_irqs()) {
+      return Fail(ErrorCode::kMalformed,
+                  "snapshot: the user GIC state is for " + std::to_string(gic->num_cpus()) +
+                      " CPUs and " + std::to_string(gic->num_irqs()) + " interrupts, not " +
+                      std::to_string(vcpus_.size()) + " and " + std::to_string(gic_->num_irqs()));
+    }
+    std::lock_guard lock(gic_mutex_);
+    gic_.emplace(std::move(*gic));
+    for (unsigned c = 0; c < injected_.size(); ++c) {
+      const bool want = gic_->IrqLine(c);
+      if (auto r = vm_.CpuIrqLine(c, /*fiq=*/false, want); !r) return r;
+      injected_[c] = want;
+    }
+    // Unknown until KVM reports them on the first exit: every level then
+    // counts as a change and reaches the GIC, whatever it was at the save.
+    timer_level_.assign(vcpus_.size(), ~std::uint64_t{0});
+  }
 
   for (const VcpuSnapshot& v : snap.vcpus) {
     std::uint64_t paused = snap.time.VirtualCountAtPause();
@@ -769,10 +785,6 @@ Result<void> KvmMachine::ReportRestoreStep() {
 }
 
 Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
-  if (gic_) {
-    return Fail(ErrorCode::kUnsupported,
-                "snapshots of a VM with --irqchip user are not supported yet");
-  }
   MachineSnapshot s;
   s.cpus = config_.cpus;
   s.ram_size = ram_.size();
@@ -841,6 +853,10 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
     auto gic = kvm::SaveVgicV3(*vgic_, mpidrs, kVgicNrIrqs);
     if (!gic) return tl::unexpected(gic.error());
     s.vgic = kvm::EncodeVgicState(*gic);
+  }
+  if (gic_) {
+    std::lock_guard lock(gic_mutex_);
+    s.user_gic = gic_->Save();
   }
   if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());

@@ -13,7 +13,15 @@ constexpr std::uint64_t kPvtimeRegion = 0x10000;
 constexpr std::uint64_t kMaxRam = 64ULL << 30;
 constexpr std::uint32_t kMaxRegisters = 4096;
 
-enum Tag : std::uint32_t { kMachine = 1, kTime = 2, kVcpu = 3, kVgic = 4, kRam = 5, kPvtime = 6 };
+enum Tag : std::uint32_t {
+  kMachine = 1,
+  kTime = 2,
+  kVcpu = 3,
+  kVgic = 4,
+  kRam = 5,
+  kPvtime = 6,
+  kUserGic = 7,
+};
 
 tl::unexpected<Error> Bad(const std::string& why) {
   return Fail(ErrorCode::kMalformed, "snapshot: " + why);
@@ -48,6 +56,9 @@ Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
   if (s.vtimer_ppi == s.ptimer_ppi) return Bad("both timers on one PPI");
   if ((s.irqchip == IrqChip::kKernel) == s.vgic.empty()) {
     return Bad("vGIC state present without the in-kernel irqchip, or missing with it");
+  }
+  if ((s.irqchip == IrqChip::kUser) == s.user_gic.empty()) {
+    return Bad("user GIC state present without the user irqchip, or missing with it");
   }
   for (const VcpuSnapshot& v : s.vcpus) {
     if (v.registers.size() > kMaxRegisters) return Bad("too many registers");
@@ -100,6 +111,7 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
     Section(payload, kVcpu, v.Take());
   }
   if (!s.vgic.empty()) Section(payload, kVgic, s.vgic);
+  if (!s.user_gic.empty()) Section(payload, kUserGic, s.user_gic);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
   return wire::Frame(kMagic, kSnapshotVersion, payload.Take());
@@ -109,7 +121,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[7] = {};
+  bool seen[8] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -118,7 +130,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kPvtime) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kUserGic) return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -176,6 +188,9 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
       }
       case kVgic:
         s.vgic.assign(body->begin(), body->end());
+        break;
+      case kUserGic:
+        s.user_gic.assign(body->begin(), body->end());
         break;
       case kRam:
         s.ram.assign(body->begin(), body->end());

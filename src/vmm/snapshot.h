@@ -15,6 +15,8 @@
 //   4 vgic     the backend's vGIC state encoding (kernel irqchip only)
 //   5 ram      guest RAM, ram_size bytes
 //   6 pvtime   the PV-time region (64 KiB) when pvtime is on
+//   7 usergic  vtvmm's user-space GIC state (UserGic::Save; user irqchip
+//              only; files from before it never have --irqchip user)
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
 #pragma once
 
@@ -54,6 +56,7 @@ struct MachineSnapshot {
   state::SavedState time;
   std::vector<VcpuSnapshot> vcpus;
   std::vector<std::uint8_t> vgic;
+  std::vector<std::uint8_t> user_gic;  ///< UserGic::Save(), --irqchip user only
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
   friend bool operator==(const MachineSnapshot&, const MachineSnapshot&) = default;

@@ -6,6 +6,8 @@
 #include <iterator>
 #include <string>
 
+#include "vtime/wire.h"
+
 namespace vtime::vmm {
 namespace {
 
@@ -111,6 +113,122 @@ void UserGic::Reset() {
     c.abpr = kMinAbpr;
     c.acked.clear();
   }
+}
+
+namespace {
+constexpr wire::Magic kStateMagic = {'V', 'T', 'U', 'G', 'I', 'C', '\0', '\0'};
+constexpr std::uint32_t kStateVersion = 1;
+
+tl::unexpected<Error> BadState(const std::string& why) {
+  return Fail(ErrorCode::kMalformed, "user GIC state: " + why);
+}
+}  // namespace
+
+std::vector<std::uint8_t> UserGic::Save() const {
+  wire::Writer w;
+  w.U32(num_cpus_);
+  w.U32(num_irqs_);
+  w.U32(dist_ctlr_);
+  auto irq = [&w](const Irq& i) {
+    w.U8(static_cast<std::uint8_t>((i.enabled ? 1 : 0) | (i.active ? 2 : 0) | (i.latch ? 4 : 0) |
+                                   (i.line ? 8 : 0) | (i.edge ? 16 : 0)));
+    w.U8(i.priority);
+    w.U8(i.targets);
+  };
+  for (unsigned c = 0; c < num_cpus_; ++c) {
+    for (const Irq& i : banked_[c]) irq(i);
+    w.Bytes(sgi_sources_[c]);
+    const CpuIf& cpu = cpus_[c];
+    w.U32(cpu.ctlr);
+    w.U8(cpu.pmr);
+    w.U8(cpu.bpr);
+    w.U8(cpu.abpr);
+    w.U32(static_cast<std::uint32_t>(cpu.acked.size()));
+    for (const Acked& a : cpu.acked) {
+      w.U32(a.intid);
+      w.U32(a.source);
+      w.U8(a.group_priority);
+    }
+  }
+  for (const Irq& i : spis_) irq(i);
+  return wire::Frame(kStateMagic, kStateVersion, w.Take());
+}
+
+Result<UserGic> UserGic::Restore(std::span<const std::uint8_t> bytes) {
+  auto frame = wire::Unframe(bytes, kStateMagic, kStateVersion, "user GIC state");
+  if (!frame) return tl::unexpected(frame.error());
+  wire::Reader r(frame->payload, "user GIC state");
+  auto cpus = r.U32();
+  auto irqs = r.U32();
+  auto ctlr = r.U32();
+  if (!cpus || !irqs || !ctlr) return BadState("truncated header");
+  auto made = Create(UserGicConfig{.num_cpus = *cpus, .num_irqs = *irqs});
+  if (!made) return BadState(made.error().context);
+  UserGic g = std::move(*made);
+  g.dist_ctlr_ = *ctlr & kDistCtlrWritable;
+  auto irq = [&r](Irq& i, bool banked) -> Result<void> {
+    auto flags = r.U8();
+    auto priority = r.U8();
+    auto targets = r.U8();
+    if (!flags || !priority || !targets) return BadState("truncated interrupt state");
+    if (*flags > 31) return BadState("unknown interrupt flags " + std::to_string(*flags));
+    i.enabled = (*flags & 1) != 0;
+    i.active = (*flags & 2) != 0;
+    i.latch = (*flags & 4) != 0;
+    i.line = (*flags & 8) != 0;
+    i.edge = (*flags & 16) != 0;
+    i.priority = *priority & kPriorityMask;
+    i.targets = banked ? 0 : *targets;
+    return Ok();
+  };
+  for (unsigned c = 0; c < g.num_cpus_; ++c) {
+    for (unsigned n = 0; n < kBankedCount; ++n) {
+      if (auto ok = irq(g.banked_[c][n], true); !ok) return tl::unexpected(ok.error());
+      // SGIs are edge-triggered and PPIs level-sensitive, whatever was saved.
+      g.banked_[c][n].edge = n < kSgiCount;
+    }
+    auto sources = r.Bytes(kSgiCount);
+    if (!sources) return BadState("truncated SGI sources");
+    for (unsigned n = 0; n < kSgiCount; ++n) {
+      g.sgi_sources_[c][n] = static_cast<std::uint8_t>((*sources)[n] & g.CpuMask());
+    }
+    CpuIf& cpu = g.cpus_[c];
+    auto cctlr = r.U32();
+    auto pmr = r.U8();
+    auto bpr = r.U8();
+    auto abpr = r.U8();
+    auto count = r.U32();
+    if (!cctlr || !pmr || !bpr || !abpr || !count) return BadState("truncated CPU interface");
+    if (*bpr > 7 || *abpr > 7) return BadState("binary point out of range");
+    cpu.ctlr = *cctlr & kCpuCtlrWritable;
+    cpu.pmr = *pmr & kPriorityMask;
+    cpu.bpr = std::max<std::uint8_t>(*bpr, kMinBpr);
+    cpu.abpr = std::max<std::uint8_t>(*abpr, kMinAbpr);
+    // At most one acknowledged interrupt per priority level.
+    if (*count > (1U << kPriorityBits)) {
+      return BadState(std::to_string(*count) + " acknowledged interrupts on CPU " +
+                      std::to_string(c));
+    }
+    for (std::uint32_t k = 0; k < *count; ++k) {
+      auto intid = r.U32();
+      auto source = r.U32();
+      auto gp = r.U8();
+      if (!intid || !source || !gp) return BadState("truncated acknowledged interrupt");
+      if (*intid >= g.num_irqs_ || *source >= g.num_cpus_) {
+        return BadState("acknowledged INTID " + std::to_string(*intid) + " from CPU " +
+                        std::to_string(*source) + " out of range");
+      }
+      if (!cpu.acked.empty() && *gp >= cpu.acked.back().group_priority) {
+        return BadState("acknowledged interrupts not in rising priority order");
+      }
+      cpu.acked.push_back(Acked{*intid, *source, *gp});
+    }
+  }
+  for (Irq& i : g.spis_) {
+    if (auto ok = irq(i, false); !ok) return tl::unexpected(ok.error());
+  }
+  if (!r.done()) return BadState("trailing bytes");
+  return g;
 }
 
 UserGic::Irq* UserGic::IrqOf(unsigned cpu, unsigned intid) {

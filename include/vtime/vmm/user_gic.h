@@ -31,6 +31,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "vtime/result.h"
@@ -159,6 +160,14 @@ class UserGic {
 
   /// Back to the reset state (every register, pending, active and line state).
   void Reset();
+
+  /// The whole controller state (including the input line levels), for a
+  /// snapshot: a checksummed, versioned frame ("VTUGIC", version 1).
+  [[nodiscard]] std::vector<std::uint8_t> Save() const;
+  /// A controller from Save()'s bytes. Refuses anything malformed or
+  /// impossible (CPU or IRQ counts, an acknowledged INTID out of range, more
+  /// acknowledged interrupts than priority levels, ...) with the reason.
+  static Result<UserGic> Restore(std::span<const std::uint8_t> bytes);
 
   [[nodiscard]] unsigned num_cpus() const { return num_cpus_; }
   [[nodiscard]] unsigned num_irqs() const { return num_irqs_; }

@@ -69,6 +69,25 @@ TEST(Snapshot, RamSentSeparatelyLeavesAnEmptyRamSectionAndOnlyThatDecodesIt) {
   EXPECT_FALSE(DecodeSnapshot(*full, RamContents::kSentSeparately).has_value());
 }
 
+TEST(Snapshot, UserIrqchipCarriesItsGicStateInstead) {
+  MachineSnapshot s = Sample(1);
+  s.irqchip = IrqChip::kUser;
+  EXPECT_FALSE(EncodeSnapshot(s).has_value());  // a vGIC with the user irqchip
+  s.vgic.clear();
+  auto missing = EncodeSnapshot(s);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().context.find("user GIC state"), std::string::npos);
+  s.user_gic = {1, 2, 3, 4, 5};
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(*back, s);
+  MachineSnapshot k = Sample(1);
+  k.user_gic = {1};
+  EXPECT_FALSE(EncodeSnapshot(k).has_value());  // user GIC state with the kernel's
+}
+
 TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
   EXPECT_EQ(RegisterSize(0x6030000000100000ULL), 8U);
   EXPECT_EQ(RegisterSize(0x6040000000100054ULL), 16U);

@@ -6,8 +6,12 @@
 #include <cstdint>
 #include <iterator>
 #include <random>
+#include <span>
+#include <string>
 #include <utility>
 #include <vector>
+
+#include "vtime/wire.h"
 
 namespace vtime::vmm {
 namespace {
@@ -856,6 +860,117 @@ TEST(UserGic, RandomGuestAccessesNeverCrashAndStayConsistent) {
     }
     CheckInvariants(gic);
     EXPECT_GT(acks, 100) << cpus << " CPUs, " << irqs << " IRQs";  // the loop reached them
+  }
+}
+
+}  // namespace
+}  // namespace vtime::vmm
+
+namespace vtime::vmm {
+namespace {
+
+// A busy controller: two CPUs, an SGI pending from CPU 1, the virtual timer
+// acknowledged and still active on CPU 0 (a nested, higher-priority SPI
+// acknowledged on top of it), an SPI pending by its line, a level PPI line
+// high.
+UserGic BusyGic() {
+  UserGic gic = Make(2, 64);
+  Bringup(gic);
+  SetPriority(gic, 0, 40, 0x80);
+  for (unsigned spi : {40U, 41U}) {
+    bool known = false;
+    gic.DistWrite(0, gicd::kItargetsr + spi, 1, 1, &known);  // to CPU 0
+    EXPECT_TRUE(known);
+  }
+  for (unsigned i : {kVtimer, kPtimer, 40U, 41U}) EnableIrq(gic, 0, i);
+  EnableIrq(gic, 0, 3);
+  EnableIrq(gic, 1, 3);
+  gic.SetPpiLevel(0, kVtimer, true);
+  EXPECT_EQ(Ack(gic, 0), kVtimer);
+  gic.SetSpiLevel(40, true);
+  EXPECT_EQ(Ack(gic, 0), 40U);
+  gic.SetSpiLevel(41, true);
+  gic.SetPpiLevel(1, kPtimer, true);
+  Dw(gic, 1, gicd::kSgir, (1U << 16) | 3);  // SGI 3 from CPU 1 to CPU 0
+  return gic;
+}
+
+TEST(UserGicState, SaveRestoreGivesTheSameControllerAndBehaviour) {
+  UserGic a = BusyGic();
+  const std::vector<std::uint8_t> bytes = a.Save();
+  auto restored = UserGic::Restore(bytes);
+  ASSERT_TRUE(restored.has_value()) << restored.error().Message();
+  UserGic& b = *restored;
+  EXPECT_EQ(b.Save(), bytes);
+  for (unsigned cpu = 0; cpu < 2; ++cpu) {
+    EXPECT_EQ(b.IrqLine(cpu), a.IrqLine(cpu));
+    EXPECT_EQ(b.RunningPriority(cpu), a.RunningPriority(cpu));
+    for (unsigned i = 0; i < 64; ++i) {
+      EXPECT_EQ(b.IsPending(cpu, i), a.IsPending(cpu, i)) << cpu << "/" << i;
+      EXPECT_EQ(b.IsActive(cpu, i), a.IsActive(cpu, i)) << cpu << "/" << i;
+    }
+  }
+  // Both then behave alike: finish the nested SPI, then the timer, and take
+  // what is pending next, on each CPU.
+  for (UserGic* g : {&a, &b}) {
+    Eoi(*g, 0, 40);
+    Eoi(*g, 0, kVtimer);
+  }
+  for (unsigned cpu = 0; cpu < 2; ++cpu) EXPECT_EQ(Ack(b, cpu), Ack(a, cpu));
+  EXPECT_EQ(b.Save(), a.Save());
+}
+
+TEST(UserGicState, RefusesDamagedOrImpossibleStates) {
+  const std::vector<std::uint8_t> good = BusyGic().Save();
+  // Every truncation and a flipped byte anywhere: the frame's checksum.
+  for (std::size_t n = 0; n < good.size(); n += 7) {
+    EXPECT_FALSE(UserGic::Restore(std::span(good).first(n)).has_value()) << n;
+  }
+  for (std::size_t at = 0; at < good.size(); at += 5) {
+    std::vector<std::uint8_t> bad = good;
+    bad[at] ^= 0x10;
+    EXPECT_FALSE(UserGic::Restore(bad).has_value()) << at;
+  }
+  // Well-framed but impossible contents.
+  const wire::Magic magic = {'V', 'T', 'U', 'G', 'I', 'C', '\0', '\0'};
+  auto framed = [&magic](std::uint32_t cpus, std::uint32_t irqs, bool with_acked_out_of_range) {
+    wire::Writer w;
+    w.U32(cpus);
+    w.U32(irqs);
+    w.U32(1);
+    for (std::uint32_t c = 0; c < cpus; ++c) {
+      for (int i = 0; i < 32; ++i) {
+        w.U8(0);
+        w.U8(0);
+        w.U8(0);
+      }
+      w.Bytes(std::vector<std::uint8_t>(16, 0));
+      w.U32(1);
+      w.U8(0xF0);
+      w.U8(2);
+      w.U8(3);
+      w.U32(with_acked_out_of_range ? 1 : 0);
+      if (with_acked_out_of_range) {
+        w.U32(irqs + 5);
+        w.U32(0);
+        w.U8(0xA0);
+      }
+    }
+    for (std::uint32_t i = 32; i < irqs; ++i) {
+      w.U8(0);
+      w.U8(0);
+      w.U8(0);
+    }
+    return wire::Frame(magic, 1, w.Take());
+  };
+  EXPECT_TRUE(UserGic::Restore(framed(1, 64, false)).has_value());
+  for (const auto& [bytes, why] : std::vector<std::pair<std::vector<std::uint8_t>, std::string>>{
+           {framed(9, 64, false), "num_cpus 9"},
+           {framed(1, 40, false), "num_irqs 40"},
+           {framed(1, 64, true), "acknowledged INTID 69"}}) {
+    auto r = UserGic::Restore(bytes);
+    ASSERT_FALSE(r.has_value()) << why;
+    EXPECT_NE(r.error().Message().find(why), std::string::npos) << r.error().Message();
   }
 }
 
