@@ -598,6 +598,11 @@ Result<void> KvmMachine::MigrateOut() {
     ResumeAll();
     return tl::unexpected(e);
   };
+  if (stop_.load()) {
+    // The guest ended (or failed) while its RAM was on the way: there is
+    // nothing left to hand over, and the destination gets a cut stream.
+    return fail(Error{ErrorCode::kBadState, 0, "the guest stopped during the migration"});
+  }
   if (config_.precopy) {
     // What the guest dirtied since the last round, and what that round left.
     std::vector<std::uint64_t> last(pre.dirty.size(), 0);

@@ -179,20 +179,20 @@ rm -f /tmp/t.snap
 # stream is refused by the destination, which says why, and the source keeps
 # running its guest to the end.
 ip link set lo up 2>/dev/null
-migrate() {  # NAME PORT FAULT-ARGS...
-  name=$1 port=$2
-  shift 2
+migrate() {  # NAME PORT GUEST FAULT-ARGS...
+  name=$1 port=$2 guest=$3
+  shift 3
   vtvmm --timeout 120 --incoming "$port" --policy freeze >/tmp/dst.out 2>&1 &
   dst=$!
   vtvmm --timeout 120 --memory 32 --migrate-to "127.0.0.1:$port" --migrate-after 800 "$@" \
-    "$g/clockwatch.elf" >/tmp/src.out 2>&1
+    "$g/$guest.elf" >/tmp/src.out 2>&1
   src_status=$?
   wait "$dst"
   dst_status=$?
   sed "s|^|  [$name source] |" /tmp/src.out | grep -v "clockwatch: t="
   sed "s|^|  [$name destination] |" /tmp/dst.out | grep -vE "clockwatch: t=|migration: received"
 }
-migrate migrate 4444
+migrate migrate 4444 clockwatch
 grep -q "migrated to 127.0.0.1:4444" /tmp/src.out && [ "$src_status" = 0 ] &&
   pass "migrate: the source handed its VM over" || fail "migrate: source status $src_status"
 grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
@@ -201,18 +201,26 @@ grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_s
 grep -q "migrated to 127.0.0.1:4444 (pre-copy: [0-9]* pages in [0-9]* rounds while the guest ran" /tmp/src.out &&
   grep -q "pre-copy: [0-9]* pages received for 8192 of RAM" /tmp/dst.out &&
   pass "migrate: pre-copy sent RAM while the guest ran" || fail "migrate: no pre-copy"
-migrate "migrate/user irqchip" 4447 --irqchip user
+# Timers programmed before a live migration fire after it, once each, on time
+# (timer_migrate arms them 1.5 and 2 s ahead; it moves after 0.8 s).
+migrate "migrate/timers" 4448 timer_migrate
+grep -q "migrated to 127.0.0.1:4448" /tmp/src.out && [ "$dst_status" = 0 ] &&
+  grep -q "ok - timer_migrate: vtimer fired exactly once" /tmp/dst.out &&
+  grep -q "ok - timer_migrate: no unexpected interrupts" /tmp/dst.out &&
+  pass "migrate/timers: armed before the migration, fired once each after it, nothing else" ||
+  fail "migrate/timers: source status $src_status, destination status $dst_status"
+migrate "migrate/user irqchip" 4447 clockwatch --irqchip user
 grep -q "migrated to 127.0.0.1:4447" /tmp/src.out && [ "$src_status" = 0 ] &&
   grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
   pass "migrate/user irqchip: the guest moved with its user-space GIC" ||
   fail "migrate/user irqchip: source status $src_status, destination status $dst_status"
-migrate "migrate/stop-and-copy" 4446 --precopy off
+migrate "migrate/stop-and-copy" 4446 clockwatch --precopy off
 grep -q "migrated to 127.0.0.1:4446 (stop-and-copy: " /tmp/src.out && [ "$src_status" = 0 ] &&
   grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
   pass "migrate/stop-and-copy: the guest moved, counters never backwards" ||
   fail "migrate/stop-and-copy: source status $src_status, destination status $dst_status"
 for fault in corrupt truncate; do
-  migrate "migrate/$fault" 4445 --migrate-fault "$fault"
+  migrate "migrate/$fault" 4445 clockwatch --migrate-fault "$fault"
   grep -q "refusing the incoming migration" /tmp/dst.out && [ "$dst_status" = 125 ] &&
     pass "migrate/$fault: the destination refused and said why" ||
     fail "migrate/$fault: destination status $dst_status"
