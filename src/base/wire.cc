@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "vtime/hex.h"
+
 namespace vtime::wire {
 namespace {
 constexpr std::size_t kHeader = 24;
@@ -54,37 +56,51 @@ std::vector<std::uint8_t> Frame(const Magic& magic, std::uint32_t version,
 
 Result<Unframed> Unframe(std::span<const std::uint8_t> bytes, const Magic& magic,
                          std::uint32_t max_version, const std::string& what) {
+  auto malformed = [&what](const std::string& why) {
+    return Fail(ErrorCode::kMalformed, what + ": " + why);
+  };
   if (bytes.size() < kHeader + kTrailer) {
-    return Fail(ErrorCode::kMalformed, what + ": truncated (" + std::to_string(bytes.size()) +
-                                           " bytes, a frame needs at least 28)");
+    return malformed("truncated: " + std::to_string(bytes.size()) +
+                     " bytes, but a frame's header and checksum alone are 28");
   }
   if (!std::equal(magic.begin(), magic.end(), bytes.begin())) {
-    return Fail(ErrorCode::kMalformed, what + ": not a vtime " + what + " (bad magic)");
+    return malformed("bad magic: the input is not a vtime " + what);
   }
   Reader r(bytes.subspan(8), what);
   const std::uint32_t version = *r.U32();
   const std::uint32_t flags = *r.U32();
   const std::uint64_t length = *r.U64();
-  if (length != bytes.size() - kHeader - kTrailer) {
-    return Fail(ErrorCode::kMalformed, what + ": payload length " + std::to_string(length) +
-                                           " does not match the " + std::to_string(bytes.size()) +
-                                           " bytes given (truncated or trailing data)");
+  const std::uint64_t available = bytes.size() - kHeader - kTrailer;
+  if (length > available) {
+    return malformed("truncated: the header's payload length is " + std::to_string(length) +
+                     " bytes, but only " + std::to_string(available) +
+                     " bytes of payload follow the header (before the 4-byte checksum)");
+  }
+  if (length < available) {
+    return malformed("payload length " + std::to_string(length) +
+                     " does not match the input: " + std::to_string(available - length) +
+                     " trailing bytes follow the checksum");
   }
   std::uint32_t stored = 0;
   for (int i = 0; i < 4; ++i) {
     stored |= std::uint32_t{bytes[bytes.size() - kTrailer + static_cast<std::size_t>(i)]}
               << (8 * i);
   }
-  if (stored != Crc32(bytes.first(bytes.size() - kTrailer))) {
-    return Fail(ErrorCode::kMalformed, what + ": bad checksum (corrupted)");
+  if (const std::uint32_t computed = Crc32(bytes.first(bytes.size() - kTrailer));
+      stored != computed) {
+    return malformed("checksum mismatch: stored CRC-32 " + Hex(stored) + ", computed " +
+                     Hex(computed) + " (bad checksum: the data is corrupt)");
   }
-  if (version == 0 || version > max_version) {
+  if (version == 0) return malformed("format version 0 does not exist (versions start at 1)");
+  if (version > max_version) {
     return Fail(ErrorCode::kUnsupported, what + ": format version " + std::to_string(version) +
-                                             ", this vtime reads 1.." +
-                                             std::to_string(max_version));
+                                             " is newer than this vtime reads (1.." +
+                                             std::to_string(max_version) +
+                                             "); upgrade vtime on this host");
   }
   if (flags != 0) {
-    return Fail(ErrorCode::kMalformed, what + ": unknown flags " + std::to_string(flags));
+    return malformed("header flags " + Hex(flags) + " are not defined in format version " +
+                     std::to_string(version) + " (must be 0)");
   }
   return Unframed{version, bytes.subspan(kHeader, static_cast<std::size_t>(length))};
 }

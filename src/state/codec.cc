@@ -1,7 +1,5 @@
 #include "vtime/state/codec.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "vtime/hex.h"
+#include "vtime/wire.h"
 
 namespace vtime::state {
 
@@ -29,6 +28,9 @@ std::string_view NameOf(OffsetApi api) {
 }
 
 namespace {
+
+constexpr wire::Magic kFrameMagic = {kMagic[0], kMagic[1], kMagic[2], kMagic[3],
+                                     kMagic[4], kMagic[5], kMagic[6], kMagic[7]};
 
 using Bytes = std::span<const std::uint8_t>;
 
@@ -61,16 +63,6 @@ void Store(std::vector<std::uint8_t>& out, T v) {
   }
 }
 
-template <class T>
-void StoreAt(std::vector<std::uint8_t>& out, std::size_t at, T v) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    out[at + i] = static_cast<std::uint8_t>(v >> (8 * i));
-  }
-}
-
-std::uint32_t Crc32(Bytes bytes) {
-  return static_cast<std::uint32_t>(crc32_z(0, bytes.data(), bytes.size()));
-}
 
 std::string Dec(std::uint64_t v) { return std::to_string(v); }
 
@@ -408,55 +400,20 @@ Result<void> Validate(const SavedState& state) {
 
 Result<std::vector<std::uint8_t>> Encode(const SavedState& state) {
   if (auto ok = Validate(state); !ok) return tl::unexpected(std::move(ok.error()));
-  std::vector<std::uint8_t> out;
-  out.reserve(kHeaderSize + 5 * (kRecordHeaderSize + 16) +
-              state.vcpus.size() * (kRecordHeaderSize + kVcpuRecordSizeV1) + kTrailerSize);
-  out.insert(out.end(), std::begin(kMagic), std::end(kMagic));
-  Store(out, state.format_version);
-  Store(out, std::uint32_t{0});  // flags
-  Store(out, std::uint64_t{0});  // payload length, patched below
-  CodecFor(state.format_version).encode_payload(state, out);
-  StoreAt(out, 16, static_cast<std::uint64_t>(out.size() - kHeaderSize));
-  Store(out, Crc32(out));
-  return out;
+  std::vector<std::uint8_t> payload;
+  payload.reserve(5 * (kRecordHeaderSize + 16) +
+                  state.vcpus.size() * (kRecordHeaderSize + kVcpuRecordSizeV1));
+  CodecFor(state.format_version).encode_payload(state, payload);
+  return wire::Frame(kFrameMagic, state.format_version, payload);
 }
 
 Result<SavedState> Decode(Bytes bytes) {
-  if (bytes.size() < kHeaderSize) {
-    return Malformed("truncated: " + Dec(bytes.size()) + " bytes, but the header alone is " +
-                     Dec(kHeaderSize));
-  }
-  if (!std::equal(std::begin(kMagic), std::end(kMagic), bytes.begin())) {
-    return Malformed("bad magic: the input does not start with \"VTSTATE\\0\"");
-  }
-  const auto payload_size = Load<std::uint64_t>(bytes, 16);
-  const std::size_t after_header = bytes.size() - kHeaderSize;
-  if (after_header < kTrailerSize || payload_size > after_header - kTrailerSize) {
-    return Malformed("truncated: the header's payload length is " + Dec(payload_size) +
-                     " bytes, but only " + Dec(after_header) +
-                     " bytes of payload and 4-byte checksum follow the header");
-  }
-  if (payload_size < after_header - kTrailerSize) {
-    return Malformed("payload length " + Dec(payload_size) + " does not match the input: " +
-                     Dec(after_header - kTrailerSize - payload_size) +
-                     " bytes follow the checksum");
-  }
-  const std::size_t framed = kHeaderSize + static_cast<std::size_t>(payload_size);
-  const auto stored_crc = Load<std::uint32_t>(bytes, framed);
-  const auto computed_crc = Crc32(bytes.first(framed));
-  if (stored_crc != computed_crc) {
-    return Malformed("checksum mismatch: stored CRC-32 " + Hex(stored_crc) + ", computed " +
-                     Hex(computed_crc) + " (the data is corrupt)");
-  }
-  const auto version = Load<std::uint32_t>(bytes, 8);
-  if (auto ok = CheckFormatVersion(version); !ok) return tl::unexpected(std::move(ok.error()));
-  if (const auto flags = Load<std::uint32_t>(bytes, 12); flags != 0) {
-    return Malformed("header flags " + Hex(flags) + " are not defined in format version " +
-                     Dec(version) + " (must be 0)");
-  }
-  auto state = CodecFor(version).decode_payload(bytes.subspan(kHeaderSize, framed - kHeaderSize));
+  // The frame (magic, version, flags, length, CRC-32) is vtime's common one.
+  auto frame = wire::Unframe(bytes, kFrameMagic, kFormatVersion, "saved state");
+  if (!frame) return tl::unexpected(std::move(frame.error()));
+  auto state = CodecFor(frame->version).decode_payload(frame->payload);
   if (!state) return state;
-  state->format_version = version;
+  state->format_version = frame->version;
   if (auto ok = Validate(*state); !ok) return tl::unexpected(std::move(ok.error()));
   return state;
 }
