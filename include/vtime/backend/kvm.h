@@ -6,6 +6,7 @@
 #pragma once
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -23,10 +24,18 @@ class Fd {
   Fd() = default;
   explicit Fd(int fd) : fd_(fd) {}
   Fd(Fd&& other) noexcept : fd_(other.Release()) {}
-  Fd& operator=(Fd&& other) noexcept;
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = other.Release();
+    }
+    return *this;
+  }
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
-  ~Fd();
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   [[nodiscard]] int get() const { return fd_; }
   [[nodiscard]] bool valid() const { return fd_ >= 0; }
   int Release() {

@@ -80,18 +80,6 @@ Result<bool> HasAttrIoctl(int fd, std::uint32_t group, std::uint64_t attr,
 
 }  // namespace
 
-Fd& Fd::operator=(Fd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.Release();
-  }
-  return *this;
-}
-
-Fd::~Fd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 namespace reg {
 
 std::uint64_t Core(unsigned n) {
