@@ -95,19 +95,6 @@ static __attribute__((noinline, cold)) void log_step(u64 n, u64 v0, u64 v1, u64 
     step_log[n].dp = p1 - p0;
 }
 
-/* Appends v in lower-case hex, without a prefix, at out; returns the end. */
-static char *put_hex(char *out, u64 v)
-{
-    char buf[16];
-    int n = 0;
-    do {
-        buf[n++] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    while (n)
-        *out++ = buf[--n];
-    return out;
-}
 
 static __attribute__((noinline)) u64 watch(struct result *r, u64 dur, u64 bound, u64 half,
                                            u64 frq, u64 log_ticks)
@@ -266,13 +253,13 @@ int main(void)
         *t++ = 'w';
         *t++ = 's';
         *t++ = ' ';
-        t = put_hex(t, step_log[i].v0);
+        t = rt_format_hex(t, step_log[i].v0);
         *t++ = ' ';
-        t = put_hex(t, step_log[i].dv);
+        t = rt_format_hex(t, step_log[i].dv);
         *t++ = ' ';
-        t = put_hex(t, step_log[i].p0);
+        t = rt_format_hex(t, step_log[i].p0);
         *t++ = ' ';
-        t = put_hex(t, step_log[i].dp);
+        t = rt_format_hex(t, step_log[i].dp);
         *t++ = '\n';
     }
     rt_bulk_print(log_text, (u64)(t - log_text));

@@ -34,17 +34,6 @@ static u32 be32(const struct fdt *f, u64 off)
 
 static u64 align4(u64 x) { return (x + 3) & ~3UL; }
 
-/* A 32-bit load that may fault (skipped by the runtime): 1 if it worked. */
-static int probe32(uptr addr, u32 *out)
-{
-    u32 v = 0;
-    rt_fault_taken = 0;
-    rt_fault_expected = 1;
-    __asm__ volatile("ldr %w0, [%1]" : "+r"(v) : "r"(addr) : "memory");
-    rt_fault_expected = 0;
-    *out = v;
-    return !rt_fault_taken;
-}
 
 static u32 bswap32(u32 v)
 {
@@ -88,7 +77,7 @@ static int fdt_open(struct fdt *f, uptr addr, const char **why)
         *why = "address not 4-aligned RAM";
         return -1;
     }
-    if (!probe32(addr, &w)) {
+    if (!rt_probe32(addr, &w)) {
         *why = "header not readable";
         return -1;
     }
@@ -96,7 +85,7 @@ static int fdt_open(struct fdt *f, uptr addr, const char **why)
         *why = "bad magic";
         return -1;
     }
-    if (!probe32(addr + 4, &w)) {
+    if (!rt_probe32(addr + 4, &w)) {
         *why = "header not readable";
         return -1;
     }
@@ -105,7 +94,7 @@ static int fdt_open(struct fdt *f, uptr addr, const char **why)
         *why = "totalsize out of range";
         return -1;
     }
-    if (!probe32((addr + size - 1) & ~3UL, &w)) {
+    if (!rt_probe32((addr + size - 1) & ~3UL, &w)) {
         *why = "blob not readable up to totalsize";
         return -1;
     }

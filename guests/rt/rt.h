@@ -64,6 +64,9 @@ void uart_puts(const char *s);
 void uart_putdec(u64 v);
 void uart_putsdec(s64 v);
 void uart_puthex(u64 v);          /* "0x" + lower-case hex, no leading zeros */
+/* Writes v in lower-case hex, no prefix, no leading zeros, at out (at most
+ * 16 characters, no NUL); returns the end. */
+char *rt_format_hex(char *out, u64 v);
 /* Prints len bytes at once through vtvmm's bulk print device (one VM exit
  * per 64 KiB), or byte by byte through the UART where there is no such
  * device (QEMU). */
@@ -98,6 +101,8 @@ struct exc_frame {
 extern volatile int rt_fault_expected;
 extern volatile int rt_fault_taken;
 extern volatile u64 rt_fault_esr;
+/* A 32-bit load that may fault (skipped as above): 1 if it worked. */
+int rt_probe32(uptr addr, u32 *out);
 
 /* IRQ dispatch: handlers run with IRQs masked, after gic_ack and before
  * gic_eoi; a timer handler must drop the line (IMASK, disable or

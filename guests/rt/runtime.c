@@ -6,6 +6,17 @@ u64 rt_dtb;
 volatile int rt_fault_expected;
 volatile int rt_fault_taken;
 volatile u64 rt_fault_esr;
+
+int rt_probe32(uptr addr, u32 *out)
+{
+    u32 v = 0;
+    rt_fault_taken = 0;
+    rt_fault_expected = 1;
+    __asm__ volatile("ldr %w0, [%1]" : "+r"(v) : "r"(addr) : "memory");
+    rt_fault_expected = 0;
+    *out = v;
+    return !rt_fault_taken;
+}
 volatile u32 irq_unexpected;
 volatile u32 irq_spurious;
 

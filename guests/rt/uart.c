@@ -47,18 +47,27 @@ void uart_putsdec(s64 v)
     }
 }
 
-void uart_puthex(u64 v)
+char *rt_format_hex(char *out, u64 v)
 {
     char buf[16];
     int n = 0;
-    uart_puts("0x");
     do {
         u32 d = v & 0xf;
         buf[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
         v >>= 4;
     } while (v);
     while (n)
-        uart_putc(buf[--n]);
+        *out++ = buf[--n];
+    return out;
+}
+
+void uart_puthex(u64 v)
+{
+    char buf[16];
+    char *end = rt_format_hex(buf, v);
+    uart_puts("0x");
+    for (char *p = buf; p < end; p++)
+        uart_putc(*p);
 }
 
 /* vtvmm's bulk print device: write the buffer's guest-physical address to
@@ -76,11 +85,7 @@ static int bulk_present(void)
 {
     if (bulk_state == 0) {
         u32 v = 0;
-        rt_fault_taken = 0;
-        rt_fault_expected = 1;
-        __asm__ volatile("ldr %w0, [%1]" : "+r"(v) : "r"(DEBUGPRINT_BASE + DP_ID) : "memory");
-        rt_fault_expected = 0;
-        bulk_state = (!rt_fault_taken && v == DP_MAGIC) ? 1 : 2;
+        bulk_state = (rt_probe32(DEBUGPRINT_BASE + DP_ID, &v) && v == DP_MAGIC) ? 1 : 2;
     }
     return bulk_state == 1;
 }
