@@ -100,6 +100,7 @@ class Mapping {
   }
   [[nodiscard]] std::uint8_t* data() const { return static_cast<std::uint8_t*>(p_); }
   [[nodiscard]] std::uint64_t size() const { return size_; }
+  [[nodiscard]] std::span<const std::uint8_t> bytes() const { return {data(), size_}; }
 
  private:
   Mapping(void* p, std::uint64_t size) : p_(p), size_(size) {}
@@ -122,7 +123,7 @@ class KvmMachine final : public Machine {
         ram_(std::move(ram)),
         pvtime_(std::move(pvtime)),
         uart_([this](char c) { Console(c); }),
-        debug_print_(std::span<const std::uint8_t>(ram_.data(), ram_.size()), layout::kRam,
+        debug_print_(ram_.bytes(), layout::kRam,
                      [this](std::string_view text) {
                        for (char c : text) Console(c);
                      },
@@ -542,7 +543,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy&
   if (auto r = SendPrecopyHeader(fd, ram_.size()); !r) return r;
   std::vector<std::uint64_t> all(p.dirty.size(), ~std::uint64_t{0});
   if (pages % 64 != 0) all.back() = (std::uint64_t{1} << (pages % 64)) - 1;
-  auto sent = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), all,
+  auto sent = SendPages(fd, ram_.bytes(), all,
                         fault == StreamFault::kTruncate ? fault : StreamFault::kNone);
   if (!sent) return tl::unexpected(sent.error());
   p.pages_live += *sent;
@@ -552,7 +553,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy&
     if (auto r = vm_.GetDirtyLog(0, p.dirty); !r) return r;
     const std::uint64_t n = CountPages(p.dirty);
     if (n <= kPrecopyStopPages) break;  // these go with the pause
-    auto again = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), p.dirty);
+    auto again = SendPages(fd, ram_.bytes(), p.dirty);
     if (!again) return tl::unexpected(again.error());
     p.pages_live += *again;
     p.rounds = round;
@@ -608,7 +609,7 @@ Result<void> KvmMachine::MigrateOut() {
     std::vector<std::uint64_t> last(pre.dirty.size(), 0);
     if (auto r = vm_.GetDirtyLog(0, last); !r) return fail(r.error());
     for (std::size_t i = 0; i < last.size(); ++i) last[i] |= pre.dirty[i];
-    auto sent = SendPages(fd, std::span<const std::uint8_t>(ram_.data(), ram_.size()), last);
+    auto sent = SendPages(fd, ram_.bytes(), last);
     if (!sent) return fail(sent.error());
     pre.pages_paused = *sent;
   }

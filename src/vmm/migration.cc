@@ -45,6 +45,13 @@ Result<void> Wait(int fd, short events, unsigned timeout_ms, const std::string& 
   }
 }
 
+// The kCorrupt test fault: a copy with one byte in the middle flipped.
+std::vector<std::uint8_t> Corrupted(std::span<const std::uint8_t> bytes) {
+  std::vector<std::uint8_t> out(bytes.begin(), bytes.end());
+  if (!out.empty()) out[out.size() / 2] ^= 0x40;
+  return out;
+}
+
 Result<void> WriteAll(int fd, std::span<const std::uint8_t> bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
@@ -174,9 +181,8 @@ Result<void> SendSnapshot(int fd, std::span<const std::uint8_t> snapshot, const 
   header.U64(snapshot.size());
   if (auto r = WriteAll(fd, header.Take()); !r) return r;
   std::vector<std::uint8_t> corrupted;
-  if (fault == StreamFault::kCorrupt && !snapshot.empty()) {
-    corrupted.assign(snapshot.begin(), snapshot.end());
-    corrupted[corrupted.size() / 2] ^= 0x40;
+  if (fault == StreamFault::kCorrupt) {
+    corrupted = Corrupted(snapshot);
     snapshot = corrupted;
   }
   const std::size_t limit = fault == StreamFault::kTruncate ? snapshot.size() / 2 : snapshot.size();
@@ -241,11 +247,7 @@ Result<void> SendFinalSnapshot(int fd, std::span<const std::uint8_t> snapshot, S
   w.U8(kRecordSnapshot);
   w.U64(snapshot.size());
   if (auto r = WriteAll(fd, w.Take()); !r) return r;
-  if (fault == StreamFault::kCorrupt && !snapshot.empty()) {
-    std::vector<std::uint8_t> corrupted(snapshot.begin(), snapshot.end());
-    corrupted[corrupted.size() / 2] ^= 0x40;
-    return WriteAll(fd, corrupted);
-  }
+  if (fault == StreamFault::kCorrupt) return WriteAll(fd, Corrupted(snapshot));
   return WriteAll(fd, snapshot);
 }
 
