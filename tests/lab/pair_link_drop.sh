@@ -38,17 +38,11 @@ echo "B1 killed after: $(grep "migration: received" /tmp/b1.out | head -n 1)"
 vtvmm --timeout 60 --incoming 4445 >/tmp/b2.out 2>&1
 echo "B2 status $?"; grep "refusing" /tmp/b2.out'
 
-start=$(date +%s)
-"$here/../../lab/pair" "$@" --add "$vtvmm:/bin/vtvmm" --add "$guests:/guests" \
-  --a "$a" --b "$b" >"$out"
-status=$?
-echo "lab/pair took $(($(date +%s) - start)) s, status $status"
+. "$here/pair_common.sh"
+run_pair "$out" "$@" --add "$vtvmm:/bin/vtvmm" --add "$guests:/guests" --a "$a" --b "$b"
 cat "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed"; exit 125; }
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 grep -q '^\[B\] B1 killed after: .*migration: received' "$out" &&
   pass "B's vtvmm was killed in the middle of the transfer" || fail "B was not killed mid-transfer"
 for n in 1 2; do

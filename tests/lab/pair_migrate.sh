@@ -45,17 +45,12 @@ while [ $h -lt $hops ]; do
   h=$((h + 2))
 done
 
-start=$(date +%s)
-"$here/../../lab/pair" "$@" --add "$vtvmm:/bin/vtvmm" --add "$clocksync:/bin/vtime-clocksync" \
-  --add "$guests:/guests" --a "$a" --b "$b" >"$out"
-status=$?
-echo "lab/pair took $(($(date +%s) - start)) s, status $status"
+. "$here/pair_common.sh"
+run_pair "$out" "$@" --add "$vtvmm:/bin/vtvmm" --add "$clocksync:/bin/vtime-clocksync" \
+  --add "$guests:/guests" --a "$a" --b "$b"
 grep -vE "clockwatch: t=|migration: (sent|received) [0-9.]+ of|^\[[AB]\] cws " "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed"; exit 125; }
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 [ "$status" = 0 ] && pass "every vtvmm on both machines succeeded" || fail "status $status"
 moved=$(grep -c "vtvmm: migrated to" "$out")
 [ "$moved" = "$hops" ] && pass "the guest moved $hops times" || fail "the guest moved $moved times"

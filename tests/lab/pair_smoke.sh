@@ -11,22 +11,16 @@ clocksync=${1:?usage: pair_smoke.sh CLOCKSYNC [LAB/PAIR OPTIONS...]}
 shift
 [ -f "$clocksync" ] || { echo "FAIL: '$clocksync' does not exist"; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
-pair=$here/../../lab/pair
 out=$(mktemp -t pair_smoke.XXXXXX)
 trap 'rm -f "$out"' EXIT
 
-start=$(date +%s)
-"$pair" "$@" --add "$clocksync:/bin/vtime-clocksync" \
+. "$here/pair_common.sh"
+run_pair "$out" "$@" --add "$clocksync:/bin/vtime-clocksync" \
     --a 'vtime-clocksync serve 5555' \
-    --b 'sleep 1; vtime-clocksync sync 10.0.0.1 5555 --apply' >"$out"
-status=$?
-echo "lab/pair took $(($(date +%s) - start)) s, status $status"
+    --b 'sleep 1; vtime-clocksync sync 10.0.0.1 5555 --apply'
 cat "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed (see lab: lines above)"; exit 125; }
 
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 # field LINE-PATTERN KEY: the value of KEY= on B's first line matching the pattern.
 field() { grep "^\[B\] clocksync: $1" "$out" | head -n 1 | sed -n "s/.* $2=\(-\{0,1\}[0-9]*\).*/\1/p"; }
 

@@ -1,0 +1,17 @@
+# Sourced by the two-machine lab tests (pair_*.sh), which set $here to their
+# directory first.
+#   run_pair OUT [LAB/PAIR ARGS...]  runs lab/pair with its stdout in OUT, prints
+#                                    how long it took, and leaves its exit
+#                                    status in $status (125: the lab failed)
+#   pass MSG / fail MSG              one result line; fail counts $failures
+run_pair() {
+  run_pair_out=$1
+  shift
+  run_pair_start=$(date +%s)
+  "$here/../../lab/pair" "$@" >"$run_pair_out"
+  status=$?
+  echo "lab/pair took $(($(date +%s) - run_pair_start)) s, status $status"
+}
+failures=0
+pass() { echo "PASS $*"; }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
