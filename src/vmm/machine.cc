@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -32,9 +33,12 @@
 #include "vtime/vmm/user_gic.h"
 
 namespace vtime::vmm {
+
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
+constexpr int kResumeSignal = SIGCONT;  // an operator's "resume" for a source in doubt
+std::atomic<bool> g_resume_requested{false};
 constexpr int kSnapshotSignal = SIGUSR2;
 std::atomic<bool> g_snapshot_requested{false};
 
@@ -81,33 +85,6 @@ Result<void> WriteFileAtomically(const std::string& path, std::span<const std::u
 }
 constexpr std::uint32_t kVgicNrIrqs = 128;
 
-// An anonymous mapping that backs guest memory.
-class Mapping {
- public:
-  static Result<Mapping> Create(std::uint64_t size, const std::string& what) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-      return Fail(ErrorCode::kSystem, "mmap of " + std::to_string(size >> 20) + " MiB for " + what,
-                  errno);
-    }
-    return Mapping(p, size);
-  }
-  Mapping(Mapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)), size_(o.size_) {}
-  Mapping& operator=(Mapping&&) = delete;
-  ~Mapping() {
-    if (p_ != nullptr) ::munmap(p_, size_);
-  }
-  [[nodiscard]] std::uint8_t* data() const { return static_cast<std::uint8_t*>(p_); }
-  [[nodiscard]] std::uint64_t size() const { return size_; }
-  [[nodiscard]] std::span<const std::uint8_t> bytes() const { return {data(), size_}; }
-
- private:
-  Mapping(void* p, std::uint64_t size) : p_(p), size_(size) {}
-  void* p_;
-  std::uint64_t size_;
-};
-
 void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
   if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
 }
@@ -115,7 +92,7 @@ void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
 class KvmMachine final : public Machine {
  public:
   KvmMachine(MachineConfig config, kvm::System system, kvm::Vm vm, kvm::Capabilities caps,
-             Mapping ram, std::optional<Mapping> pvtime)
+             GuestMemory ram, std::optional<GuestMemory> pvtime)
       : config_(std::move(config)),
         system_(std::move(system)),
         vm_(std::move(vm)),
@@ -180,7 +157,8 @@ class KvmMachine final : public Machine {
     std::uint64_t pages_paused = 0;  // pages sent while it was paused
     std::vector<std::uint64_t> dirty;  // fetched from KVM, not sent yet
   };
-  Result<void> PrecopyWhileRunning(int fd, StreamFault fault, Precopy& p);
+  Result<void> PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p);
+  bool AwaitOperator(const std::string& why);
   void StopDirtyLog(Precopy& p);
   Result<void> ReportRestoreStep();
   state::CapturePair PauseCapturePair() const;
@@ -193,8 +171,8 @@ class KvmMachine final : public Machine {
   kvm::System system_;
   kvm::Vm vm_;
   kvm::Capabilities caps_;
-  Mapping ram_;
-  std::optional<Mapping> pvtime_;
+  GuestMemory ram_;
+  std::optional<GuestMemory> pvtime_;
   std::optional<kvm::Device> vgic_;
   std::vector<kvm::Vcpu> vcpus_;
   std::vector<pthread_t> threads_;
@@ -242,6 +220,8 @@ class KvmMachine final : public Machine {
   bool values_restore_ = false;               // the snapshot carried counter values (kValues)
   std::vector<std::uint64_t> paused_counts_;  // each vCPU's CNTVCT at pause (restores)
   kvm::Fd monitor_;
+  bool in_doubt_ = false;                // a migration's hand-over is in doubt
+  std::optional<bool> operator_says_;    // true: the destination runs it
   std::atomic<bool> warned_mmio_{false};
 };
 
@@ -531,7 +511,7 @@ std::uint64_t CountPages(const std::vector<std::uint64_t>& bits) {
 }
 }  // namespace
 
-Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy& p) {
+Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p) {
   const std::uint64_t pages = ram_.size() / kPageSize;
   p.dirty.assign((pages + 63) / 64, 0);
   // From here KVM logs every page the guest writes.
@@ -540,11 +520,11 @@ Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy&
       !r)
     return r;
   p.logging = true;
-  if (auto r = SendPrecopyHeader(fd, ram_.size()); !r) return r;
   std::vector<std::uint64_t> all(p.dirty.size(), ~std::uint64_t{0});
   if (pages % 64 != 0) all.back() = (std::uint64_t{1} << (pages % 64)) - 1;
-  auto sent = SendPages(fd, ram_.bytes(), all,
-                        fault == StreamFault::kTruncate ? fault : StreamFault::kNone);
+  auto sent = SendPages(link, ram_.bytes(), all,
+                        fault == StreamFault::kTruncate ? fault : StreamFault::kNone,
+                        PrintTenths("sent"));
   if (!sent) return tl::unexpected(sent.error());
   p.pages_live += *sent;
   std::fprintf(stderr, "vtvmm: migration: pre-copy round 1: all %llu pages sent while the guest runs\n",
@@ -553,7 +533,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(int fd, StreamFault fault, Precopy&
     if (auto r = vm_.GetDirtyLog(0, p.dirty); !r) return r;
     const std::uint64_t n = CountPages(p.dirty);
     if (n <= kPrecopyStopPages) break;  // these go with the pause
-    auto again = SendPages(fd, ram_.bytes(), p.dirty);
+    auto again = SendPages(link, ram_.bytes(), p.dirty);
     if (!again) return tl::unexpected(again.error());
     p.pages_live += *again;
     p.rounds = round;
@@ -576,18 +556,30 @@ void KvmMachine::StopDirtyLog(Precopy& p) {
 Result<void> KvmMachine::MigrateOut() {
   auto to = ParseEndpoint(config_.migrate_to);
   if (!to) return tl::unexpected(to.error());
-  // Connect before pausing: a destination that is not there costs the guest
-  // nothing.
-  auto link = ConnectTo(*to, 10'000);
-  if (!link) return tl::unexpected(link.error());
-  const int fd = link->get();
+  if (!config_.secure_link) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "no migration credentials: give --tls-psk FILE or --tls-x509 DIR (or --insecure "
+                "for plain TCP)");
+  }
+  // Connect and authenticate before pausing: a destination that is not
+  // there, or not the one we trust, costs the guest nothing.
+  auto tcp = ConnectTo(*to, 10'000);
+  if (!tcp) return tl::unexpected(tcp.error());
+  auto secured = config_.secure_link(std::move(*tcp));
+  if (!secured) return tl::unexpected(secured.error());
+  Link& link = **secured;
+  std::fprintf(stderr, "vtvmm: migration: connected to %s (%s)\n", config_.migrate_to.c_str(),
+               link.Describe().c_str());
   const auto fault = config_.migrate_fault == 1   ? StreamFault::kCorrupt
                      : config_.migrate_fault == 2 ? StreamFault::kTruncate
                                                   : StreamFault::kNone;
+  if (auto r = SendHello(link, StreamHello{ram_.size(), config_.cpus, config_.precopy}); !r) {
+    return r;
+  }
   Precopy pre;
   if (config_.precopy) {
     // The guest runs on while RAM goes over; a failure here leaves it be.
-    if (auto r = PrecopyWhileRunning(fd, fault, pre); !r) {
+    if (auto r = PrecopyWhileRunning(link, fault, pre); !r) {
       StopDirtyLog(pre);
       return r;
     }
@@ -604,29 +596,28 @@ Result<void> KvmMachine::MigrateOut() {
     // nothing left to hand over, and the destination gets a cut stream.
     return fail(Error{ErrorCode::kBadState, 0, "the guest stopped during the migration"});
   }
+  const std::uint64_t pages = ram_.size() / kPageSize;
+  std::vector<std::uint64_t> last((pages + 63) / 64, 0);
   if (config_.precopy) {
     // What the guest dirtied since the last round, and what that round left.
-    std::vector<std::uint64_t> last(pre.dirty.size(), 0);
     if (auto r = vm_.GetDirtyLog(0, last); !r) return fail(r.error());
     for (std::size_t i = 0; i < last.size(); ++i) last[i] |= pre.dirty[i];
-    auto sent = SendPages(fd, ram_.bytes(), last);
-    if (!sent) return fail(sent.error());
-    pre.pages_paused = *sent;
+  } else {
+    std::fill(last.begin(), last.end(), ~std::uint64_t{0});
+    if (pages % 64 != 0) last.back() = (std::uint64_t{1} << (pages % 64)) - 1;
   }
-  auto snap = Capture(/*with_ram=*/!config_.precopy);
+  auto sent = SendPages(link, ram_.bytes(), last, config_.precopy ? StreamFault::kNone : fault,
+                        config_.precopy ? Progress{} : PrintTenths("sent"));
+  if (!sent) return fail(sent.error());
+  pre.pages_paused = *sent;
+  auto snap = Capture(/*with_ram=*/false);
   if (!snap) return fail(snap.error());
-  auto bytes = EncodeSnapshot(*snap, config_.precopy ? RamContents::kSentSeparately
-                                                     : RamContents::kIncluded);
+  auto bytes = EncodeSnapshot(*snap, RamContents::kSentSeparately);
   if (!bytes) return fail(bytes.error());
-  if (config_.precopy) {
-    if (auto sent = SendFinalSnapshot(fd, *bytes, fault); !sent) return fail(sent.error());
-  } else if (auto sent = SendSnapshot(fd, *bytes, PrintTenths("sent"), fault); !sent) {
-    return fail(sent.error());
-  }
-  auto verdict = ReceiveVerdict(fd, 120'000);
-  if (!verdict) return fail(verdict.error());
-  if (!verdict->accepted) {
-    return fail(Error{ErrorCode::kBadState, 0, "the destination refused: " + verdict->reason});
+  if (auto r = SendFinalSnapshot(link, *bytes, fault); !r) return fail(r.error());
+  const SourceHandover handover = HandOverAsSource(link, config_.handover_hook);
+  if (handover.outcome == SourceOutcome::kResume) {
+    return fail(Error{ErrorCode::kBadState, 0, handover.why});
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - paused_at)
@@ -636,12 +627,59 @@ Result<void> KvmMachine::MigrateOut() {
                             std::to_string(pre.rounds) + " rounds while the guest ran, " +
                             std::to_string(pre.pages_paused) + " pages and " +
                             std::to_string(bytes->size()) + " bytes of state while paused"
-                      : "stop-and-copy: " + std::to_string(bytes->size()) + " bytes";
-  Stop(GuestEnd::kMigrated, 0,
-       "migrated to " + config_.migrate_to + " (" + how + "); the guest was paused here for " +
-           std::to_string(ms) + " ms (guest CNTVCT at pause " +
-           std::to_string(snap->time.VirtualCountAtPause()) + ")");
-  return Ok();
+                      : "stop-and-copy: " + std::to_string(pre.pages_paused) + " pages and " +
+                            std::to_string(bytes->size()) + " bytes of state";
+  const std::string moved = "migrated to " + config_.migrate_to + " (" + how +
+                            "); the guest was paused here for " + std::to_string(ms) +
+                            " ms (guest CNTVCT at pause " +
+                            std::to_string(snap->time.VirtualCountAtPause()) + ")";
+  if (handover.outcome == SourceOutcome::kHandedOver) {
+    Stop(GuestEnd::kMigrated, 0, moved);
+    return Ok();
+  }
+  // In doubt: the guest stays paused here until an operator says which
+  // side runs it.
+  if (AwaitOperator(handover.why)) {
+    Stop(GuestEnd::kMigrated, 0,
+         "the operator said the destination runs the guest; leaving it there (" + how + ")");
+    return Ok();
+  }
+  return fail(Error{ErrorCode::kBadState, 0,
+                    "the operator said the destination does not run the guest (" + handover.why +
+                        ")"});
+}
+
+bool KvmMachine::AwaitOperator(const std::string& why) {
+  const std::string sock = monitor_.valid() ? config_.monitor_path : "SOCKET";
+  std::fprintf(stderr,
+               "vtvmm: migration IN DOUBT: %s. The guest stays paused here: this vtvmm cannot "
+               "tell whether the destination runs it, and will not guess. If the destination "
+               "does NOT run it: `vtvmm monitor %s resume`%s; if it does: `vtvmm monitor %s "
+               "quit`%s.\n",
+               why.c_str(), sock.c_str(), monitor_.valid() ? "" : " (no monitor: kill -CONT)",
+               sock.c_str(), monitor_.valid() ? "" : " (no monitor: kill -TERM)");
+  in_doubt_ = true;
+  g_resume_requested.store(false);
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_resume_requested.store(true); };
+  sigemptyset(&sa.sa_mask);
+  sigaction(kResumeSignal, &sa, nullptr);
+  operator_says_.reset();
+  while (!operator_says_) {
+    if (g_resume_requested.exchange(false)) {
+      operator_says_ = false;
+      break;
+    }
+    if (monitor_.valid()) {
+      pollfd p{monitor_.get(), POLLIN, 0};
+      if (::poll(&p, 1, 50) > 0) ServeMonitor();
+    } else {
+      ::usleep(50'000);
+    }
+  }
+  signal(kResumeSignal, SIG_DFL);
+  in_doubt_ = false;
+  return *operator_says_;
 }
 
 Result<void> KvmMachine::OpenMonitor() {
@@ -666,6 +704,23 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
   const auto space = line.find(' ');
   const std::string verb = line.substr(0, space);
   const std::string arg = space == std::string::npos ? "" : line.substr(space + 1);
+  if (in_doubt_) {
+    // Only the operator's decision, or a look, while a hand-over is in doubt.
+    if (line == "resume") {
+      operator_says_ = false;
+      return "ok: resuming the guest here";
+    }
+    if (line == "quit") {
+      operator_says_ = true;
+      return "ok: leaving the guest to the destination; exiting";
+    }
+    if (line != "stats") {
+      return "error: a migration is in doubt: answer 'resume' (the destination does not run "
+             "the guest) or 'quit' (it does)";
+    }
+  } else if (line == "resume" || line == "quit") {
+    return "error: no migration is in doubt";
+  }
   if (verb == "snapshot" && !arg.empty()) {
     config_.snapshot_path = arg;
     if (auto r = WriteSnapshot(); !r) {
@@ -690,7 +745,8 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
            " physical_offset=" + std::to_string(clock_.physical_offset().value);
   }
   return "error: unknown command '" + line +
-         "'; commands: snapshot FILE, migrate ADDRESS:PORT, stats";
+         "'; commands: snapshot FILE, migrate ADDRESS:PORT, stats (and, while a migration is "
+         "in doubt, resume or quit)";
 }
 
 void KvmMachine::ServeMonitor() {
@@ -1071,23 +1127,51 @@ Result<RunResult> KvmMachine::Run() {
   if (sigaction(kKickSignal, &sa, nullptr) != 0) {
     return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
   }
+  // Everything that can fail before the guest runs fails before any thread
+  // exists: a destination then still says "failed" and the source resumes.
+  if (!config_.monitor_path.empty()) {
+    if (auto r = OpenMonitor(); !r) return tl::unexpected(r.error());
+  }
   if (restored_time_) {
     if (auto r = ReportRestoreStep(); !r) return tl::unexpected(r.error());
   }
   last_exit_count_.assign(vcpus_.size(), 0);
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
+  // From here every way out goes through JoinAll.
+  auto join_all = [this, &threads]() {
+    Stop(GuestEnd::kError, 1, "vtvmm stopped the guest");  // no-op once stopped
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  };
+  std::string thread_error;
   {
     std::lock_guard lock(stop_mutex_);
     for (unsigned i = 0; i < vcpus_.size(); ++i) {
-      threads.emplace_back([this, i] { VcpuLoop(i); });
+      try {
+        threads.emplace_back([this, i] { VcpuLoop(i); });
+      } catch (const std::system_error& e) {
+        // The start gate never opens without every thread: those started
+        // wait there until the Stop below.
+        thread_error = "starting the thread of vCPU " + std::to_string(i) + ": " + e.what();
+        break;
+      }
       threads_.push_back(threads.back().native_handle());
     }
   }
+  if (!thread_error.empty()) {
+    Stop(GuestEnd::kError, 1, thread_error);
+    join_all();
+    return Fail(ErrorCode::kSystem, thread_error);
+  }
+  bool started = false;
   {
     std::unique_lock lock(stop_mutex_);
     parked_cv_.wait(lock, [this] { return started_ || stop_.load(); });
+    started = started_;
   }
+  if (started && config_.on_started) config_.on_started();
   if (final_plan_) {
     // After the start: printing is slow and must not delay the guest.
     const std::int64_t away = resumed_at_.wall_clock_ns - restored_time_->pause.wall_clock_ns;
@@ -1111,9 +1195,6 @@ Result<RunResult> KvmMachine::Run() {
     snap.sa_handler = [](int) { g_snapshot_requested.store(true); };
     sigemptyset(&snap.sa_mask);
     sigaction(kSnapshotSignal, &snap, nullptr);
-  }
-  if (!config_.monitor_path.empty()) {
-    if (auto r = OpenMonitor(); !r) return tl::unexpected(r.error());
   }
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
@@ -1152,7 +1233,7 @@ Result<RunResult> KvmMachine::Run() {
       }
     }
   }
-  for (auto& t : threads) t.join();
+  join_all();
   {
     std::lock_guard lock(console_mutex_);
     if (!console_line_.empty()) {
@@ -1162,13 +1243,16 @@ Result<RunResult> KvmMachine::Run() {
     }
     std::fflush(stdout);
   }
-  return result_;
+  RunResult out = result_;
+  out.started = started;
+  return out;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
-                                                 std::span<const std::uint8_t> image) {
+                                                 std::span<const std::uint8_t> image,
+                                                 std::optional<GuestMemory> given_ram) {
   MachineConfig config = given;
   if (config.restore != nullptr) {
     // The snapshot says what machine it was.
@@ -1209,11 +1293,16 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
   }
   auto vm = system->CreateVm();
   if (!vm) return tl::unexpected(vm.error());
-  auto ram = Mapping::Create(config.ram_size, "guest RAM");
+  if (given_ram && given_ram->size() != config.ram_size) {
+    return Fail(ErrorCode::kBadState, "guest memory of " + std::to_string(given_ram->size()) +
+                                          " bytes for a VM of " + std::to_string(config.ram_size));
+  }
+  Result<GuestMemory> ram = given_ram ? Result<GuestMemory>(std::move(*given_ram))
+                                      : GuestMemory::Create(config.ram_size, "guest RAM");
   if (!ram) return tl::unexpected(ram.error());
-  std::optional<Mapping> pvtime;
+  std::optional<GuestMemory> pvtime;
   if (config.pvtime) {
-    auto region = Mapping::Create(layout::kPvtimeSize, "PV time records");
+    auto region = GuestMemory::Create(layout::kPvtimeSize, "PV time records");
     if (!region) return tl::unexpected(region.error());
     pvtime.emplace(std::move(*region));
   }

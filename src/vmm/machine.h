@@ -6,17 +6,25 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 
 #include "vmm/device_tree.h"
+#include "vmm/guest_memory.h"
+#include "vmm/handover.h"
+#include "vmm/link.h"
 #include "vmm/snapshot.h"
 #include "vtime/result.h"
 #include "vtime/state/policy.h"
 
 namespace vtime::vmm {
+
+/// Turns a connected socket into the migration link: plain TCP, or TLS
+/// after a handshake that authenticates the peer.
+using SecureLink = std::function<Result<std::unique_ptr<Link>>(kvm::Fd)>;
 
 /// How the machine is put together.
 struct MachineConfig {
@@ -66,6 +74,13 @@ struct MachineConfig {
   /// A Unix socket taking one-line commands while the guest runs:
   /// "snapshot FILE", "migrate ADDRESS:PORT", "stats" (see vtvmm --help).
   std::string monitor_path;
+  /// How an outgoing migration secures its link (required to migrate).
+  SecureLink secure_link;
+  /// Testing: fails the source's side of the hand-over at a chosen step.
+  HandoverHook handover_hook;
+  /// Called on the main thread once every vCPU is entering the guest (a
+  /// migration destination then tells the source it runs).
+  std::function<void()> on_started;
 };
 
 /// Sends one monitor command to a running vtvmm and returns its reply.
@@ -98,16 +113,21 @@ struct RunResult {
   GuestEnd end = GuestEnd::kError;
   int status = 0;  ///< exit status for vtvmm (test finisher value, 0 on power-off)
   std::string detail;
+  bool started = false;  ///< the vCPUs entered the guest (else it never ran here)
 };
 
 class Machine {
  public:
-  /// Builds the VM and loads `image`; nothing runs yet.
+  /// Builds the VM and loads `image` (or restores config.restore); nothing
+  /// runs yet. `ram`: guest memory already holding the restored RAM (a
+  /// migration's pages), used as it is instead of a copy.
   static Result<std::unique_ptr<Machine>> Create(const MachineConfig& config,
-                                                 std::span<const std::uint8_t> image);
+                                                 std::span<const std::uint8_t> image,
+                                                 std::optional<GuestMemory> ram = std::nullopt);
   virtual ~Machine() = default;
   /// Runs every vCPU (one thread each) until the guest powers off, resets,
-  /// exits through the test finisher, the watchdog fires, or an error.
+  /// exits through the test finisher, the watchdog fires, or an error. Every
+  /// thread is joined on every path; failures come back as values.
   virtual Result<RunResult> Run() = 0;
   [[nodiscard]] virtual RunStats stats() const = 0;
   /// Capabilities line for logs.

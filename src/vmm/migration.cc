@@ -17,8 +17,8 @@
 namespace vtime::vmm {
 namespace {
 
-constexpr std::uint8_t kMagic[8] = {'V', 'T', 'M', 'I', 'G', 'R', '\0', 1};
-constexpr std::uint8_t kPrecopyVersion = 2;
+constexpr std::uint8_t kMagic[7] = {'V', 'T', 'M', 'I', 'G', 'R', '\0'};
+constexpr std::uint32_t kFlagPrecopy = 1;
 constexpr std::uint8_t kRecordPages = 1;
 constexpr std::uint8_t kRecordSnapshot = 2;
 constexpr std::uint32_t kMaxRunPages = 4096;  // 16 MiB per pages record
@@ -26,6 +26,9 @@ constexpr std::uint32_t kMaxRunPages = 4096;  // 16 MiB per pages record
 // before it calls the stream runaway.
 constexpr std::uint64_t kMaxRamCopies = 32;
 constexpr std::size_t kChunk = 1 << 20;
+// The peer's next byte of the stream must come within this.
+constexpr unsigned kStreamTimeoutMs = 60'000;
+constexpr std::uint32_t kMaxReason = 4096;
 
 tl::unexpected<Error> SysFail(const std::string& what, int err = errno) {
   return Fail(ErrorCode::kSystem, what, err);
@@ -50,35 +53,6 @@ std::vector<std::uint8_t> Corrupted(std::span<const std::uint8_t> bytes) {
   std::vector<std::uint8_t> out(bytes.begin(), bytes.end());
   if (!out.empty()) out[out.size() / 2] ^= 0x40;
   return out;
-}
-
-Result<void> WriteAll(int fd, std::span<const std::uint8_t> bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return SysFail("migration stream: send");
-    }
-    bytes = bytes.subspan(static_cast<std::size_t>(n));
-  }
-  return Ok();
-}
-
-Result<void> ReadAll(int fd, std::span<std::uint8_t> bytes, unsigned timeout_ms) {
-  while (!bytes.empty()) {
-    if (auto w = Wait(fd, POLLIN, timeout_ms, "migration stream: receive"); !w) return w;
-    const ssize_t n = ::recv(fd, bytes.data(), bytes.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return SysFail("migration stream: receive");
-    }
-    if (n == 0) {
-      return Fail(ErrorCode::kMalformed, "migration stream: the other side closed the link with " +
-                                             std::to_string(bytes.size()) + " bytes still to come");
-    }
-    bytes = bytes.subspan(static_cast<std::size_t>(n));
-  }
-  return Ok();
 }
 
 void NoDelay(int fd) {
@@ -144,77 +118,69 @@ Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
   }
 }
 
-Result<kvm::Fd> AcceptOne(std::uint16_t port, unsigned timeout_ms) {
+Result<kvm::Fd> Listen(const Endpoint& on) {
   kvm::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener.valid()) return SysFail("socket");
   int one = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
-    return SysFail("listening on port " + std::to_string(port));
+  sa.sin_port = htons(on.port);
+  if (::inet_pton(AF_INET, on.host.c_str(), &sa.sin_addr) != 1) {
+    return Fail(ErrorCode::kInvalidArgument, "'" + on.host + "' is not a numeric IPv4 address");
   }
-  if (::listen(listener.get(), 1) != 0) return SysFail("listen");
+  const std::string where = on.host + ":" + std::to_string(on.port);
+  if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
+    return SysFail("listening on " + where);
+  }
+  if (::listen(listener.get(), 4) != 0) return SysFail("listen on " + where);
+  return listener;
+}
+
+Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer) {
   if (timeout_ms != 0) {
-    if (auto w = Wait(listener.get(), POLLIN, timeout_ms,
-                      "waiting for a migration on port " + std::to_string(port));
-        !w) {
+    if (auto w = Wait(listener, POLLIN, timeout_ms, "waiting for a migration"); !w) {
       return tl::unexpected(w.error());
     }
   }
   for (;;) {
-    const int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in sa{};
+    socklen_t len = sizeof sa;
+    const int fd = ::accept4(listener, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_CLOEXEC);
     if (fd >= 0) {
       NoDelay(fd);
+      if (peer != nullptr) {
+        char text[INET_ADDRSTRLEN] = "?";
+        ::inet_ntop(AF_INET, &sa.sin_addr, text, sizeof text);
+        *peer = std::string(text) + ":" + std::to_string(ntohs(sa.sin_port));
+      }
       return kvm::Fd(fd);
     }
     if (errno != EINTR) return SysFail("accepting the source");
   }
 }
 
-Result<void> SendSnapshot(int fd, std::span<const std::uint8_t> snapshot, const Progress& progress,
-                          StreamFault fault) {
-  wire::Writer header;
-  header.Bytes(kMagic);
-  header.U64(snapshot.size());
-  if (auto r = WriteAll(fd, header.Take()); !r) return r;
-  std::vector<std::uint8_t> corrupted;
-  if (fault == StreamFault::kCorrupt) {
-    corrupted = Corrupted(snapshot);
-    snapshot = corrupted;
-  }
-  const std::size_t limit = fault == StreamFault::kTruncate ? snapshot.size() / 2 : snapshot.size();
-  for (std::size_t done = 0; done < limit;) {
-    const std::size_t n = std::min(kChunk, limit - done);
-    if (auto r = WriteAll(fd, snapshot.subspan(done, n)); !r) return r;
-    done += n;
-    if (progress) progress(done, snapshot.size());
-  }
-  if (fault == StreamFault::kTruncate) {
-    ::shutdown(fd, SHUT_WR);
-    return Fail(ErrorCode::kSystem, "migration stream: cut half way (test fault)");
-  }
-  return Ok();
-}
-
-Result<void> SendPrecopyHeader(int fd, std::uint64_t ram_size) {
+Result<void> SendHello(Link& link, const StreamHello& hello) {
   wire::Writer w;
-  std::uint8_t magic[8];
-  std::memcpy(magic, kMagic, 8);
-  magic[7] = kPrecopyVersion;
-  w.Bytes(magic);
-  w.U64(ram_size);
-  return WriteAll(fd, w.Take());
+  w.Bytes(kMagic);
+  w.U8(kStreamVersion);
+  w.U64(hello.ram_size);
+  w.U32(hello.cpus);
+  w.U32(hello.precopy ? kFlagPrecopy : 0);
+  return link.WriteAll(w.Take());
 }
 
-Result<std::uint64_t> SendPages(int fd, std::span<const std::uint8_t> ram,
-                                std::span<const std::uint64_t> pages, StreamFault fault) {
+Result<std::uint64_t> SendPages(Link& link, std::span<const std::uint8_t> ram,
+                                std::span<const std::uint64_t> pages, StreamFault fault,
+                                const Progress& progress) {
   const std::uint64_t total = ram.size() / kPageSize;
   auto is_set = [&](std::uint64_t i) { return ((pages[i / 64] >> (i % 64)) & 1) != 0; };
   if (pages.size() * 64 < total) {
     return Fail(ErrorCode::kInvalidArgument, "migration: the page bitmap is too short");
+  }
+  std::uint64_t wanted = 0;
+  if (progress) {
+    for (std::uint64_t i = 0; i < total; ++i) if (is_set(i)) ++wanted;
   }
   std::uint64_t sent = 0;
   for (std::uint64_t i = 0; i < total;) {
@@ -228,73 +194,123 @@ Result<std::uint64_t> SendPages(int fd, std::span<const std::uint8_t> ram,
     w.U8(kRecordPages);
     w.U64(i);
     w.U32(static_cast<std::uint32_t>(n));
-    if (auto r = WriteAll(fd, w.Take()); !r) return tl::unexpected(r.error());
+    if (auto r = link.WriteAll(w.Take()); !r) return tl::unexpected(r.error());
     auto data = ram.subspan(i * kPageSize, n * kPageSize);
     if (fault == StreamFault::kTruncate) {
-      (void)WriteAll(fd, data.first(data.size() / 2));
-      ::shutdown(fd, SHUT_WR);
+      (void)link.WriteAll(data.first(data.size() / 2));
+      link.CloseWrite();
       return Fail(ErrorCode::kSystem, "migration stream: cut half way (test fault)");
     }
-    if (auto r = WriteAll(fd, data); !r) return tl::unexpected(r.error());
+    if (auto r = link.WriteAll(data); !r) return tl::unexpected(r.error());
     sent += n;
     i += n;
+    if (progress) progress(sent * kPageSize, wanted * kPageSize);
   }
   return sent;
 }
 
-Result<void> SendFinalSnapshot(int fd, std::span<const std::uint8_t> snapshot, StreamFault fault) {
+Result<void> SendFinalSnapshot(Link& link, std::span<const std::uint8_t> snapshot,
+                               StreamFault fault) {
   wire::Writer w;
   w.U8(kRecordSnapshot);
   w.U64(snapshot.size());
-  if (auto r = WriteAll(fd, w.Take()); !r) return r;
-  if (fault == StreamFault::kCorrupt) return WriteAll(fd, Corrupted(snapshot));
-  return WriteAll(fd, snapshot);
+  if (auto r = link.WriteAll(w.Take()); !r) return r;
+  if (fault == StreamFault::kCorrupt) return link.WriteAll(Corrupted(snapshot));
+  return link.WriteAll(snapshot);
 }
 
 namespace {
 
-Result<std::vector<std::uint8_t>> ReadSized(int fd, std::uint64_t length, std::uint64_t max_bytes,
-                                            const Progress& progress) {
-  if (length > max_bytes) {
-    return Fail(ErrorCode::kOutOfRange, "migration stream: announces " + std::to_string(length) +
-                                            " bytes, more than the " + std::to_string(max_bytes) +
-                                            " accepted");
+Result<StreamHello> ReceiveHello(Link& link, const IncomingLimits& limits) {
+  std::uint8_t magic[8];
+  if (auto r = link.ReadAll(magic, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
+  if (std::memcmp(magic, kMagic, sizeof kMagic) != 0) {
+    return Fail(ErrorCode::kMalformed, "migration stream: not a vtvmm migration (bad magic)");
   }
-  std::vector<std::uint8_t> data(static_cast<std::size_t>(length));
-  for (std::size_t done = 0; done < data.size();) {
-    const std::size_t n = std::min(kChunk, data.size() - done);
-    if (auto rr = ReadAll(fd, std::span(data).subspan(done, n), 60'000); !rr) {
-      return tl::unexpected(rr.error());
-    }
-    done += n;
-    if (progress) progress(done, data.size());
+  if (magic[7] == 1 || magic[7] == 2) {
+    return Fail(ErrorCode::kUnsupported,
+                "migration stream: version " + std::to_string(magic[7]) +
+                    " comes from a vtvmm without the hand-over protocol, with which a failure "
+                    "after the verdict could lose the VM: upgrade the source (this vtvmm "
+                    "speaks version 3)");
   }
-  return data;
+  if (magic[7] != kStreamVersion) {
+    return Fail(ErrorCode::kUnsupported, "migration stream: version " + std::to_string(magic[7]) +
+                                             ", this vtvmm speaks version 3");
+  }
+  std::uint8_t body[16];
+  if (auto r = link.ReadAll(body, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
+  wire::Reader rd(body, "migration stream");
+  StreamHello hello;
+  hello.ram_size = *rd.U64();
+  hello.cpus = *rd.U32();
+  const std::uint32_t flags = *rd.U32();
+  hello.precopy = (flags & kFlagPrecopy) != 0;
+  if ((flags & ~kFlagPrecopy) != 0) {
+    return Fail(ErrorCode::kUnsupported,
+                "migration stream: unknown flags " + std::to_string(flags & ~kFlagPrecopy));
+  }
+  if (hello.ram_size == 0 || hello.ram_size % kPageSize != 0) {
+    return Fail(ErrorCode::kMalformed, "migration stream: RAM of " +
+                                           std::to_string(hello.ram_size) +
+                                           " bytes is not a whole number of 4 KiB pages");
+  }
+  if (hello.ram_size > limits.max_ram) {
+    return Fail(ErrorCode::kOutOfRange,
+                "migration stream: the source's VM has " + std::to_string(hello.ram_size >> 20) +
+                    " MiB of RAM, more than the " + std::to_string(limits.max_ram >> 20) +
+                    " MiB this destination takes (--max-memory)");
+  }
+  if (hello.cpus == 0 || hello.cpus > limits.max_cpus) {
+    return Fail(ErrorCode::kOutOfRange,
+                "migration stream: the source's VM has " + std::to_string(hello.cpus) +
+                    " vCPUs; this destination takes 1 to " + std::to_string(limits.max_cpus) +
+                    " (--max-cpus)");
+  }
+  return hello;
 }
 
-Result<IncomingMigration> ReceivePrecopy(int fd, std::uint64_t max_bytes, std::uint64_t max_ram,
-                                         const Progress& progress) {
-  std::uint8_t size_bytes[8];
-  if (auto r = ReadAll(fd, size_bytes, 60'000); !r) return tl::unexpected(r.error());
-  const std::uint64_t ram_size = *wire::Reader(size_bytes, "migration stream").U64();
-  if (ram_size == 0 || ram_size % kPageSize != 0 || ram_size > max_ram) {
-    return Fail(ErrorCode::kOutOfRange, "migration stream: RAM of " + std::to_string(ram_size) +
-                                            " bytes (whole 4 KiB pages, at most " +
-                                            std::to_string(max_ram) + ")");
+}  // namespace
+
+Result<IncomingMigration> ReceiveMigration(Link& link, const IncomingLimits& limits,
+                                           const RamSink& sink, const Progress& progress) {
+  auto hello = ReceiveHello(link, limits);
+  if (!hello) return tl::unexpected(hello.error());
+  // Only now, with the size checked against this side's own limits, is
+  // guest memory made (and pages land in it directly: one copy).
+  auto ram = sink(*hello);
+  if (!ram) return tl::unexpected(ram.error());
+  if (ram->size() != hello->ram_size) {
+    return Fail(ErrorCode::kBadState, "migration: guest memory of the wrong size");
   }
   IncomingMigration in;
-  in.ram.emplace(static_cast<std::size_t>(ram_size), 0);
-  const std::uint64_t total = ram_size / kPageSize;
+  in.hello = *hello;
+  const std::uint64_t total = hello->ram_size / kPageSize;
   std::uint64_t first_copy = 0;  // bytes of the first pass, for progress
   for (;;) {
     std::uint8_t kind = 0;
-    if (auto r = ReadAll(fd, std::span(&kind, 1), 60'000); !r) return tl::unexpected(r.error());
+    if (auto r = link.ReadAll(std::span(&kind, 1), kStreamTimeoutMs); !r) {
+      return tl::unexpected(r.error());
+    }
     if (kind == kRecordSnapshot) {
       std::uint8_t len[8];
-      if (auto r = ReadAll(fd, len, 60'000); !r) return tl::unexpected(r.error());
-      auto snap = ReadSized(fd, *wire::Reader(len, "migration stream").U64(), max_bytes, {});
-      if (!snap) return tl::unexpected(snap.error());
-      in.snapshot = std::move(*snap);
+      if (auto r = link.ReadAll(len, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
+      const std::uint64_t length = *wire::Reader(len, "migration stream").U64();
+      if (length > limits.max_snapshot) {
+        return Fail(ErrorCode::kOutOfRange, "migration stream: a snapshot of " +
+                                                std::to_string(length) + " bytes, more than the " +
+                                                std::to_string(limits.max_snapshot) +
+                                                " accepted for " + std::to_string(hello->cpus) +
+                                                " vCPUs");
+      }
+      in.snapshot.resize(static_cast<std::size_t>(length));
+      for (std::size_t done = 0; done < in.snapshot.size();) {
+        const std::size_t n = std::min(kChunk, in.snapshot.size() - done);
+        if (auto r = link.ReadAll(std::span(in.snapshot).subspan(done, n), kStreamTimeoutMs); !r) {
+          return tl::unexpected(r.error());
+        }
+        done += n;
+      }
       return in;
     }
     if (kind != kRecordPages) {
@@ -302,7 +318,7 @@ Result<IncomingMigration> ReceivePrecopy(int fd, std::uint64_t max_bytes, std::u
                   "migration stream: unknown record kind " + std::to_string(kind));
     }
     std::uint8_t head[12];
-    if (auto r = ReadAll(fd, head, 60'000); !r) return tl::unexpected(r.error());
+    if (auto r = link.ReadAll(head, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
     wire::Reader hr(head, "migration stream");
     const std::uint64_t first = *hr.U64();
     const std::uint32_t count = *hr.U32();
@@ -317,62 +333,59 @@ Result<IncomingMigration> ReceivePrecopy(int fd, std::uint64_t max_bytes, std::u
                                               std::to_string(kMaxRamCopies) +
                                               " copies of RAM: refusing a runaway stream");
     }
-    auto dest = std::span(*in.ram).subspan(first * kPageSize, std::uint64_t{count} * kPageSize);
-    if (auto r = ReadAll(fd, dest, 60'000); !r) return tl::unexpected(r.error());
-    if (progress && first_copy < ram_size) {
-      first_copy = std::min(ram_size, first_copy + dest.size());
-      progress(first_copy, ram_size);
+    auto dest = ram->subspan(first * kPageSize, std::uint64_t{count} * kPageSize);
+    if (auto r = link.ReadAll(dest, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
+    if (progress && first_copy < hello->ram_size) {
+      first_copy = std::min(hello->ram_size, first_copy + dest.size());
+      progress(first_copy, hello->ram_size);
     }
   }
 }
 
-}  // namespace
-
-Result<IncomingMigration> ReceiveMigration(int fd, std::uint64_t max_bytes, std::uint64_t max_ram,
-                                           const Progress& progress) {
-  std::uint8_t magic[8];
-  if (auto r = ReadAll(fd, magic, 60'000); !r) return tl::unexpected(r.error());
-  if (std::memcmp(magic, kMagic, 7) != 0) {
-    return Fail(ErrorCode::kMalformed, "migration stream: not a vtvmm migration (bad magic)");
+std::string_view NameOf(Handover kind) {
+  switch (kind) {
+    case Handover::kRestored:
+      return "restored";
+    case Handover::kRefused:
+      return "refused";
+    case Handover::kRunning:
+      return "running";
+    case Handover::kFailed:
+      return "failed";
+    case Handover::kGo:
+      return "go";
   }
-  if (magic[7] == kPrecopyVersion) return ReceivePrecopy(fd, max_bytes, max_ram, progress);
-  if (magic[7] != kMagic[7]) {
-    return Fail(ErrorCode::kUnsupported, "migration stream: version " + std::to_string(magic[7]) +
-                                             ", this vtvmm speaks 1 and 2");
-  }
-  std::uint8_t len[8];
-  if (auto r = ReadAll(fd, len, 60'000); !r) return tl::unexpected(r.error());
-  auto snap = ReadSized(fd, *wire::Reader(len, "migration stream").U64(), max_bytes, progress);
-  if (!snap) return tl::unexpected(snap.error());
-  IncomingMigration in;
-  in.snapshot = std::move(*snap);
-  return in;
+  return "?";
 }
 
-Result<void> SendVerdict(int fd, bool accepted, const std::string& reason) {
+Result<void> SendHandover(Link& link, Handover kind, std::string_view reason) {
   wire::Writer w;
-  w.U8(accepted ? 0 : 1);
-  const std::string line = reason.substr(0, 4096);
+  w.U8(static_cast<std::uint8_t>(kind));
+  const std::string_view line = reason.substr(0, kMaxReason);
   w.U32(static_cast<std::uint32_t>(line.size()));
   w.Bytes(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
-  return WriteAll(fd, w.Take());
+  return link.WriteAll(w.Take());
 }
 
-Result<Verdict> ReceiveVerdict(int fd, unsigned timeout_ms) {
+Result<HandoverMessage> ReceiveHandover(Link& link, unsigned timeout_ms) {
   std::uint8_t head[5];
-  if (auto r = ReadAll(fd, head, timeout_ms); !r) return tl::unexpected(r.error());
-  wire::Reader r(std::span<const std::uint8_t>(head + 1, 4), "verdict");
+  if (auto r = link.ReadAll(head, timeout_ms); !r) return tl::unexpected(r.error());
+  wire::Reader r(std::span<const std::uint8_t>(head + 1, 4), "hand-over");
   const std::uint32_t n = *r.U32();
-  if (head[0] > 1 || n > 4096) return Fail(ErrorCode::kMalformed, "migration: garbled verdict");
-  std::string reason(n, '\0');
+  if (head[0] > static_cast<std::uint8_t>(Handover::kGo) || n > kMaxReason) {
+    return Fail(ErrorCode::kMalformed, "migration: garbled hand-over message (kind " +
+                                           std::to_string(head[0]) + ", " + std::to_string(n) +
+                                           " bytes)");
+  }
+  HandoverMessage m{static_cast<Handover>(head[0]), std::string(n, '\0')};
   if (n != 0) {
-    if (auto rr =
-            ReadAll(fd, std::span(reinterpret_cast<std::uint8_t*>(reason.data()), n), timeout_ms);
+    if (auto rr = link.ReadAll(std::span(reinterpret_cast<std::uint8_t*>(m.reason.data()), n),
+                               timeout_ms);
         !rr) {
       return tl::unexpected(rr.error());
     }
   }
-  return Verdict{head[0] == 0, reason};
+  return m;
 }
 
 }  // namespace vtime::vmm

@@ -1,19 +1,32 @@
-// The migration stream between two vtvmm processes: a snapshot (see
-// snapshot.h) sent over TCP, then the destination's verdict. The source only
-// gives up its VM once the destination has restored it and said so; a refused
-// or broken migration leaves the source running.
+// The migration stream between two vtvmm processes, and its hand-over.
 //
-// Stream: source -> destination: "VTMIGR\0" + u8 version, then
-//   version 1 (stop-and-copy): u64 length, the snapshot bytes;
-//   version 2 (pre-copy): u64 RAM size, then records, each a u8 kind:
+// Stream (version 3), source -> destination, over a Link (link.h):
+//   "VTMIGR\0" + u8 version 3;
+//   hello: u64 RAM size (whole 4 KiB pages), u32 vCPUs, u32 flags (bit 0:
+//     pre-copy: pages come while the guest still runs on the source);
+//   records, each a u8 kind:
 //     1 pages:    u64 first page, u32 count (1..4096), count x 4 KiB;
-//     2 snapshot: u64 length, a snapshot whose RAM is the pages sent
-//                 before it (RamContents::kSentSeparately); the last record.
-//   Pages may come more than once (a later copy wins): the source sends all
-//   of RAM while the guest runs, then what it dirtied, round by round, then
-//   pauses it and sends the last dirty pages and the snapshot.
-// destination -> source: u8 verdict (0 accepted, 1 refused), u32 length, a
-// one-line reason.
+//     2 snapshot: u64 length, a snapshot without RAM
+//                 (RamContents::kSentSeparately); the last record.
+//   Pages may come more than once (a later copy wins). Pre-copy sends all of
+//   RAM while the guest runs, then what it dirtied, round by round, then
+//   pauses it and sends the last dirty pages and the snapshot; stop-and-copy
+//   pauses first and sends every page once.
+// The destination checks the hello against its own limits before it
+// allocates anything, and pages go straight into guest memory.
+//
+// Hand-over (messages both ways: u8 kind, u32 length <= 4096, a one-line
+// reason), after the snapshot:
+//   destination: kRestored (the VM is built, not running) or kRefused;
+//   source:      kGo (from here the source never resumes the guest on its
+//                own: the destination may run it);
+//   destination: kRunning (every vCPU is entering the guest) or kFailed (it
+//                could not start it and never will: the source resumes).
+// What each side does when the other fails, or the link does, at each step
+// is in handover.h.
+//
+// Streams of versions 1 and 2 (vtvmm before the hand-over) are refused with
+// a message: with them a failure after the verdict could lose the VM.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vmm/link.h"
 #include "vtime/backend/kvm.h"
 #include "vtime/result.h"
 
@@ -46,49 +60,75 @@ Progress PrintTenths(std::string verb);
 
 /// Connects to a waiting destination (gives up after `timeout_ms`).
 Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms);
-/// Listens on PORT on every address and accepts one source, giving up after
-/// `timeout_ms` (0: wait for ever).
-Result<kvm::Fd> AcceptOne(std::uint16_t port, unsigned timeout_ms = 0);
+/// Listens on exactly `on` (0.0.0.0 for every address, only if the operator
+/// says so).
+Result<kvm::Fd> Listen(const Endpoint& on);
+/// Accepts one connection on `listener`, giving up after `timeout_ms` (0:
+/// wait for ever); `peer` gets "ADDRESS:PORT" of the other side.
+Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer = nullptr);
 
 enum class StreamFault : std::uint8_t { kNone, kCorrupt, kTruncate };
 
-/// Sends a snapshot. kCorrupt flips one byte in the middle, kTruncate stops
-/// half way and closes: test faults for the refusal paths.
-Result<void> SendSnapshot(int fd, std::span<const std::uint8_t> snapshot, const Progress& progress,
-                          StreamFault fault = StreamFault::kNone);
-
 inline constexpr std::uint64_t kPageSize = 4096;
+inline constexpr std::uint8_t kStreamVersion = 3;
 
-/// Pre-copy (version 2): the stream header, for `ram_size` bytes of RAM.
-Result<void> SendPrecopyHeader(int fd, std::uint64_t ram_size);
+/// What the source announces before any page.
+struct StreamHello {
+  std::uint64_t ram_size = 0;
+  std::uint32_t cpus = 0;
+  bool precopy = false;
+  friend bool operator==(const StreamHello&, const StreamHello&) = default;
+};
+
+Result<void> SendHello(Link& link, const StreamHello& hello);
 /// Sends the pages of `ram` whose bits are set in `pages` (bit i: page i),
 /// in runs of contiguous pages, and returns how many it sent. kTruncate
-/// stops half way and closes.
-Result<std::uint64_t> SendPages(int fd, std::span<const std::uint8_t> ram,
+/// stops half way and closes. `progress` sees pages sent of all pages set.
+Result<std::uint64_t> SendPages(Link& link, std::span<const std::uint8_t> ram,
                                 std::span<const std::uint64_t> pages,
-                                StreamFault fault = StreamFault::kNone);
+                                StreamFault fault = StreamFault::kNone,
+                                const Progress& progress = {});
 /// The last record: the RAM-less snapshot. kCorrupt flips one byte.
-Result<void> SendFinalSnapshot(int fd, std::span<const std::uint8_t> snapshot,
+Result<void> SendFinalSnapshot(Link& link, std::span<const std::uint8_t> snapshot,
                                StreamFault fault = StreamFault::kNone);
 
-/// What a destination received, either version.
-struct IncomingMigration {
-  std::vector<std::uint8_t> snapshot;            ///< the snapshot's bytes
-  std::optional<std::vector<std::uint8_t>> ram;  ///< pre-copy: RAM, sent apart
-  std::uint64_t pages_received = 0;              ///< pre-copy: pages, resends too
+/// What a destination takes, from its own configuration: the peer's hello
+/// is refused beyond these before anything is allocated.
+struct IncomingLimits {
+  std::uint64_t max_ram = 0;
+  std::uint32_t max_cpus = 0;
+  std::uint64_t max_snapshot = 0;  ///< the RAM-less snapshot's bytes
 };
-/// Receives a migration of either version: snapshots of at most
-/// `max_bytes`, RAM of at most `max_ram` bytes. Progress covers the
-/// snapshot (version 1) or the first copy of RAM (version 2).
-Result<IncomingMigration> ReceiveMigration(int fd, std::uint64_t max_bytes, std::uint64_t max_ram,
-                                           const Progress& progress);
 
-Result<void> SendVerdict(int fd, bool accepted, const std::string& reason);
-struct Verdict {
-  bool accepted = false;
+/// Where pages go: called once, after the hello passed the limits, with the
+/// announced RAM size; returns guest memory of exactly that many bytes.
+using RamSink = std::function<Result<std::span<std::uint8_t>>(const StreamHello&)>;
+
+struct IncomingMigration {
+  StreamHello hello;
+  std::vector<std::uint8_t> snapshot;  ///< the RAM-less snapshot's bytes
+  std::uint64_t pages_received = 0;    ///< resends too
+};
+/// Receives a version-3 stream. Progress covers the first copy of RAM.
+Result<IncomingMigration> ReceiveMigration(Link& link, const IncomingLimits& limits,
+                                           const RamSink& ram, const Progress& progress);
+
+/// The hand-over messages (see the top of this file).
+enum class Handover : std::uint8_t {
+  kRestored = 0,
+  kRefused = 1,
+  kRunning = 2,
+  kFailed = 3,
+  kGo = 4,
+};
+std::string_view NameOf(Handover kind);
+
+struct HandoverMessage {
+  Handover kind = Handover::kRefused;
   std::string reason;
 };
-/// Waits up to `timeout_ms` for the destination's verdict.
-Result<Verdict> ReceiveVerdict(int fd, unsigned timeout_ms);
+Result<void> SendHandover(Link& link, Handover kind, std::string_view reason = {});
+/// Waits up to `timeout_ms` for the peer's next hand-over message.
+Result<HandoverMessage> ReceiveHandover(Link& link, unsigned timeout_ms);
 
 }  // namespace vtime::vmm

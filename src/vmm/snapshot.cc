@@ -77,6 +77,15 @@ void Section(wire::Writer& w, std::uint32_t tag, std::span<const std::uint8_t> b
 
 }  // namespace
 
+std::uint64_t MaxRamlessSnapshotBytes(std::uint32_t cpus) {
+  // Per vCPU: its section header and registers of at most 2048 bits each,
+  // plus 64 KiB of interrupt-controller state; for the VM: 1 MiB for the
+  // machine, time and distributor sections, and the PV-time region.
+  constexpr std::uint64_t kLargestRegister = 256;
+  constexpr std::uint64_t kPerVcpu = 64 + kMaxRegisters * (8 + kLargestRegister) + (64 << 10);
+  return (1ULL << 20) + kPvtimeRegion + std::uint64_t{cpus} * kPerVcpu;
+}
+
 std::size_t RegisterSize(std::uint64_t id) {
   const unsigned field = static_cast<unsigned>((id >> 52) & 0xf);
   return field > 8 ? 0 : std::size_t{1} << field;  // up to 2048-bit (SVE) registers

@@ -70,6 +70,12 @@ std::size_t RegisterSize(std::uint64_t id);
 /// empty and `ram` stays empty; the rest of the format does not change.
 enum class RamContents : std::uint8_t { kIncluded, kSentSeparately };
 
+/// The most bytes a snapshot without RAM can take for `cpus` vCPUs (every
+/// register list at its limit, the largest registers, the PV-time region
+/// and room for the interrupt controller): what a migration destination
+/// accepts, so that a peer cannot make it allocate more.
+std::uint64_t MaxRamlessSnapshotBytes(std::uint32_t cpus);
+
 Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& snapshot,
                                                  RamContents ram = RamContents::kIncluded);
 Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes,

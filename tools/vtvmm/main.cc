@@ -1,9 +1,13 @@
 // vtvmm: the vtime reference VMM. Runs an arm64 guest program under KVM in
 // QEMU virt's layout and exits with the guest's status.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -31,7 +35,7 @@ constexpr int kVmmError = 125;
 
 constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
        vtvmm [OPTIONS] --restore SNAPSHOT [--policy freeze|wallclock]
-       vtvmm [OPTIONS] --incoming PORT [--policy freeze|wallclock]
+       vtvmm [OPTIONS] --incoming ADDRESS:PORT [--policy freeze|wallclock]
        vtvmm --probe
        vtvmm state show FILE
        vtvmm monitor SOCKET COMMAND...
@@ -92,19 +96,39 @@ Options:
                          to a vtvmm waiting with --incoming (numeric IPv4),
                          with progress on stderr. RAM goes first while the
                          guest runs (pre-copy), then the guest pauses for the
-                         pages it dirtied and its registers; vtvmm exits once
-                         the destination has restored it. A destination that
-                         is absent, refuses or drops the link leaves the
-                         guest running here.
+                         pages it dirtied and its registers. The hand-over:
+                         the destination restores the VM and says so; this
+                         side gives the go-ahead; the destination starts the
+                         guest and says it runs; only then does this vtvmm
+                         exit. A destination that is absent, refuses, fails
+                         to start the guest or drops the link before the
+                         go-ahead leaves the guest running here. If the link
+                         fails after the go-ahead, this side cannot know
+                         whether the destination runs the guest: it keeps
+                         the guest paused and asks an operator (monitor
+                         'resume' or 'quit'; SIGCONT or SIGTERM without one)
+  --insecure             migrate over plain TCP, unauthenticated and
+                         unencrypted (needed on both sides until credentials
+                         are given)
   --precopy on|off       off: stop-and-copy instead (the guest pauses for the
-                         whole transfer; older destinations take only this)
+                         whole transfer)
   --migrate-after MS     migrate after MS ms of running
   --migrate-fault corrupt|truncate
                          (testing) damage the migration stream
-  --incoming PORT        wait for one migration on PORT (up to --timeout, or
-                         10 minutes), restore it (refusing a damaged or
-                         impossible one with the reason, which the source is
-                         told) and run it
+  --handover-fault STEP:kill|cut
+                         (testing) at STEP of the hand-over (before-verdict,
+                         after-restored, after-go, after-running) this vtvmm
+                         dies (SIGKILL) or cuts its link
+  --incoming ADDR:PORT   listen on ADDRESS (numeric IPv4; 0.0.0.0 for every
+                         address) and PORT for one migration (up to
+                         --timeout, or 10 minutes), restore it (refusing a
+                         damaged, impossible or oversized one with the
+                         reason, which the source is told) and run it
+  --max-memory MB        (--incoming) the most guest RAM a source may send,
+                         refused before anything is allocated (default: the
+                         --memory value, 256)
+  --max-cpus N           (--incoming) the most vCPUs a source may send
+                         (default 8)
   --monitor SOCKET       take commands on a Unix socket while the guest runs;
                          send them with `vtvmm monitor SOCKET COMMAND`:
                            snapshot FILE        (as --snapshot; the VM stops)
@@ -131,6 +155,34 @@ Numbers may be decimal or 0x-prefixed hexadecimal.
 Exit status: the guest's; 124 on --timeout; 125 when vtvmm itself fails
 (bad image, no usable KVM, ...); 2 for a bad command line.
 )";
+
+// --handover-fault: at which step of the hand-over this vtvmm fails, and how.
+struct HandoverFault {
+  vtime::vmm::HandoverStep step = vtime::vmm::HandoverStep::kBeforeVerdict;
+  bool kill = false;  ///< else: cut the link
+};
+
+std::optional<HandoverFault> ParseHandoverFault(std::string_view v) {
+  using vtime::vmm::HandoverStep;
+  const auto colon = v.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const std::string_view step = v.substr(0, colon), action = v.substr(colon + 1);
+  HandoverFault f;
+  if (step == "before-verdict") {
+    f.step = HandoverStep::kBeforeVerdict;
+  } else if (step == "after-restored") {
+    f.step = HandoverStep::kAfterRestored;
+  } else if (step == "after-go") {
+    f.step = HandoverStep::kAfterGo;
+  } else if (step == "after-running") {
+    f.step = HandoverStep::kAfterRunning;
+  } else {
+    return std::nullopt;
+  }
+  if (action != "kill" && action != "cut") return std::nullopt;
+  f.kill = action == "kill";
+  return f;
+}
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "vtvmm: %s\nTry 'vtvmm --help'.\n", message.c_str());
@@ -198,6 +250,24 @@ int StateShow(const std::string& path) {
   return 0;
 }
 
+#if VTIME_HAVE_KVM
+// The test fault, as a hook the hand-over calls at each step.
+vtime::vmm::HandoverHook HookFor(std::optional<HandoverFault> fault) {
+  if (!fault) return {};
+  return [f = *fault](vtime::vmm::HandoverStep step, vtime::vmm::Link& link) {
+    if (step != f.step) return;
+    std::fprintf(stderr, "vtvmm: test fault: %s at %s\n", f.kill ? "dying" : "cutting the link",
+                 vtime::vmm::NameOf(step).data());
+    if (f.kill) ::raise(SIGKILL);
+    // A cut: the connection goes (the peer sees it end) and this side's
+    // next read or write on it fails, as if the network had broken.
+    const int dead = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ::dup2(dead, link.fd());
+    ::close(dead);
+  };
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,7 +297,11 @@ int main(int argc, char** argv) {
   bool no_reboot = false;
   bool restore_check = false;
   std::string restore_path;
-  unsigned incoming_port = 0;
+  std::string incoming;
+  bool insecure = false;
+  std::optional<std::uint64_t> max_memory;
+  unsigned max_cpus = 8;
+  std::optional<HandoverFault> handover_fault;
   std::optional<std::uint64_t> guest_counter;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -278,8 +352,29 @@ int main(int argc, char** argv) {
       if (!value(&v) || (v != "on" && v != "off")) return Usage("--precopy needs on or off");
       config.precopy = v == "on";
     } else if (a == "--incoming") {
-      if (!number(&n) || n == 0 || n > 65535) return Usage("--incoming needs a port");
-      incoming_port = static_cast<unsigned>(n);
+      if (!value(&v) || v.empty()) return Usage("--incoming needs ADDRESS:PORT");
+      if (v.find(':') == std::string_view::npos) {
+        return Usage("--incoming needs ADDRESS:PORT, the address to listen on too (0.0.0.0:" +
+                     std::string(v) + " for every address)");
+      }
+      incoming = std::string(v);
+    } else if (a == "--insecure") {
+      insecure = true;
+    } else if (a == "--max-memory") {
+      if (!number(&n) || n < 16 || n > 65536) {
+        return Usage("--max-memory needs a size in MiB from 16 to 65536");
+      }
+      max_memory = n << 20;
+    } else if (a == "--max-cpus") {
+      if (!number(&n) || n == 0 || n > 64) return Usage("--max-cpus needs a number from 1 to 64");
+      max_cpus = static_cast<unsigned>(n);
+    } else if (a == "--handover-fault") {
+      if (!value(&v)) return Usage("--handover-fault needs STEP:kill or STEP:cut");
+      auto fault = ParseHandoverFault(v);
+      if (!fault) return Usage("--handover-fault: '" + std::string(v) + "': expected STEP:kill or "
+                               "STEP:cut, STEP one of before-verdict, after-restored, after-go, "
+                               "after-running");
+      handover_fault = *fault;
     } else if (a == "--monitor") {
       if (!value(&v) || v.empty()) return Usage("--monitor needs a socket path");
       config.monitor_path = std::string(v);
@@ -356,7 +451,10 @@ int main(int argc, char** argv) {
   (void)restore_check;
   (void)stats;
   (void)guest_counter;
-  (void)incoming_port;
+  (void)insecure;
+  (void)max_cpus;
+  (void)max_memory;
+  (void)handover_fault;
   return kVmmError;
 #else
   if (probe) {
@@ -377,11 +475,40 @@ int main(int argc, char** argv) {
   if (config.snapshot_after_ms != 0 && config.snapshot_path.empty()) {
     return Usage("--snapshot-after needs --snapshot FILE");
   }
+  if (config.monitor_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    std::fprintf(stderr,
+                 "vtvmm: --monitor '%s': the path is %zu bytes; a Unix socket's path holds at "
+                 "most %zu: choose a shorter one\n",
+                 config.monitor_path.c_str(), config.monitor_path.size(),
+                 sizeof(sockaddr_un{}.sun_path) - 1);
+    return kVmmError;
+  }
   if (restore_check && restore_path.empty()) return Usage("--restore-check needs --restore FILE");
   std::vector<std::uint8_t> image;
   std::string why;
   std::optional<vtime::vmm::MachineSnapshot> snapshot;
-  vtime::kvm::Fd incoming_link;
+  std::unique_ptr<vtime::vmm::Link> incoming_link;
+  std::optional<vtime::vmm::DestinationHandover> destination;
+  std::optional<vtime::vmm::GuestMemory> incoming_ram;
+  // How migration links are secured: plain TCP only when asked for.
+  vtime::vmm::SecureLink secure_link;
+  std::string secure_name;
+  if (insecure) {
+    secure_link = [](vtime::kvm::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+      return vtime::vmm::PlainLink(std::move(fd));
+    };
+    secure_name = "plain TCP: --insecure, anyone who reaches it can send a VM";
+  }
+  if (!incoming.empty() && !secure_link) {
+    return Usage("--incoming needs credentials: --tls-psk FILE or --tls-x509 DIR (or --insecure "
+                 "for plain TCP)");
+  }
+  if (!config.migrate_to.empty() && !secure_link) {
+    return Usage("--migrate-to needs credentials: --tls-psk FILE or --tls-x509 DIR (or "
+                 "--insecure for plain TCP)");
+  }
+  config.secure_link = secure_link;
+  config.handover_hook = HookFor(handover_fault);
   if (!restore_path.empty()) {
     if (!image_path.empty()) return Usage("give an IMAGE or --restore, not both");
     std::vector<std::uint8_t> bytes;
@@ -400,46 +527,90 @@ int main(int argc, char** argv) {
     config.restore = &*snapshot;
     no_reboot = true;  // there is no image to boot afresh
     image_path = restore_path;
-  } else if (incoming_port != 0) {
+  } else if (!incoming.empty()) {
     if (!image_path.empty()) return Usage("give an IMAGE or --incoming, not both");
-    std::fprintf(stderr, "vtvmm: waiting for a migration on port %u\n", incoming_port);
+    auto on = vtime::vmm::ParseEndpoint(incoming);
+    if (!on) return Usage("--incoming: " + on.error().context);
+    auto listener = vtime::vmm::Listen(*on);
+    if (!listener) {
+      std::fprintf(stderr, "vtvmm: %s\n", listener.error().Message().c_str());
+      return kVmmError;
+    }
+    std::fprintf(stderr, "vtvmm: waiting for a migration on %s (%s)\n", incoming.c_str(),
+                 secure_name.c_str());
     // A source that never comes must not leave a destination waiting for
     // ever: --timeout bounds the wait too (default 10 minutes).
     const unsigned wait_ms = (config.timeout_s != 0 ? config.timeout_s : 600) * 1000;
-    auto link = vtime::vmm::AcceptOne(static_cast<std::uint16_t>(incoming_port), wait_ms);
-    if (!link) {
-      std::fprintf(stderr, "vtvmm: %s\n", link.error().Message().c_str());
-      return kVmmError;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (!incoming_link) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      std::string peer;
+      auto fd = vtime::vmm::AcceptOne(listener->get(), left > 0 ? static_cast<unsigned>(left) : 1,
+                                      &peer);
+      if (!fd) {
+        std::fprintf(stderr, "vtvmm: %s\n", fd.error().Message().c_str());
+        return kVmmError;
+      }
+      // Nothing of a VM is read from a peer that fails to authenticate; the
+      // destination keeps waiting for the one it trusts.
+      auto link = secure_link(std::move(*fd));
+      if (!link) {
+        std::fprintf(stderr,
+                     "vtvmm: refusing a connection from %s before reading anything: %s; still "
+                     "waiting\n",
+                     peer.c_str(), link.error().Message().c_str());
+        continue;
+      }
+      std::fprintf(stderr, "vtvmm: migration: %s connected (%s)\n", peer.c_str(),
+                   (*link)->Describe().c_str());
+      incoming_link = std::move(*link);
     }
-    auto in = vtime::vmm::ReceiveMigration(link->get(), (64ULL << 30) + (64ULL << 20), 64ULL << 30,
+    destination.emplace(*incoming_link, HookFor(handover_fault));
+    const std::uint64_t ram_limit = max_memory ? *max_memory : config.ram_size;
+    const vtime::vmm::IncomingLimits limits{ram_limit, max_cpus,
+                                            vtime::vmm::MaxRamlessSnapshotBytes(max_cpus)};
+    auto sink = [&incoming_ram](const vtime::vmm::StreamHello& hello)
+        -> vtime::Result<std::span<std::uint8_t>> {
+      auto memory = vtime::vmm::GuestMemory::Create(hello.ram_size, "the incoming guest's RAM");
+      if (!memory) return tl::unexpected(memory.error());
+      incoming_ram.emplace(std::move(*memory));
+      return incoming_ram->writable();
+    };
+    auto in = vtime::vmm::ReceiveMigration(*incoming_link, limits, sink,
                                            vtime::vmm::PrintTenths("received"));
-    auto refuse = [&link](const std::string& reason) {
-      (void)vtime::vmm::SendVerdict(link->get(), false, reason);
+    auto refuse = [&destination](const std::string& reason) {
+      destination->Refuse(reason);
       std::fprintf(stderr, "vtvmm: refusing the incoming migration: %s\n", reason.c_str());
       return kVmmError;
     };
     if (!in) return refuse(in.error().Message());
-    using vtime::vmm::RamContents;
-    auto decoded = vtime::vmm::DecodeSnapshot(
-        in->snapshot, in->ram ? RamContents::kSentSeparately : RamContents::kIncluded);
+    auto decoded =
+        vtime::vmm::DecodeSnapshot(in->snapshot, vtime::vmm::RamContents::kSentSeparately);
     if (!decoded) return refuse(decoded.error().Message());
-    if (in->ram) {
-      // Pre-copy: RAM came as pages before the snapshot.
-      if (in->ram->size() != decoded->ram_size) {
-        return refuse("the stream's RAM (" + std::to_string(in->ram->size()) +
-                      " bytes) does not match the snapshot's (" +
-                      std::to_string(decoded->ram_size) + ")");
-      }
-      decoded->ram = std::move(*in->ram);
-      std::fprintf(stderr, "vtvmm: migration: pre-copy: %llu pages received for %llu of RAM\n",
-                   static_cast<unsigned long long>(in->pages_received),
-                   static_cast<unsigned long long>(decoded->ram_size / vtime::vmm::kPageSize));
+    if (decoded->ram_size != in->hello.ram_size || decoded->cpus != in->hello.cpus) {
+      return refuse("the snapshot is of a VM with " + std::to_string(decoded->cpus) +
+                    " vCPUs and " + std::to_string(decoded->ram_size) +
+                    " bytes of RAM; the stream announced " + std::to_string(in->hello.cpus) +
+                    " and " + std::to_string(in->hello.ram_size));
     }
+    std::fprintf(stderr, "vtvmm: migration: %s: %llu pages received for %llu of RAM\n",
+                 in->hello.precopy ? "pre-copy" : "stop-and-copy",
+                 static_cast<unsigned long long>(in->pages_received),
+                 static_cast<unsigned long long>(decoded->ram_size / vtime::vmm::kPageSize));
     snapshot = std::move(*decoded);
     config.restore = &*snapshot;
     no_reboot = true;
     image_path = "incoming migration";
-    incoming_link = std::move(*link);
+    config.on_started = [&destination] {
+      if (auto r = destination->Running(); !r) {
+        std::fprintf(stderr,
+                     "vtvmm: the guest runs here, but the source could not be told (%s): it "
+                     "stays paused, in doubt, until an operator tells it 'quit'\n",
+                     r.error().Message().c_str());
+      }
+    };
   } else {
     if (image_path.empty()) return Usage("no IMAGE given");
     if (!ReadFile(image_path, &image, &why)) {
@@ -456,18 +627,22 @@ int main(int argc, char** argv) {
   vtime::Result<vtime::vmm::RunResult> result = vtime::vmm::RunResult{};
   vtime::vmm::RunStats s;
   for (unsigned boot = 0;; ++boot) {
-    auto machine = vtime::vmm::Machine::Create(config, image);
-    if (incoming_link.valid()) {
-      // The source keeps its VM until this verdict says the restore worked.
-      const bool ok = machine.has_value();
-      (void)vtime::vmm::SendVerdict(incoming_link.get(), ok,
-                                    ok ? "restored" : machine.error().Message());
-      incoming_link = vtime::kvm::Fd();
-    }
+    auto machine = vtime::vmm::Machine::Create(config, image, std::move(incoming_ram));
+    incoming_ram.reset();
     if (!machine) {
+      if (destination) destination->Refuse(machine.error().Message());
       std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(),
                    machine.error().Message().c_str());
       return kVmmError;
+    }
+    if (destination) {
+      // The VM is built here; the source keeps its copy, paused, until it
+      // gives the go-ahead, and this side runs the guest only after it.
+      if (auto go = destination->OfferAndAwaitGo(); !go) {
+        std::fprintf(stderr, "vtvmm: not running the incoming guest: %s; it stays with the source\n",
+                     go.error().Message().c_str());
+        return kVmmError;
+      }
     }
     if (config.restore != nullptr) {
       auto report = (*machine)->RestoredTimeReport();
@@ -475,6 +650,19 @@ int main(int argc, char** argv) {
       if (restore_check) return report ? 0 : kVmmError;
     }
     result = (*machine)->Run();
+    if (destination) {
+      if (!result || !result->started) {
+        const std::string failure = !result ? result.error().Message() : result->detail;
+        destination->FailedToStart(failure);
+        std::fprintf(stderr,
+                     "vtvmm: could not start the incoming guest (%s); the source resumes it\n",
+                     failure.c_str());
+        return kVmmError;
+      }
+      destination.reset();
+      incoming_link.reset();
+      config.on_started = nullptr;
+    }
     const auto b = (*machine)->stats();
     s.exits += b.exits;
     s.mmio_exits += b.mmio_exits;
