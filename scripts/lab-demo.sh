@@ -16,10 +16,10 @@ say "Counters stay causal across two vCPUs" "vtvmm --cpus 2 /guests/smp.elf"
 vtvmm --cpus 2 /guests/smp.elf
 ip link set lo up 2>/dev/null
 say "Live migration to a second vtvmm (pre-copy, over loopback): timers armed before the move fire once after it" \
-    "vtvmm --incoming 4444 & vtvmm --memory 32 --migrate-to 127.0.0.1:4444 --migrate-after 800 /guests/timer_migrate.elf"
-vtvmm --timeout 60 --incoming 4444 --policy freeze 2>&1 | grep -v "migration: received" &
+    "vtvmm --insecure --incoming 127.0.0.1:4444 & vtvmm --insecure --memory 32 --migrate-to 127.0.0.1:4444 --migrate-after 800 /guests/timer_migrate.elf"
+vtvmm --timeout 60 --insecure --incoming 127.0.0.1:4444 --policy freeze 2>&1 | grep -v "migration: received" &
 sleep 0.5
-vtvmm --timeout 60 --memory 32 --migrate-to 127.0.0.1:4444 --migrate-after 800 /guests/timer_migrate.elf 2>&1 |
+vtvmm --timeout 60 --insecure --memory 32 --migrate-to 127.0.0.1:4444 --migrate-after 800 /guests/timer_migrate.elf 2>&1 |
     grep -E "migrat|timer_migrate: gic"
 wait
 echo

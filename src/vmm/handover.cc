@@ -43,9 +43,8 @@ SourceHandover HandOverAsSource(Link& link, const HandoverHook& hook,
   if (hook) hook(HandoverStep::kAfterGo, link);
   auto running = ReceiveHandover(link, timeouts.running_ms);
   if (!running) {
-    return {SourceOutcome::kInDoubt, "the destination had the go-ahead, then " +
-                                         running.error().Message() +
-                                         ": it may or may not be running the guest"};
+    return {SourceOutcome::kInDoubt, "the go-ahead went out, then " + running.error().Message() +
+                                         ": the destination may or may not be running the guest"};
   }
   if (running->kind == Handover::kFailed) {
     return {SourceOutcome::kResume, "the destination could not start the guest: " +

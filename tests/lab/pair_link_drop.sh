@@ -19,15 +19,15 @@ trap 'rm -f "$out"' EXIT
 
 # A: each migration starts after B is listening (B starts first, A sleeps).
 a='sleep 2
-vtvmm --timeout 60 --memory 32 --migrate-to 10.0.0.2:4444 --migrate-after 500 \
+vtvmm --timeout 60 --insecure --memory 32 --migrate-to 10.0.0.2:4444 --migrate-after 500 \
   /guests/clockwatch.elf >/tmp/a1.out 2>&1
 echo "A1 status $?"; grep -E "migration failed|never went backwards" /tmp/a1.out
 sleep 2
-vtvmm --timeout 60 --memory 32 --migrate-to 10.0.0.2:4445 --migrate-after 500 \
+vtvmm --timeout 60 --insecure --memory 32 --migrate-to 10.0.0.2:4445 --migrate-after 500 \
   --migrate-fault truncate /guests/clockwatch.elf >/tmp/a2.out 2>&1
 echo "A2 status $?"; grep -E "migration failed|never went backwards" /tmp/a2.out'
 # B: listen, and kill the first destination once RAM has started to arrive.
-b='vtvmm --timeout 60 --incoming 4444 >/tmp/b1.out 2>&1 &
+b='vtvmm --timeout 60 --insecure --incoming 10.0.0.2:4444 >/tmp/b1.out 2>&1 &
 dst=$!
 i=0
 while ! grep -q "migration: received" /tmp/b1.out; do
@@ -35,7 +35,7 @@ while ! grep -q "migration: received" /tmp/b1.out; do
 done
 kill -KILL "$dst"; wait "$dst"
 echo "B1 killed after: $(grep "migration: received" /tmp/b1.out | head -n 1)"
-vtvmm --timeout 60 --incoming 4445 >/tmp/b2.out 2>&1
+vtvmm --timeout 60 --insecure --incoming 10.0.0.2:4445 >/tmp/b2.out 2>&1
 echo "B2 status $?"; grep "refusing" /tmp/b2.out'
 
 . "$here/pair_common.sh"

@@ -17,22 +17,24 @@ out=$(mktemp -t pair_migrate.XXXXXX)
 trap 'rm -f "$out"' EXIT
 hops=10
 every=1000  # ms a guest runs on a host before it moves on
-common="--timeout 120 --memory 16 --policy $policy"
+# The migration links' credentials (plain TCP inside the lab's private link).
+link="--insecure"
+common="--timeout 120 --memory 16 --policy $policy $link"
 
 # A: serve the clock (while both machines are idle: the exchanges are then
 # quickest), start the guest (hop 1 goes to B), then take it back on every
 # even hop and send it on every odd one; the last one snapshots it to a file
 # and a restore from that file runs it to the end.
 a="vtime-clocksync serve 5555 >/tmp/cs.out 2>&1 || exit 1;
-vtvmm --timeout 120 --memory 16 --migrate-to 10.0.0.2:4444 --migrate-after $every \
+vtvmm --timeout 120 --memory 16 $link --migrate-to 10.0.0.2:4444 --migrate-after $every \
   /guests/clockwatch_long.elf || exit 1"
 h=2
 while [ $h -le $hops ]; do
   if [ $h -eq $hops ]; then
-    a="$a; vtvmm $common --incoming 4444 --snapshot /tmp/final.snap --snapshot-after $every || exit 1"
+    a="$a; vtvmm $common --incoming 10.0.0.1:4444 --snapshot /tmp/final.snap --snapshot-after $every || exit 1"
     a="$a; vtvmm --timeout 120 --policy $policy --restore /tmp/final.snap || exit 1"
   else
-    a="$a; vtvmm $common --incoming 4444 --migrate-to 10.0.0.2:4444 --migrate-after $every || exit 1"
+    a="$a; vtvmm $common --incoming 10.0.0.1:4444 --migrate-to 10.0.0.2:4444 --migrate-after $every || exit 1"
   fi
   h=$((h + 2))
 done
@@ -41,7 +43,7 @@ a="$a; cat /tmp/cs.out"
 b="sleep 2; vtime-clocksync sync 10.0.0.1 5555 --apply || exit 1"
 h=1
 while [ $h -lt $hops ]; do
-  b="$b; vtvmm $common --incoming 4444 --migrate-to 10.0.0.1:4444 --migrate-after $every || exit 1"
+  b="$b; vtvmm $common --incoming 10.0.0.2:4444 --migrate-to 10.0.0.1:4444 --migrate-after $every || exit 1"
   h=$((h + 2))
 done
 

@@ -182,9 +182,9 @@ ip link set lo up 2>/dev/null
 migrate() {  # NAME PORT GUEST FAULT-ARGS...
   name=$1 port=$2 guest=$3
   shift 3
-  vtvmm --timeout 120 --incoming "$port" --policy freeze >/tmp/dst.out 2>&1 &
+  vtvmm --timeout 120 --insecure --incoming "127.0.0.1:$port" --policy freeze >/tmp/dst.out 2>&1 &
   dst=$!
-  vtvmm --timeout 120 --memory 32 --migrate-to "127.0.0.1:$port" --migrate-after 800 "$@" \
+  vtvmm --timeout 120 --insecure --memory 32 --migrate-to "127.0.0.1:$port" --migrate-after 800 "$@" \
     "$g/$guest.elf" >/tmp/src.out 2>&1
   src_status=$?
   wait "$dst"
