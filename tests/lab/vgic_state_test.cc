@@ -1,8 +1,9 @@
 // vGICv3 save/restore against real KVM (the arm64 lab, or an arm64 host):
 // state programmed into one VM's vGIC through the device attributes comes
 // out of a second VM identically after a restore; wrong states are refused
-// before the device is touched; the snapshot encoding round-trips and
-// refuses every truncation and every corrupted byte.
+// before the device is touched; a saved state survives the snapshot
+// encoding. The encoding's own tests need no KVM and are unit tests
+// (tests/unit/backend/vgic_codec_test.cc).
 #include "vtime/backend/vgic_state.h"
 
 #include <gtest/gtest.h>
@@ -332,7 +333,7 @@ TEST(VgicState, RestoreRefusesAnotherInterruptCount) {
   ASSERT_FALSE(wrong_count.has_value());
 }
 
-// A state as SaveVgicV3 makes them, without KVM.
+// A small well-shaped state, made without KVM.
 VgicState Sample() {
   VgicState s;
   s.nr_irqs = 64;
@@ -343,101 +344,6 @@ VgicState Sample() {
                    {vgic::VcpuAttr(1, vgic::kIccCtlr), 0x40400}};
   s.line_levels = {{32, 0x400}};
   return s;
-}
-
-TEST(VgicState, EncodeDecodeRoundTrips) {
-  for (const VgicState& s : {Sample(), VgicState{64, {}, {}, {}, {}}}) {
-    const auto bytes = EncodeVgicState(s);
-    auto back = DecodeVgicState(bytes);
-    ASSERT_TRUE(back.has_value()) << back.error().Message();
-    EXPECT_TRUE(*back == s) << Diff(s, *back);
-    EXPECT_EQ(EncodeVgicState(*back), bytes);
-  }
-}
-
-TEST(VgicState, DecodeRefusesEveryTruncation) {
-  const auto bytes = EncodeVgicState(Sample());
-  for (std::size_t n = 0; n < bytes.size(); ++n) {
-    auto r = DecodeVgicState(std::span(bytes).first(n));
-    ASSERT_FALSE(r.has_value()) << "accepted the first " << n << " bytes";
-    EXPECT_EQ(r.error().code, ErrorCode::kMalformed);
-    EXPECT_EQ(r.error().Message().find('\n'), std::string::npos);
-  }
-  auto longer = bytes;
-  longer.push_back(0);
-  auto r = DecodeVgicState(longer);
-  ASSERT_FALSE(r.has_value());
-  std::printf("trailing byte: %s\n", r.error().Message().c_str());
-}
-
-TEST(VgicState, DecodeRefusesEveryCorruptedByte) {
-  const auto bytes = EncodeVgicState(Sample());
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    for (std::uint8_t flip : {std::uint8_t{0x01}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
-      auto garbled = bytes;
-      garbled[i] ^= flip;
-      auto r = DecodeVgicState(garbled);
-      ASSERT_FALSE(r.has_value()) << "accepted byte " << i << " ^ " << int{flip};
-    }
-  }
-}
-
-// Well-checksummed encodings of states SaveVgicV3 never makes.
-TEST(VgicState, DecodeRefusesMalformedStates) {
-  struct Case {
-    const char* what;
-    VgicState s;
-  };
-  std::vector<Case> cases;
-  auto with = [](auto edit) {
-    VgicState s = Sample();
-    edit(s);
-    return s;
-  };
-  cases.push_back({"nr_irqs 0", with([](VgicState& s) { s.nr_irqs = 0; })});
-  cases.push_back({"nr_irqs 100", with([](VgicState& s) { s.nr_irqs = 100; })});
-  cases.push_back({"nr_irqs 2048", with([](VgicState& s) { s.nr_irqs = 2048; })});
-  cases.push_back({"unsorted", with([](VgicState& s) { std::swap(s.dist[0], s.dist[1]); })});
-  cases.push_back({"repeated", with([](VgicState& s) { s.redist[1] = s.redist[0]; })});
-  cases.push_back({"SGI word of GICD", with([](VgicState& s) { s.dist[2].first = 0x0080; })});
-  cases.push_back({"beyond nr_irqs", with([](VgicState& s) { s.dist.push_back({0x6200, 0}); })});
-  cases.push_back({"unknown redist", with([](VgicState& s) { s.redist[0].first |= 4; })});
-  cases.push_back({"unknown sysreg", with([](VgicState& s) {
-                     s.cpu_sysregs[0].first = vgic::SysregId(3, 0, 12, 12, 0);  // ICC_IAR1
-                   })});
-  cases.push_back({"level of SGIs", with([](VgicState& s) { s.line_levels[0].first = 0; })});
-  cases.push_back({"level info 1", with([](VgicState& s) { s.line_levels[0].first |= 1 << 10; })});
-  for (const Case& c : cases) {
-    auto r = DecodeVgicState(EncodeVgicState(c.s));
-    ASSERT_FALSE(r.has_value()) << c.what;
-    EXPECT_EQ(r.error().code, ErrorCode::kMalformed) << c.what;
-    std::printf("%s: %s\n", c.what, r.error().Message().c_str());
-  }
-
-  // A count far beyond the input, checksum fixed up: refused, nothing allocated.
-  auto bytes = EncodeVgicState(VgicState{64, {}, {}, {}, {}});
-  bytes[16] = bytes[17] = bytes[18] = bytes[19] = 0xff;  // the distributor count
-  std::uint32_t crc = 0xffffffffU;
-  for (std::size_t i = 0; i + 4 < bytes.size(); ++i) {
-    crc ^= bytes[i];
-    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320U & (0U - (crc & 1U)));
-  }
-  crc = ~crc;
-  for (int i = 0; i < 4; ++i) {
-    bytes[bytes.size() - 4 + static_cast<std::size_t>(i)] =
-        static_cast<std::uint8_t>(crc >> (8 * i));
-  }
-  auto huge = DecodeVgicState(bytes);
-  ASSERT_FALSE(huge.has_value());
-  std::printf("huge count: %s\n", huge.error().Message().c_str());
-  EXPECT_NE(huge.error().Message().find("exceeds"), std::string::npos);
-
-  // A newer version is unsupported rather than malformed.
-  auto newer = EncodeVgicState(Sample());
-  newer[8] = 2;
-  auto v2 = DecodeVgicState(newer);
-  ASSERT_FALSE(v2.has_value());
-  EXPECT_EQ(v2.error().code, ErrorCode::kUnsupported);
 }
 
 TEST(VgicState, RestoreRefusesMalformedStatesBeforeTouchingTheDevice) {

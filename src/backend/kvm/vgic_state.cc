@@ -5,15 +5,15 @@
 #include "vtime/backend/vgic_state.h"
 
 #include <linux/kvm.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "backend/kvm/vgic_registers.h"
 #include "vtime/hex.h"
 
 static_assert(KVM_DEV_ARM_VGIC_GRP_DIST_REGS == vtime::kvm::vgic::kGrpDistRegs);
@@ -23,124 +23,15 @@ static_assert(KVM_DEV_ARM_VGIC_GRP_REDIST_REGS == vtime::kvm::vgic::kGrpRedistRe
 static_assert(KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS == vtime::kvm::vgic::kGrpCpuSysregs);
 static_assert(KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO == vtime::kvm::vgic::kGrpLevelInfo);
 static_assert(KVM_DEV_ARM_VGIC_CTRL_INIT == vtime::kvm::vgic::kCtrlInit);
-static_assert(KVM_DEV_ARM_VGIC_LINE_LEVEL_INFO_SHIFT == 10);
-static_assert(VGIC_LEVEL_INFO_LINE_LEVEL == 0);
+static_assert(KVM_DEV_ARM_VGIC_LINE_LEVEL_INFO_SHIFT == vtime::kvm::vgic::kLevelInfoShift);
+static_assert(VGIC_LEVEL_INFO_LINE_LEVEL == vtime::kvm::vgic::kLevelInfoLineLevel);
 
 namespace vtime::kvm {
 namespace {
 
 using vgic::kSgiFrame;
 
-// Distributor register offsets (GICv3 architecture, GICD_*).
-constexpr std::uint32_t kGicdCtlr = 0x0000;
-constexpr std::uint32_t kGicdIidr = 0x0008;
-constexpr std::uint32_t kGicdIgroupr = 0x0080;
-constexpr std::uint32_t kGicdIsenabler = 0x0100;
-constexpr std::uint32_t kGicdIcenabler = 0x0180;
-constexpr std::uint32_t kGicdIspendr = 0x0200;
-constexpr std::uint32_t kGicdIsactiver = 0x0300;
-constexpr std::uint32_t kGicdIcactiver = 0x0380;
-constexpr std::uint32_t kGicdIpriorityr = 0x0400;
-constexpr std::uint32_t kGicdIcfgr = 0x0C00;
-constexpr std::uint32_t kGicdIrouter = 0x6000;
-// Redistributor: RD frame, and SGI frame (offsets within it, add kSgiFrame).
-// GICR_PROPBASER/PENDBASER are left out: they only matter for LPIs (an ITS),
-// which this does not cover, and KVM sanitises a written 0 into 0x180, so
-// writing back their reset value would not even reproduce it.
-constexpr std::uint32_t kGicrCtlr = 0x0000;
-// The SGI frame has the GICD layout for INTIDs 0..31 (one word, or 8
-// priority words, or 2 config words).
-
 constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;  // ONE_REG ARM64_SYS_REG(3,0,0,0,5)
-
-// Restore phases, in order. Configuration before the state it qualifies:
-// group, priority, trigger and routing decide where and how a pending
-// interrupt is queued; line levels and pending latches next; then active,
-// then the enables; the global enables last.
-enum Phase : int {
-  kIdentify = 0,  // GICD_IIDR: first, per the KVM documentation
-  kCpuInterface,  // ICC_* (their compatibility checks fail before anything else changes)
-  kConfig,        // IGROUPR, IPRIORITYR, ICFGR, IROUTER
-  kLevel,         // LEVEL_INFO line levels
-  kPending,       // ISPENDR (the latch)
-  kActive,        // ISACTIVER
-  kEnable,        // ISENABLER
-  kGlobalEnable,  // GICR_CTLR, GICD_CTLR
-  kNotSaved = -1,
-};
-
-bool ValidNrIrqs(std::uint32_t n) { return n >= 64 && n <= 1024 && n % 32 == 0; }
-
-// The phase of a distributor offset that SaveVgicV3 reads for nr_irqs, or
-// kNotSaved. Per-IRQ ranges start at the SPIs: with affinity routing (always
-// on in KVM's GICv3) the distributor's SGI/PPI words are RAZ/WI.
-Phase DistPhase(std::uint64_t offset, std::uint32_t nr_irqs) {
-  auto in_bits = [&](std::uint32_t base, std::uint32_t bits_per_irq) {
-    const std::uint64_t first = base + 32ULL * bits_per_irq / 8;
-    const std::uint64_t end = base + std::uint64_t{nr_irqs} * bits_per_irq / 8;
-    return offset >= first && offset < end && offset % 4 == 0;
-  };
-  if (offset == kGicdIidr) return kIdentify;
-  if (offset == kGicdCtlr) return kGlobalEnable;
-  if (in_bits(kGicdIgroupr, 1) || in_bits(kGicdIpriorityr, 8) || in_bits(kGicdIcfgr, 2) ||
-      in_bits(kGicdIrouter, 64)) {
-    return kConfig;
-  }
-  if (in_bits(kGicdIspendr, 1)) return kPending;
-  if (in_bits(kGicdIsactiver, 1)) return kActive;
-  if (in_bits(kGicdIsenabler, 1)) return kEnable;
-  return kNotSaved;
-}
-
-Phase RedistPhase(std::uint64_t offset) {
-  switch (offset) {
-    case kGicrCtlr:
-      return kGlobalEnable;
-    case kSgiFrame + kGicdIgroupr:
-    case kSgiFrame + kGicdIcfgr:
-    case kSgiFrame + kGicdIcfgr + 4:
-      return kConfig;
-    case kSgiFrame + kGicdIspendr:
-      return kPending;
-    case kSgiFrame + kGicdIsactiver:
-      return kActive;
-    case kSgiFrame + kGicdIsenabler:
-      return kEnable;
-    default:
-      break;
-  }
-  if (offset >= kSgiFrame + kGicdIpriorityr && offset < kSgiFrame + kGicdIpriorityr + 32 &&
-      offset % 4 == 0) {
-    return kConfig;
-  }
-  return kNotSaved;
-}
-
-// The CPU interface registers saved on every vCPU (plus 1, 2 or 4 of each of
-// AP0R/AP1R), in restore order: SRE, then CTLR (KVM checks its PRIbits and
-// IDbits against the host's), BPR1 after CTLR (whose CBPR governs it), the
-// group enables last.
-constexpr std::array<std::uint64_t, 7> kIccFixed = {
-    vgic::kIccSre,  vgic::kIccCtlr,    vgic::kIccPmr,    vgic::kIccBpr0,
-    vgic::kIccBpr1, vgic::kIccIgrpen0, vgic::kIccIgrpen1};
-
-// Sort key of a sysreg within one vCPU's restore, or -1 if not one we save:
-// SRE, CTLR, PMR, BPR0, BPR1 (0..4), AP0R0..3 (5..8), AP1R0..3 (9..12),
-// IGRPEN0, IGRPEN1 (13, 14).
-int SysregRank(std::uint64_t id) {
-  for (int i = 0; i < 5; ++i) {
-    if (kIccFixed[static_cast<std::size_t>(i)] == id) return i;
-  }
-  if (id >= vgic::kIccAp0r0 && id < vgic::kIccAp0r0 + 4) {
-    return 5 + static_cast<int>(id - vgic::kIccAp0r0);
-  }
-  if (id >= vgic::kIccAp1r0 && id < vgic::kIccAp1r0 + 4) {
-    return 9 + static_cast<int>(id - vgic::kIccAp1r0);
-  }
-  if (id == vgic::kIccIgrpen0) return 13;
-  if (id == vgic::kIccIgrpen1) return 14;
-  return -1;
-}
 
 std::string SysregName(std::uint64_t id) {
   if (id == vgic::kIccPmr) return "ICC_PMR_EL1";
@@ -283,64 +174,6 @@ Result<void> CheckDeviceNrIrqs(const Device& dev, std::uint32_t nr_irqs) {
   return Ok();
 }
 
-template <class V>
-Result<void> CheckSortedUnique(const std::vector<std::pair<std::uint64_t, V>>& list,
-                               const char* what) {
-  for (std::size_t i = 1; i < list.size(); ++i) {
-    if (list[i - 1].first >= list[i].first) {
-      return Fail(ErrorCode::kMalformed, std::string("vGIC state: ") + what + " entry " +
-                                             std::to_string(i) + " (attr " + Hex(list[i].first) +
-                                             ") is out of order or repeated");
-    }
-  }
-  return Ok();
-}
-
-// The shape of a state, without any device or vCPU list: nr_irqs valid,
-// lists sorted and unique, every attr one that SaveVgicV3 produces.
-Result<void> CheckShape(const VgicState& s) {
-  if (!ValidNrIrqs(s.nr_irqs)) {
-    return Fail(ErrorCode::kMalformed, "vGIC state: " + std::to_string(s.nr_irqs) +
-                                           " interrupts is not 64..1024 in steps of 32");
-  }
-  for (auto r :
-       {CheckSortedUnique(s.dist, "distributor"), CheckSortedUnique(s.redist, "redistributor"),
-        CheckSortedUnique(s.cpu_sysregs, "CPU interface"),
-        CheckSortedUnique(s.line_levels, "line level")}) {
-    if (!r) return r;
-  }
-  for (const auto& [attr, value] : s.dist) {
-    if (attr > 0xffffffffU || DistPhase(attr, s.nr_irqs) == kNotSaved) {
-      return Fail(ErrorCode::kMalformed, "vGIC state: distributor attr " + Hex(attr) +
-                                             " is not a saved register for " +
-                                             std::to_string(s.nr_irqs) + " interrupts");
-    }
-  }
-  for (const auto& [attr, value] : s.redist) {
-    if (RedistPhase(attr & 0xffffffffU) == kNotSaved) {
-      return Fail(ErrorCode::kMalformed,
-                  "vGIC state: redistributor attr " + Hex(attr) + " is not a saved register");
-    }
-  }
-  for (const auto& [attr, value] : s.cpu_sysregs) {
-    if (SysregRank(attr & 0xffffffffU) < 0) {
-      return Fail(ErrorCode::kMalformed,
-                  "vGIC state: CPU interface attr " + Hex(attr) + " is not a saved register");
-    }
-  }
-  for (const auto& [attr, value] : s.line_levels) {
-    const std::uint64_t low = attr & 0xffffffffU;
-    const std::uint64_t intid = low & 0x3ff;
-    if ((low >> 10) != VGIC_LEVEL_INFO_LINE_LEVEL || intid % 32 != 0 || intid < 32 ||
-        intid >= s.nr_irqs) {
-      return Fail(ErrorCode::kMalformed, "vGIC state: line-level attr " + Hex(attr) +
-                                             " is not a block of 32 SPIs below " +
-                                             std::to_string(s.nr_irqs));
-    }
-  }
-  return Ok();
-}
-
 // Restore order of one attr list: by phase, then by attr (stable).
 template <class V, class RankFn>
 std::vector<std::pair<std::uint64_t, V>> InPhase(
@@ -350,74 +183,6 @@ std::vector<std::pair<std::uint64_t, V>> InPhase(
     if (rank(e.first) == phase) out.push_back(e);
   }
   return out;
-}
-
-// ---- Encoding ---------------------------------------------------------
-
-constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'T', 'V', 'G', 'I', 'C', '3', 0};
-constexpr std::uint32_t kVersion = 1;
-
-// zlib's CRC-32 (IEEE 802.3), as every vtime format uses.
-std::uint32_t Crc32(std::span<const std::uint8_t> bytes) {
-  return static_cast<std::uint32_t>(
-      crc32(crc32(0L, Z_NULL, 0), bytes.data(), static_cast<uInt>(bytes.size())));
-}
-
-void Put(std::vector<std::uint8_t>& out, std::uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-
-class Cursor {
- public:
-  Cursor(std::span<const std::uint8_t> b, std::size_t at) : b_(b), at_(at) {}
-  Result<std::uint64_t> Take(std::size_t n, const char* what) {
-    if (n > b_.size() - at_) {
-      return Fail(ErrorCode::kMalformed, std::string("vGIC state: truncated reading ") + what +
-                                             " at byte " + std::to_string(at_) + " of " +
-                                             std::to_string(b_.size()));
-    }
-    std::uint64_t v = 0;
-    for (std::size_t i = 0; i < n; ++i) v |= std::uint64_t{b_[at_ + i]} << (8 * i);
-    at_ += n;
-    return v;
-  }
-  [[nodiscard]] std::size_t at() const { return at_; }
-  [[nodiscard]] std::size_t remaining() const { return b_.size() - at_; }
-
- private:
-  std::span<const std::uint8_t> b_;
-  std::size_t at_ = 0;
-};
-
-template <class V>
-void PutList(std::vector<std::uint8_t>& out, const std::vector<std::pair<std::uint64_t, V>>& list) {
-  Put(out, list.size(), 4);
-  for (const auto& [attr, value] : list) {
-    Put(out, attr, 8);
-    Put(out, value, sizeof(V));
-  }
-}
-
-template <class V>
-Result<void> TakeList(Cursor& c, std::vector<std::pair<std::uint64_t, V>>& list, const char* what) {
-  auto n = c.Take(4, what);
-  if (!n) return tl::unexpected(n.error());
-  constexpr std::size_t kEntry = 8 + sizeof(V);
-  // Bound the count by the bytes left before allocating anything.
-  if (*n > c.remaining() / kEntry) {
-    return Fail(ErrorCode::kMalformed, std::string("vGIC state: ") + what + " count " +
-                                           std::to_string(*n) + " at byte " +
-                                           std::to_string(c.at() - 4) + " exceeds the bytes left");
-  }
-  list.reserve(static_cast<std::size_t>(*n));
-  for (std::uint64_t i = 0; i < *n; ++i) {
-    auto attr = c.Take(8, what);
-    if (!attr) return tl::unexpected(attr.error());
-    auto value = c.Take(sizeof(V), what);
-    if (!value) return tl::unexpected(value.error());
-    list.emplace_back(*attr, static_cast<V>(*value));
-  }
-  return Ok();
 }
 
 }  // namespace
@@ -608,55 +373,6 @@ Result<void> RestoreVgicV3(Device& vgic, std::span<const std::uint64_t> vcpu_mpi
     }
   }
   return Ok();
-}
-
-std::vector<std::uint8_t> EncodeVgicState(const VgicState& state) {
-  std::vector<std::uint8_t> out(kMagic.begin(), kMagic.end());
-  Put(out, kVersion, 4);
-  Put(out, state.nr_irqs, 4);
-  PutList(out, state.dist);
-  PutList(out, state.redist);
-  PutList(out, state.cpu_sysregs);
-  PutList(out, state.line_levels);
-  Put(out, Crc32(out), 4);
-  return out;
-}
-
-Result<VgicState> DecodeVgicState(std::span<const std::uint8_t> bytes) {
-  if (bytes.size() < kMagic.size() || !std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) {
-    return Fail(ErrorCode::kMalformed, "vGIC state: bad magic (not a vtime vGICv3 state)");
-  }
-  Cursor c(bytes, kMagic.size());
-  auto version = c.Take(4, "version");
-  if (!version) return tl::unexpected(version.error());
-  if (*version != kVersion) {
-    return Fail(*version > kVersion ? ErrorCode::kUnsupported : ErrorCode::kMalformed,
-                "vGIC state: version " + std::to_string(*version) + ", this build reads " +
-                    std::to_string(kVersion));
-  }
-  VgicState s;
-  auto nr = c.Take(4, "nr_irqs");
-  if (!nr) return tl::unexpected(nr.error());
-  s.nr_irqs = static_cast<std::uint32_t>(*nr);
-  if (auto r = TakeList(c, s.dist, "distributor registers"); !r) return tl::unexpected(r.error());
-  if (auto r = TakeList(c, s.redist, "redistributor registers"); !r)
-    return tl::unexpected(r.error());
-  if (auto r = TakeList(c, s.cpu_sysregs, "CPU interface registers"); !r) {
-    return tl::unexpected(r.error());
-  }
-  if (auto r = TakeList(c, s.line_levels, "line levels"); !r) return tl::unexpected(r.error());
-  const std::size_t body = c.at();
-  auto crc = c.Take(4, "checksum");
-  if (!crc) return tl::unexpected(crc.error());
-  if (c.remaining() != 0) {
-    return Fail(ErrorCode::kMalformed,
-                "vGIC state: " + std::to_string(c.remaining()) + " bytes after the checksum");
-  }
-  if (*crc != Crc32(bytes.first(body))) {
-    return Fail(ErrorCode::kMalformed, "vGIC state: bad checksum (corrupted)");
-  }
-  if (auto r = CheckShape(s); !r) return tl::unexpected(r.error());
-  return s;
 }
 
 }  // namespace vtime::kvm
