@@ -155,6 +155,7 @@ class KvmMachine final : public Machine {
     unsigned rounds = 0;            // rounds sent while the guest ran
     std::uint64_t pages_live = 0;   // pages sent while the guest ran
     std::uint64_t pages_paused = 0;  // pages sent while it was paused
+    double first_pass_mib_s = 0;     // RAM's first copy over the link
     std::vector<std::uint64_t> dirty;  // fetched from KVM, not sent yet
   };
   Result<void> PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p);
@@ -504,6 +505,11 @@ namespace {
 constexpr unsigned kPrecopyMaxRounds = 8;
 constexpr std::uint64_t kPrecopyStopPages = 64;
 
+double MibPerSecond(std::uint64_t bytes, std::chrono::steady_clock::duration took) {
+  const double s = std::chrono::duration<double>(took).count();
+  return s > 0 ? static_cast<double>(bytes) / (1 << 20) / s : 0;
+}
+
 std::uint64_t CountPages(const std::vector<std::uint64_t>& bits) {
   std::uint64_t n = 0;
   for (std::uint64_t w : bits) n += static_cast<std::uint64_t>(__builtin_popcountll(w));
@@ -522,10 +528,12 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
   p.logging = true;
   std::vector<std::uint64_t> all(p.dirty.size(), ~std::uint64_t{0});
   if (pages % 64 != 0) all.back() = (std::uint64_t{1} << (pages % 64)) - 1;
+  const auto t0 = std::chrono::steady_clock::now();
   auto sent = SendPages(link, ram_.bytes(), all,
                         fault == StreamFault::kTruncate ? fault : StreamFault::kNone,
                         PrintTenths("sent"));
   if (!sent) return tl::unexpected(sent.error());
+  p.first_pass_mib_s = MibPerSecond(*sent * kPageSize, std::chrono::steady_clock::now() - t0);
   p.pages_live += *sent;
   std::fprintf(stderr, "vtvmm: migration: pre-copy round 1: all %llu pages sent while the guest runs\n",
                static_cast<unsigned long long>(*sent));
@@ -606,10 +614,15 @@ Result<void> KvmMachine::MigrateOut() {
     std::fill(last.begin(), last.end(), ~std::uint64_t{0});
     if (pages % 64 != 0) last.back() = (std::uint64_t{1} << (pages % 64)) - 1;
   }
+  const auto sending = std::chrono::steady_clock::now();
   auto sent = SendPages(link, ram_.bytes(), last, config_.precopy ? StreamFault::kNone : fault,
                         config_.precopy ? Progress{} : PrintTenths("sent"));
   if (!sent) return fail(sent.error());
   pre.pages_paused = *sent;
+  if (!config_.precopy) {
+    pre.first_pass_mib_s =
+        MibPerSecond(*sent * kPageSize, std::chrono::steady_clock::now() - sending);
+  }
   auto snap = Capture(/*with_ram=*/false);
   if (!snap) return fail(snap.error());
   auto bytes = EncodeSnapshot(*snap, RamContents::kSentSeparately);
@@ -629,7 +642,10 @@ Result<void> KvmMachine::MigrateOut() {
                             std::to_string(bytes->size()) + " bytes of state while paused"
                       : "stop-and-copy: " + std::to_string(pre.pages_paused) + " pages and " +
                             std::to_string(bytes->size()) + " bytes of state";
-  const std::string moved = "migrated to " + config_.migrate_to + " (" + how +
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f", pre.first_pass_mib_s);
+  const std::string moved = "migrated to " + config_.migrate_to + " (" + how + "; RAM at " + rate +
+                            " MiB/s over " + link.Describe() +
                             "); the guest was paused here for " + std::to_string(ms) +
                             " ms (guest CNTVCT at pause " +
                             std::to_string(snap->time.VirtualCountAtPause()) + ")";

@@ -134,6 +134,10 @@ Options:
                            snapshot FILE        (as --snapshot; the VM stops)
                            migrate ADDRESS:PORT (as --migrate-to)
                            stats                (exits, offsets)
+                           resume | quit        (only while a migration's
+                                                hand-over is in doubt: the
+                                                destination does not run the
+                                                guest, or it does)
   --time-transfer offsets|values
                          how a snapshot carries guest time: offsets (default,
                          vtime: the offsets and one capture pair) or values
