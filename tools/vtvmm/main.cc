@@ -17,6 +17,7 @@
 
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
+#include "vmm/tls.h"
 #include "vtime/state/codec.h"
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
@@ -107,9 +108,22 @@ Options:
                          whether the destination runs the guest: it keeps
                          the guest paused and asks an operator (monitor
                          'resume' or 'quit'; SIGCONT or SIGTERM without one)
+  --tls-psk FILE         secure migration links with TLS 1.3 and a
+                         pre-shared key: FILE holds IDENTITY:HEXKEY lines
+                         (QEMU's keys.psk; make one with scripts/mkcreds psk),
+                         mode 0600; the source presents the first line, the
+                         destination accepts any
+  --tls-x509 DIR         secure them with certificates instead: DIR holds
+                         ca-cert.pem, server-cert.pem and server-key.pem
+                         (destination), client-cert.pem and client-key.pem
+                         (source), as QEMU lays them out (scripts/mkcreds
+                         x509); each side must prove a certificate from
+                         ca-cert.pem
   --insecure             migrate over plain TCP, unauthenticated and
-                         unencrypted (needed on both sides until credentials
-                         are given)
+                         unencrypted. One of --tls-psk, --tls-x509 or
+                         --insecure is needed to migrate; a destination
+                         refuses a peer that fails the handshake before
+                         reading any byte of VM state, and keeps waiting
   --precopy on|off       off: stop-and-copy instead (the guest pauses for the
                          whole transfer)
   --migrate-after MS     migrate after MS ms of running
@@ -303,6 +317,7 @@ int main(int argc, char** argv) {
   std::string restore_path;
   std::string incoming;
   bool insecure = false;
+  std::optional<vtime::vmm::TlsConfig> tls;
   std::optional<std::uint64_t> max_memory;
   unsigned max_cpus = 8;
   std::optional<HandoverFault> handover_fault;
@@ -364,6 +379,12 @@ int main(int argc, char** argv) {
       incoming = std::string(v);
     } else if (a == "--insecure") {
       insecure = true;
+    } else if (a == "--tls-psk" || a == "--tls-x509") {
+      if (!value(&v) || v.empty()) return Usage(std::string(a) + " needs a path");
+      if (tls) return Usage("give one of --tls-psk or --tls-x509");
+      tls = vtime::vmm::TlsConfig{a == "--tls-psk" ? vtime::vmm::TlsConfig::Kind::kPsk
+                                                   : vtime::vmm::TlsConfig::Kind::kX509,
+                                  std::string(v)};
     } else if (a == "--max-memory") {
       if (!number(&n) || n < 16 || n > 65536) {
         return Usage("--max-memory needs a size in MiB from 16 to 65536");
@@ -456,6 +477,7 @@ int main(int argc, char** argv) {
   (void)stats;
   (void)guest_counter;
   (void)insecure;
+  (void)tls;
   (void)max_cpus;
   (void)max_memory;
   (void)handover_fault;
@@ -497,21 +519,62 @@ int main(int argc, char** argv) {
   // How migration links are secured: plain TCP only when asked for.
   vtime::vmm::SecureLink secure_link;
   std::string secure_name;
+  if (insecure && tls) return Usage("give --insecure or TLS credentials, not both");
+  vtime::vmm::SecureLink client_link;
   if (insecure) {
     secure_link = [](vtime::kvm::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
       return vtime::vmm::PlainLink(std::move(fd));
     };
+    client_link = secure_link;
     secure_name = "plain TCP: --insecure, anyone who reaches it can send a VM";
+  } else if (tls) {
+    using vtime::vmm::TlsRole;
+    constexpr unsigned kHandshakeMs = 10'000;
+    // Each role loads only its own credentials, when this vtvmm needs it.
+    auto link_for = [&](TlsRole role) -> vtime::Result<vtime::vmm::SecureLink> {
+      auto creds = vtime::vmm::LoadTlsCredentials(*tls, role);
+      if (!creds) return tl::unexpected(creds.error());
+      if (role == TlsRole::kServer) {
+        secure_name = "TLS 1.3, " + vtime::vmm::DescribeTlsCredentials(**creds);
+      }
+      return vtime::vmm::SecureLink(
+          [creds = *creds](vtime::kvm::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+            return vtime::vmm::TlsHandshake(std::move(fd), *creds, kHandshakeMs);
+          });
+    };
+    if (!incoming.empty()) {
+      auto server = link_for(TlsRole::kServer);
+      if (!server) {
+        std::fprintf(stderr, "vtvmm: %s\n", server.error().Message().c_str());
+        return kVmmError;
+      }
+      secure_link = *server;
+    }
+    if (!config.migrate_to.empty() || !config.monitor_path.empty()) {
+      auto client = link_for(TlsRole::kClient);
+      if (!client && !config.migrate_to.empty()) {
+        std::fprintf(stderr, "vtvmm: %s\n", client.error().Message().c_str());
+        return kVmmError;
+      }
+      if (client) {
+        client_link = *client;
+      } else {
+        // Only a monitor's migrate would need them: it gets the reason then.
+        client_link = [why = client.error()](vtime::kvm::Fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+          return tl::unexpected(why);
+        };
+      }
+    }
   }
   if (!incoming.empty() && !secure_link) {
     return Usage("--incoming needs credentials: --tls-psk FILE or --tls-x509 DIR (or --insecure "
                  "for plain TCP)");
   }
-  if (!config.migrate_to.empty() && !secure_link) {
+  if (!config.migrate_to.empty() && !client_link) {
     return Usage("--migrate-to needs credentials: --tls-psk FILE or --tls-x509 DIR (or "
                  "--insecure for plain TCP)");
   }
-  config.secure_link = secure_link;
+  config.secure_link = client_link;
   config.handover_hook = HookFor(handover_fault);
   if (!restore_path.empty()) {
     if (!image_path.empty()) return Usage("give an IMAGE or --restore, not both");
