@@ -9,7 +9,6 @@ namespace vtime::vmm {
 namespace {
 
 constexpr wire::Magic kMagic = {'V', 'T', 'S', 'N', 'A', 'P', '\0', '\0'};
-constexpr std::uint64_t kPvtimeRegion = 0x10000;
 constexpr std::uint64_t kMaxRam = 64ULL << 30;
 constexpr std::uint32_t kMaxRegisters = 4096;
 
@@ -28,8 +27,8 @@ tl::unexpected<Error> Bad(const std::string& why) {
 }
 
 Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
-  if (s.cpus == 0 || s.cpus > kSnapshotMaxCpus) {
-    return Bad(std::to_string(s.cpus) + " vCPUs (1.." + std::to_string(kSnapshotMaxCpus) + ")");
+  if (s.cpus == 0 || s.cpus > layout::kMaxVcpus) {
+    return Bad(std::to_string(s.cpus) + " vCPUs (1.." + std::to_string(layout::kMaxVcpus) + ")");
   }
   if (s.vcpus.size() != s.cpus) return Bad("vCPU sections do not match the vCPU count");
   if (s.time.vcpus.size() != s.cpus) return Bad("guest time covers a different number of vCPUs");
@@ -43,11 +42,11 @@ Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
   if (ram == RamContents::kSentSeparately && !s.ram.empty()) {
     return Bad("RAM contents in a snapshot whose RAM is sent separately");
   }
-  if (s.pvtime != (s.pvtime_region.size() == kPvtimeRegion) ||
+  if (s.pvtime != (s.pvtime_region.size() == layout::kPvtimeSize) ||
       (!s.pvtime && !s.pvtime_region.empty())) {
     return Bad("PV-time region does not match the PV-time setting");
   }
-  if (s.pvtime && s.pvtime_base % kPvtimeRegion != 0)
+  if (s.pvtime && s.pvtime_base % layout::kPvtimeSize != 0)
     return Bad("PV-time base is not 64 KiB aligned");
   for (std::uint32_t ppi : {s.vtimer_ppi, s.ptimer_ppi}) {
     if (ppi < 16 || ppi > 31)
@@ -149,7 +148,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
         }
         if (*chip > 1 || *pv > 1) return Bad("machine section has an impossible value");
         s.cpus = *cpus;
-        if (s.cpus == 0 || s.cpus > kSnapshotMaxCpus) return Bad("impossible vCPU count");
+        if (s.cpus == 0 || s.cpus > layout::kMaxVcpus) return Bad("impossible vCPU count");
         s.ram_size = *ram;
         s.irqchip = *chip == 0 ? IrqChip::kKernel : IrqChip::kUser;
         s.pvtime = *pv == 1;

@@ -51,8 +51,6 @@ constexpr std::uint32_t kGicrCtlr = 0x0000;
 // The SGI frame has the GICD layout for INTIDs 0..31 (one word, or 8
 // priority words, or 2 config words).
 
-constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;  // ONE_REG ARM64_SYS_REG(3,0,0,0,5)
-
 // Restore phases, in order. Configuration before the state it qualifies:
 // group, priority, trigger and routing decide where and how a pending
 // interrupt is queued; line levels and pending latches next; then active,
@@ -422,7 +420,7 @@ Result<void> TakeList(Cursor& c, std::vector<std::pair<std::uint64_t, V>>& list,
 
 }  // namespace
 
-Result<std::uint64_t> ReadMpidr(const Vcpu& vcpu) { return vcpu.GetOneReg(kMpidrEl1); }
+Result<std::uint64_t> ReadMpidr(const Vcpu& vcpu) { return vcpu.GetOneReg(reg::kMpidrEl1); }
 
 Result<VgicState> SaveVgicV3(Device& vgic, std::span<const std::uint64_t> vcpu_mpidrs,
                              std::uint32_t nr_irqs) {
