@@ -30,6 +30,7 @@
 #include "vtime/backend/kvm.h"
 #include "vtime/backend/vgic_state.h"
 #include "vtime/hex.h"
+#include "vtime/pvtime/restore.h"
 #include "vtime/vmm/user_gic.h"
 
 namespace vtime::vmm {
@@ -289,8 +290,9 @@ Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>*
     if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
     if (auto r = vcpu->Init(init); !r) return r;
     if (pvtime_) {
-      const std::uint64_t ipa =
-          pvtime_ipas != nullptr ? (*pvtime_ipas)[i] : config_.pvtime_base + 64ULL * i;
+      const std::uint64_t ipa = pvtime_ipas != nullptr
+                                    ? (*pvtime_ipas)[i]
+                                    : config_.pvtime_base + pvtime::RecordOffset(i);
       if (auto r = vcpu->SetPvtimeIpa(ipa); !r) return r;
     }
     if (vgic_) {
@@ -343,7 +345,16 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
 
 Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   std::memcpy(ram_.data(), snap.ram.data(), snap.ram.size());
-  if (pvtime_) std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
+  if (pvtime_) {
+    std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
+    // The restored records win over the saved state (vtime/pvtime/restore.h
+    // says why): a difference is reported, never written over.
+    auto mismatches =
+        pvtime::CompareRestored(snap.time, {pvtime_->data(), pvtime_->size()}, config_.pvtime_base);
+    if (!mismatches) return Fail(ErrorCode::kMalformed, "snapshot: " + mismatches.error().context);
+    const std::string report = pvtime::DescribeMismatches(*mismatches);
+    if (!report.empty()) std::fprintf(stderr, "vtvmm: %s", report.c_str());
+  }
   std::vector<std::uint64_t> ipas;
   for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
   if (auto r = CreateDevicesAndVcpus(&ipas); !r) return r;
@@ -445,7 +456,8 @@ Result<std::string> KvmMachine::RestoredTimeReport() {
       auto v = vcpu.GetOneReg(id);
       if (!v) return tl::unexpected(v.error());
       // ISTATUS depends on when it is read, not on what was restored.
-      const std::uint64_t shown = std::string_view(name).ends_with("_ctl") ? (*v & 3) : *v;
+      const std::uint64_t shown =
+          std::string_view(name).ends_with("_ctl") ? (*v & arch::ctl::kWritable) : *v;
       out += std::string(" ") + name + "=" + std::to_string(shown);
     }
     out += "\n";
@@ -895,15 +907,19 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
       regs[k] = *v;
     }
     // CTL is saved without ISTATUS: it is derived, never state.
-    vt.el1_virtual = state::TimerState{regs[0] & 3, regs[1]};
-    vt.el1_physical = state::TimerState{regs[2] & 3, regs[3]};
+    vt.el1_virtual = state::TimerState{regs[0] & arch::ctl::kWritable, regs[1]};
+    vt.el1_physical = state::TimerState{regs[2] & arch::ctl::kWritable, regs[3]};
     vt.cntkctl_el1 = regs[4];
     if (pvtime_) {
-      const std::uint8_t* rec = pvtime_->data() + 64ULL * i;
+      // The revision saved is the one KVM served, never the guest-writable
+      // word in the record; the count has no other copy than the record.
+      auto rec =
+          pvtime::ReadRecord({pvtime_->data() + pvtime::RecordOffset(i), pvtime::kRecordSize});
+      if (!rec) return tl::unexpected(rec.error());
       vt.pvtime.enabled = true;
-      vt.pvtime.ipa = config_.pvtime_base + 64ULL * i;
-      vt.pvtime.revision = static_cast<std::uint32_t>(LoadLe(rec, 4));
-      vt.pvtime.stolen_ns = LoadLe(rec + 8, 8);
+      vt.pvtime.ipa = config_.pvtime_base + pvtime::RecordOffset(i);
+      vt.pvtime.revision = kvm::kPvtimeServedRevisions[0];
+      vt.pvtime.stolen_ns = rec->stolen_ns;
     }
     t.vcpus.push_back(vt);
 
@@ -1282,9 +1298,17 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     config.ptimer_ppi = static_cast<int>(snap.ptimer_ppi);
     config.counter_offset.reset();
   }
-  if (config.cpus == 0 || config.cpus > 64) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "--cpus " + std::to_string(config.cpus) + ": 1 to 64 vCPUs are supported");
+  if (config.cpus == 0 || config.cpus > layout::kMaxVcpus) {
+    return Fail(ErrorCode::kInvalidArgument, "--cpus " + std::to_string(config.cpus) + ": 1 to " +
+                                                 std::to_string(layout::kMaxVcpus) +
+                                                 " vCPUs are supported");
+  }
+  if (config.restore != nullptr) {
+    // Refused here, before any VM exists, so that a migration source is told
+    // why and keeps its guest running.
+    if (auto r = pvtime::CheckServable(config.restore->time, kvm::kPvtimeServedRevisions); !r) {
+      return Fail(r.error().code, "restore: " + r.error().context);
+    }
   }
   auto system = kvm::System::Open(config.kvm_path);
   if (!system) return tl::unexpected(system.error());
@@ -1301,7 +1325,7 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     return Fail(ErrorCode::kUnsupported,
                 "PV stolen time is not supported by this kernel (use --pvtime off)");
   }
-  if (config.pvtime && (config.pvtime_base % 0x10000 != 0 ||
+  if (config.pvtime && (config.pvtime_base % layout::kPvtimeSize != 0 ||
                         (config.pvtime_base >= layout::kRam &&
                          config.pvtime_base < layout::kRam + config.ram_size))) {
     return Fail(ErrorCode::kInvalidArgument, "--pvtime-base " + Hex(config.pvtime_base) +

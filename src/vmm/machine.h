@@ -16,6 +16,7 @@
 #include "vmm/guest_memory.h"
 #include "vmm/handover.h"
 #include "vmm/link.h"
+#include "vmm/layout.h"
 #include "vmm/snapshot.h"
 #include "vtime/result.h"
 #include "vtime/state/policy.h"
@@ -39,9 +40,9 @@ struct MachineConfig {
   /// the VM offset API (to compare the two, and to test the fallback).
   bool legacy_counter_writes = false;
   bool pvtime = true;
-  std::uint64_t pvtime_base = 0x090A0000;
-  int vtimer_ppi = 27;
-  int ptimer_ppi = 30;
+  std::uint64_t pvtime_base = layout::kPvtime;
+  int vtimer_ppi = layout::kVtimerPpi;
+  int ptimer_ppi = layout::kPtimerPpi;
   /// Watchdog in seconds (0: none).
   unsigned timeout_s = 0;
   /// Where a snapshot is written when one is asked for (SIGUSR2, or

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "vtime/pvtime/record.h"
 #include "vtime/result.h"
 
 namespace vtime::kvm {
@@ -126,6 +127,11 @@ inline constexpr std::uint64_t kTimerIrqHptimer = 3;
 inline constexpr std::uint32_t kPvtimeCtrl = 2;
 inline constexpr std::uint64_t kPvtimeIpa = 0;
 }  // namespace vcpu_attr
+
+/// The PV stolen-time record revisions KVM serves: revision 0 only, which it
+/// writes when the guest calls PV_TIME_ST; it offers no way to ask for
+/// another (nor to read back which one it serves).
+inline constexpr std::uint32_t kPvtimeServedRevisions[] = {pvtime::kRevision0};
 
 /// Bits of kvm_run.s.regs.device_irq_level (KVM_CAP_ARM_USER_IRQ).
 namespace irq_level {
