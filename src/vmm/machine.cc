@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <cstring>
 #include <mutex>
 #include <system_error>
@@ -86,6 +88,34 @@ Result<void> WriteFileAtomically(const std::string& path, std::span<const std::u
 }
 constexpr std::uint32_t kVgicNrIrqs = 128;
 
+// While alive, a terminal on stdin (with one on stdout) passes every key to
+// the guest as typed: no line editing, no echo, no signals from Ctrl-C
+// (Ctrl-A x quits). Output processing stays, so lines still end as the
+// terminal expects. Restored on destruction.
+class RawTerminal {
+ public:
+  RawTerminal() {
+    if (::isatty(STDIN_FILENO) != 1 || ::isatty(STDOUT_FILENO) != 1) return;
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios raw = saved_;
+    raw.c_iflag &= ~static_cast<tcflag_t>(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR |
+                                          ICRNL | IXON);
+    raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
 void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
   if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
 }
@@ -132,6 +162,8 @@ class KvmMachine final : public Machine {
 
  private:
   void Console(char c);
+  void UpdateUartLineLocked();
+  void ConsoleInput();
   void VcpuLoop(unsigned index);
   void HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit);
   using GicRead = std::uint32_t (UserGic::*)(unsigned, std::uint64_t, unsigned, bool*);
@@ -178,7 +210,13 @@ class KvmMachine final : public Machine {
   std::optional<kvm::Device> vgic_;
   std::vector<kvm::Vcpu> vcpus_;
   std::vector<pthread_t> threads_;
+  // The console: the PL011 (vCPU threads and the input thread), its line,
+  // and the input thread that feeds it from stdin.
+  std::mutex uart_mutex_;
   Pl011 uart_;
+  bool uart_line_ = false;
+  std::condition_variable uart_room_cv_;
+  std::thread console_input_;
   DebugPrint debug_print_;
   std::atomic<bool> warned_debug_print_{false};
   arch::VmClock clock_;
@@ -478,6 +516,69 @@ void KvmMachine::Console(char c) {
   console_line_.clear();
 }
 
+void KvmMachine::UpdateUartLineLocked() {
+  const bool level = uart_.Interrupt();
+  if (level == uart_line_) return;
+  uart_line_ = level;
+  const unsigned intid = 32 + MachineDescription{}.uart_spi;
+  if (vgic_) {
+    if (auto r = vm_.SpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
+    return;
+  }
+  std::lock_guard lock(gic_mutex_);
+  gic_->SetSpiLevel(intid, level);
+  UpdateIrqLinesLocked();
+}
+
+void KvmMachine::ConsoleInput() {
+  // Reads stdin as it comes and hands it to the PL011 as the guest makes
+  // room: a byte the UART cannot take waits here (and stdin is not read
+  // further), so nothing typed or piped is dropped.
+  const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
+  std::deque<std::uint8_t> pending;
+  bool escape = false;  // Ctrl-A seen (terminal only)
+  bool eof = false;
+  while (!stop_.load()) {
+    if (pending.empty() && !eof) {
+      pollfd p{STDIN_FILENO, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      std::uint8_t buf[256];
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof = true;  // a pipe that ended: the guest runs on without input
+        continue;
+      }
+      for (ssize_t i = 0; i < n; ++i) {
+        const std::uint8_t b = buf[i];
+        if (terminal && escape) {
+          escape = false;
+          if (b == 'x' || b == 'X') {
+            Stop(GuestEnd::kPowerOff, 0, "quit from the console (Ctrl-A x)");
+            return;
+          }
+          if (b != 0x01) continue;  // Ctrl-A Ctrl-A sends one Ctrl-A
+        } else if (terminal && b == 0x01) {
+          escape = true;
+          continue;
+        }
+        pending.push_back(b);
+      }
+    }
+    if (pending.empty()) {
+      if (eof) return;
+      continue;
+    }
+    std::unique_lock lock(uart_mutex_);
+    while (!pending.empty() && uart_.Receive(pending.front())) pending.pop_front();
+    UpdateUartLineLocked();
+    if (!pending.empty()) {
+      // Wait for the guest to read (or to enable its receiver).
+      uart_room_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+  }
+}
+
 void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   {
     std::lock_guard lock(stop_mutex_);
@@ -492,6 +593,7 @@ void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   stopped_cv_.notify_all();
   resume_cv_.notify_all();
   parked_cv_.notify_all();  // PauseAll and the start gate wait there too
+  uart_room_cv_.notify_all();
 }
 
 void KvmMachine::PauseAll() {
@@ -1024,9 +1126,14 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
   bool known = true;
   if (a >= layout::kUart && a < layout::kUart + layout::kUartSize) {
     if (exit.mmio_write) {
+      std::lock_guard lock(uart_mutex_);
       uart_.Write(a - layout::kUart, static_cast<std::uint32_t>(value));
+      UpdateUartLineLocked();
     } else {
+      std::lock_guard lock(uart_mutex_);
       read = uart_.Read(a - layout::kUart);
+      UpdateUartLineLocked();
+      uart_room_cv_.notify_all();  // a byte left the FIFO: the input may go on
     }
   } else if (a >= layout::kTestExit && a < layout::kTestExit + layout::kTestExitSize) {
     if (exit.mmio_write) {
@@ -1170,12 +1277,13 @@ Result<RunResult> KvmMachine::Run() {
   last_exit_count_.assign(vcpus_.size(), 0);
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
-  // From here every way out goes through JoinAll.
+  // From here every way out goes through join_all.
   auto join_all = [this, &threads]() {
     Stop(GuestEnd::kError, 1, "vtvmm stopped the guest");  // no-op once stopped
     for (auto& t : threads) {
       if (t.joinable()) t.join();
     }
+    if (console_input_.joinable()) console_input_.join();
   };
   std::string thread_error;
   {
@@ -1204,6 +1312,15 @@ Result<RunResult> KvmMachine::Run() {
     started = started_;
   }
   if (started && config_.on_started) config_.on_started();
+  std::optional<RawTerminal> raw;
+  if (started && config_.console_input) {
+    raw.emplace();
+    try {
+      console_input_ = std::thread([this] { ConsoleInput(); });
+    } catch (const std::system_error& e) {
+      NoteOnce(warned_mmio_, std::string("no console input: ") + e.what());
+    }
+  }
   if (final_plan_) {
     // After the start: printing is slow and must not delay the guest.
     const std::int64_t away = resumed_at_.wall_clock_ns - restored_time_->pause.wall_clock_ns;

@@ -75,6 +75,9 @@ struct MachineConfig {
   /// A Unix socket taking one-line commands while the guest runs:
   /// "snapshot FILE", "migrate ADDRESS:PORT", "stats" (see vtvmm --help).
   std::string monitor_path;
+  /// Console input: stdin reaches the guest through the PL011's receive
+  /// side (raw, with Ctrl-A x to quit, when stdin and stdout are a terminal).
+  bool console_input = true;
   /// How an outgoing migration secures its link (required to migrate).
   SecureLink secure_link;
   /// Testing: fails the source's side of the hand-over at a chosen step.

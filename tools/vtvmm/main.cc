@@ -163,6 +163,12 @@ Options:
   --restore-check        with --restore: set everything up, print the
                          guest-visible timer state read back from KVM, and
                          exit without running the guest
+  --console-input on|off stdin to the guest through the PL011's receive side
+                         (default on; its interrupt is SPI 1). When stdin and
+                         stdout are a terminal, every key goes to the guest
+                         as typed (Ctrl-C too); Ctrl-A x quits vtvmm, Ctrl-A
+                         Ctrl-A sends one Ctrl-A. From a pipe, input is read
+                         as the guest takes it, so none is dropped
   --stats                print exit counts on stderr at the end
   --kvm PATH             the KVM device (default /dev/kvm)
   --probe                print what this host's KVM offers and exit
@@ -460,6 +466,9 @@ int main(int argc, char** argv) {
                                             : MachineConfig::TimeTransfer::kValues;
     } else if (a == "--restore-check") {
       restore_check = true;
+    } else if (a == "--console-input") {
+      if (!value(&v) || (v != "on" && v != "off")) return Usage("--console-input needs on or off");
+      config.console_input = v == "on";
     } else if (a == "--no-reboot") {
       no_reboot = true;
     } else if (a == "--stats") {

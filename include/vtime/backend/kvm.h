@@ -216,6 +216,9 @@ class Vm {
   Result<void> IrqLine(std::uint32_t irq, bool level);
   /// KVM_IRQ_LINE for a vCPU's IRQ (fiq=false) or FIQ input (user irqchip).
   Result<void> CpuIrqLine(unsigned vcpu, bool fiq, bool level);
+  /// KVM_IRQ_LINE for the in-kernel vGIC's shared peripheral interrupt
+  /// `intid` (32 and up): the level of a device's line.
+  Result<void> SpiLine(std::uint32_t intid, bool level);
   /// KVM_GET_DIRTY_LOG: the pages of memslot `slot` written since the last
   /// call (or since logging was turned on), one bit per 4 KiB page in
   /// `bitmap`, which must hold at least that many bits; it also clears the

@@ -353,6 +353,12 @@ Result<void> Vm::GetDirtyLog(std::uint32_t slot, std::span<std::uint64_t> bitmap
   return Ok();
 }
 
+Result<void> Vm::SpiLine(std::uint32_t intid, bool level) {
+  // irq field: type[27:24] = SPI, id[15:0] = the INTID itself.
+  return IrqLine((std::uint32_t{KVM_ARM_IRQ_TYPE_SPI} << KVM_ARM_IRQ_TYPE_SHIFT) | (intid & 0xffff),
+                 level);
+}
+
 Result<void> Vm::CpuIrqLine(unsigned vcpu, bool fiq, bool level) {
   // irq field: vcpu2_index[31:28] type[27:24] vcpu_index[23:16] id[15:0].
   const std::uint32_t irq =
