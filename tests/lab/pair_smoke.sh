@@ -34,7 +34,8 @@ else
   fail "A did not report serving"
 fi
 if grep -q "^\[B\] clocksync: link: TLS 1.3 .*, PSK identity 'vtvmm'" "$out" &&
-  grep -q "^\[A\] clocksync: client 10.0.0.2 port [0-9]*: TLS 1.3 .*, PSK identity 'vtvmm'" "$out"; then
+  grep -q "^\[A\] clocksync: client 10.0.0.2 port [0-9]*: TLS 1.3 .*, PSK identity 'vtvmm'" \
+    "$out"; then
   pass "A and B authenticated each other with the PSK (TLS 1.3)"
 else
   fail "no TLS 1.3 PSK link reported by both A and B"

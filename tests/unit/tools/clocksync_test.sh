@@ -31,8 +31,10 @@ expect 2 "needs to know how to authenticate the peer" "$cs" serve 127.0.0.1:5555
 expect 2 "needs to know how to authenticate the peer" "$cs" sync 127.0.0.1 5555
 expect 2 "not several" "$cs" sync 127.0.0.1 5555 --insecure --tls-psk x
 
-"$mk" psk "$tmp/good.psk" >/dev/null && "$mk" psk "$tmp/other.psk" >/dev/null ||
-  { echo "FAIL mkcreds"; exit 1; }
+if ! "$mk" psk "$tmp/good.psk" >/dev/null || ! "$mk" psk "$tmp/other.psk" >/dev/null; then
+  echo "FAIL mkcreds"
+  exit 1
+fi
 chmod 644 "$tmp/other.psk"
 expect 1 "lets the group or others at it" "$cs" sync 127.0.0.1 5555 --tls-psk "$tmp/other.psk"
 chmod 600 "$tmp/other.psk"
@@ -62,7 +64,8 @@ wait "$server"
 server_status=$?
 cat "$tmp/sync.out" "$tmp/serve.out" "$tmp/serve.err"
 if [ "$status" = 0 ] && [ "$server_status" = 0 ] &&
-  grep -q "^clocksync: link: TLS 1.3 TLS_AES_128_GCM_SHA256, PSK identity 'vtvmm'" "$tmp/sync.out" &&
+  grep -q "^clocksync: link: TLS 1.3 TLS_AES_128_GCM_SHA256, PSK identity 'vtvmm'" \
+    "$tmp/sync.out" &&
   grep -q "^clocksync: offset_ns=" "$tmp/sync.out" &&
   grep -q "^clocksync: served 16 exchanges" "$tmp/serve.out"; then
   pass "right PSK: 16 exchanges over TLS"
@@ -81,7 +84,8 @@ serve --insecure
 status=$?
 wait "$server"
 server_status=$?
-if [ "$status" = 0 ] && [ "$server_status" = 0 ] && grep -q "^clocksync: link: plain TCP" "$tmp/sync.out"; then
+if [ "$status" = 0 ] && [ "$server_status" = 0 ] &&
+  grep -q "^clocksync: link: plain TCP" "$tmp/sync.out"; then
   pass "--insecure: plain TCP when asked for"
 else
   fail "--insecure: status $status: $(cat "$tmp/sync.out")"
