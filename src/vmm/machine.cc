@@ -418,6 +418,10 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     timer_level_.assign(vcpus_.size(), ~std::uint64_t{0});
   }
 
+  if (!snap.uart.empty()) {
+    std::lock_guard lock(uart_mutex_);
+    if (auto r = uart_.Restore(snap.uart); !r) return r;
+  }
   for (const VcpuSnapshot& v : snap.vcpus) {
     std::uint64_t paused = snap.time.VirtualCountAtPause();
     for (const RegisterValue& reg : v.registers) {
@@ -531,51 +535,48 @@ void KvmMachine::UpdateUartLineLocked() {
 }
 
 void KvmMachine::ConsoleInput() {
-  // Reads stdin as it comes and hands it to the PL011 as the guest makes
-  // room: a byte the UART cannot take waits here (and stdin is not read
-  // further), so nothing typed or piped is dropped.
+  // Reads stdin only as far as the PL011 has room, so a byte is either
+  // still in stdin or in the guest's FIFO (which snapshots carry): nothing
+  // typed or piped is dropped, even by a snapshot or a migration.
   const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
-  std::deque<std::uint8_t> pending;
   bool escape = false;  // Ctrl-A seen (terminal only)
-  bool eof = false;
   while (!stop_.load()) {
-    if (pending.empty() && !eof) {
-      pollfd p{STDIN_FILENO, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      std::uint8_t buf[256];
-      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        eof = true;  // a pipe that ended: the guest runs on without input
+    std::size_t room = 0;
+    {
+      std::unique_lock lock(uart_mutex_);
+      room = uart_.Room();
+      if (room == 0) {
+        // Wait for the guest to read (or to enable its receiver).
+        uart_room_cv_.wait_for(lock, std::chrono::milliseconds(20));
         continue;
       }
-      for (ssize_t i = 0; i < n; ++i) {
-        const std::uint8_t b = buf[i];
-        if (terminal && escape) {
-          escape = false;
-          if (b == 'x' || b == 'X') {
-            Stop(GuestEnd::kPowerOff, 0, "quit from the console (Ctrl-A x)");
-            return;
-          }
-          if (b != 0x01) continue;  // Ctrl-A Ctrl-A sends one Ctrl-A
-        } else if (terminal && b == 0x01) {
-          escape = true;
-          continue;
-        }
-        pending.push_back(b);
-      }
     }
-    if (pending.empty()) {
-      if (eof) return;
-      continue;
-    }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    std::uint8_t buf[64];
+    const ssize_t n = ::read(STDIN_FILENO, buf, std::min(room, sizeof buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // a pipe that ended: the guest runs on without input
     std::unique_lock lock(uart_mutex_);
-    while (!pending.empty() && uart_.Receive(pending.front())) pending.pop_front();
-    UpdateUartLineLocked();
-    if (!pending.empty()) {
-      // Wait for the guest to read (or to enable its receiver).
-      uart_room_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    for (ssize_t i = 0; i < n; ++i) {
+      const std::uint8_t b = buf[i];
+      if (terminal && escape) {
+        escape = false;
+        if (b == 'x' || b == 'X') {
+          lock.unlock();
+          Stop(GuestEnd::kPowerOff, 0, "quit from the console (Ctrl-A x)");
+          return;
+        }
+        if (b != 0x01) continue;  // Ctrl-A Ctrl-A sends one Ctrl-A
+      } else if (terminal && b == 0x01) {
+        escape = true;
+        continue;
+      }
+      // Only the guest turning its receiver off since `room` was read can
+      // refuse it; such a byte is the guest's to lose, as on a real UART.
+      (void)uart_.Receive(b);
     }
+    UpdateUartLineLocked();
   }
 }
 
@@ -1053,6 +1054,10 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   if (gic_) {
     std::lock_guard lock(gic_mutex_);
     s.user_gic = gic_->Save();
+  }
+  {
+    std::lock_guard lock(uart_mutex_);
+    s.uart = uart_.Save();
   }
   if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());

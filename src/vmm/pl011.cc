@@ -1,5 +1,9 @@
 #include "vmm/pl011.h"
 
+#include <string>
+
+#include "vtime/wire.h"
+
 namespace vtime::vmm {
 namespace {
 constexpr std::uint64_t kDr = 0x000;
@@ -45,6 +49,59 @@ std::uint32_t Pl011::Ris() const {
 
 bool Pl011::CanReceive() const {
   return (cr_ & (kCrUarten | kCrRxe)) == (kCrUarten | kCrRxe) && rx_.size() < Depth();
+}
+
+std::size_t Pl011::Room() const { return CanReceive() ? Depth() - rx_.size() : 0; }
+
+std::vector<std::uint8_t> Pl011::Save() const {
+  wire::Writer w;
+  w.U8(1);
+  w.U32(cr_);
+  w.U32(lcr_h_);
+  w.U32(ifls_);
+  w.U32(imsc_);
+  w.U8(static_cast<std::uint8_t>((rt_ ? 1 : 0) | (tx_ ? 2 : 0)));
+  w.U8(static_cast<std::uint8_t>(rx_.size()));
+  for (std::uint8_t b : rx_) w.U8(b);
+  return w.Take();
+}
+
+Result<void> Pl011::Restore(std::span<const std::uint8_t> saved) {
+  wire::Reader r(saved, "PL011 state");
+  auto version = r.U8();
+  if (!version) return tl::unexpected(version.error());
+  if (*version != 1) {
+    return Fail(ErrorCode::kUnsupported,
+                "PL011 state: version " + std::to_string(*version) + ", this vtvmm reads 1");
+  }
+  auto cr = r.U32();
+  auto lcr_h = r.U32();
+  auto ifls = r.U32();
+  auto imsc = r.U32();
+  auto flags = r.U8();
+  auto count = r.U8();
+  if (!cr || !lcr_h || !ifls || !imsc || !flags || !count) {
+    return Fail(ErrorCode::kMalformed, "PL011 state: truncated");
+  }
+  if (*cr > 0xffff || *lcr_h > 0xff || *ifls > 0x3f || *imsc > kInterruptBits || *flags > 3 ||
+      *count > kFifoDepth) {
+    return Fail(ErrorCode::kMalformed, "PL011 state: a register or the FIFO count out of range");
+  }
+  std::deque<std::uint8_t> rx;
+  for (unsigned i = 0; i < *count; ++i) {
+    auto b = r.U8();
+    if (!b) return Fail(ErrorCode::kMalformed, "PL011 state: the FIFO's bytes are cut short");
+    rx.push_back(*b);
+  }
+  if (!r.done()) return Fail(ErrorCode::kMalformed, "PL011 state: trailing bytes");
+  cr_ = *cr;
+  lcr_h_ = *lcr_h;
+  ifls_ = *ifls;
+  imsc_ = *imsc;
+  rt_ = (*flags & 1) != 0;
+  tx_ = (*flags & 2) != 0;
+  rx_ = std::move(rx);
+  return Ok();
 }
 
 bool Pl011::Receive(std::uint8_t byte) {

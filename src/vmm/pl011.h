@@ -21,6 +21,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <span>
+#include <vector>
+
+#include "vtime/result.h"
 
 namespace vtime::vmm {
 
@@ -36,6 +40,15 @@ class Pl011 {
   bool Receive(std::uint8_t byte);
   /// Whether Receive would take a byte now.
   [[nodiscard]] bool CanReceive() const;
+  /// How many bytes Receive would take now.
+  [[nodiscard]] std::size_t Room() const;
+  /// The guest-visible state (registers, the bytes in the receive FIFO),
+  /// for snapshots: u8 version 1, u32 CR, LCR_H, IFLS, IMSC, u8 flags (bit
+  /// 0 RT, bit 1 TX), u8 count (at most 32), the bytes.
+  [[nodiscard]] std::vector<std::uint8_t> Save() const;
+  /// Takes a Save()d state back; refuses a malformed one (the UART is then
+  /// unchanged).
+  Result<void> Restore(std::span<const std::uint8_t> saved);
   /// The interrupt output (MIS != 0).
   [[nodiscard]] bool Interrupt() const { return Mis() != 0; }
 

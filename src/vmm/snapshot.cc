@@ -19,6 +19,7 @@ enum Tag : std::uint32_t {
   kRam = 5,
   kPvtime = 6,
   kUserGic = 7,
+  kUart = 9,
 };
 
 tl::unexpected<Error> Bad(const std::string& why) {
@@ -119,6 +120,7 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   }
   if (!s.vgic.empty()) Section(payload, kVgic, s.vgic);
   if (!s.user_gic.empty()) Section(payload, kUserGic, s.user_gic);
+  if (!s.uart.empty()) Section(payload, kUart, s.uart);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
   return wire::Frame(kMagic, kSnapshotVersion, payload.Take());
@@ -128,7 +130,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[8] = {};
+  bool seen[kUart + 1] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -137,7 +139,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kUserGic) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kUart) return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -198,6 +200,10 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
         break;
       case kUserGic:
         s.user_gic.assign(body->begin(), body->end());
+        break;
+      case kUart:
+        if (body->empty()) return Bad("empty UART section");
+        s.uart.assign(body->begin(), body->end());
         break;
       case kRam:
         s.ram.assign(body->begin(), body->end());

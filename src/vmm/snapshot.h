@@ -17,6 +17,8 @@
 //   6 pvtime   the PV-time region (64 KiB) when pvtime is on
 //   7 usergic  vtvmm's user-space GIC state (UserGic::Save; user irqchip
 //              only; files from before it never have --irqchip user)
+//   9 uart     the PL011's registers and receive FIFO (Pl011::Save);
+//              optional: files from before it restore a UART at reset
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
 #pragma once
 
@@ -57,6 +59,7 @@ struct MachineSnapshot {
   std::vector<VcpuSnapshot> vcpus;
   std::vector<std::uint8_t> vgic;
   std::vector<std::uint8_t> user_gic;  ///< UserGic::Save(), --irqchip user only
+  std::vector<std::uint8_t> uart;      ///< Pl011::Save(); empty in older files
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
   friend bool operator==(const MachineSnapshot&, const MachineSnapshot&) = default;

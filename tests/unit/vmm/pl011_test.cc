@@ -126,5 +126,55 @@ TEST(Pl011, TransmitInterruptOncePerWriteUntilCleared) {
   EXPECT_FALSE(u.uart.Interrupt());
 }
 
+TEST(Pl011, RoomIsWhatTheFifoTakesNow) {
+  Uart u;
+  EXPECT_EQ(u.uart.Room(), 0U);  // disabled
+  u.Open();
+  EXPECT_EQ(u.uart.Room(), 32U);
+  ASSERT_TRUE(u.uart.Receive('a'));
+  EXPECT_EQ(u.uart.Room(), 31U);
+}
+
+TEST(Pl011, SaveAndRestoreKeepRegistersAndTheBytesNotYetRead) {
+  Uart u;
+  u.Open();
+  u.uart.Write(kIfls, 1 << 3);
+  for (char c : std::string("hello")) ASSERT_TRUE(u.uart.Receive(static_cast<std::uint8_t>(c)));
+  const auto saved = u.uart.Save();
+  Uart v;
+  ASSERT_TRUE(v.uart.Restore(saved).has_value());
+  EXPECT_EQ(v.uart.Read(kIfls), 1U << 3);
+  EXPECT_EQ(v.uart.Read(kImsc), u.uart.Read(kImsc));
+  EXPECT_EQ(v.uart.Read(kRis), u.uart.Read(kRis));
+  EXPECT_TRUE(v.uart.Interrupt());
+  std::string got;
+  while ((v.uart.Read(kFr) & kRxfe) == 0) got.push_back(static_cast<char>(v.uart.Read(kDr)));
+  EXPECT_EQ(got, "hello");
+}
+
+TEST(Pl011, RestoreRefusesWhatIsMalformedAndChangesNothing) {
+  Uart u;
+  u.Open();
+  ASSERT_TRUE(u.uart.Receive('q'));
+  auto good = u.uart.Save();
+  std::vector<std::vector<std::uint8_t>> bad;
+  for (std::size_t n = 0; n < good.size(); ++n) bad.emplace_back(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+  auto v2 = good;
+  v2[0] = 2;
+  bad.push_back(v2);
+  auto count = good;
+  count[18] = 33;  // more than the FIFO holds
+  bad.push_back(count);
+  auto trailing = good;
+  trailing.push_back(0);
+  bad.push_back(trailing);
+  for (const auto& b : bad) {
+    Uart v;
+    const auto before = v.uart.Save();
+    EXPECT_FALSE(v.uart.Restore(b).has_value()) << b.size() << " bytes";
+    EXPECT_EQ(v.uart.Save(), before);
+  }
+}
+
 }  // namespace
 }  // namespace vtime::vmm

@@ -113,6 +113,23 @@ TEST(Snapshot, UserIrqchipCarriesItsGicStateInstead) {
   EXPECT_FALSE(EncodeSnapshot(k).has_value());  // user GIC state with the kernel's
 }
 
+TEST(Snapshot, CarriesTheUartWhenThereIsOneAndOlderFilesHaveNone) {
+  MachineSnapshot s = Sample(1);
+  s.uart = {1, 0, 0, 0, 0};
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->uart, s.uart);
+  s.uart.clear();  // as files from before section 9
+  auto old = EncodeSnapshot(s);
+  ASSERT_TRUE(old.has_value());
+  auto old_back = DecodeSnapshot(*old);
+  ASSERT_TRUE(old_back.has_value());
+  EXPECT_TRUE(old_back->uart.empty());
+  EXPECT_LT(old->size(), bytes->size());
+}
+
 TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
   EXPECT_EQ(RegisterSize(0x6030000000100000ULL), 8U);
   EXPECT_EQ(RegisterSize(0x6040000000100054ULL), 16U);
