@@ -20,8 +20,8 @@ trap 'rm -f "$out"; rm -rf "$psk_dir"' EXIT
 make_psk
 hops=10
 every=1000  # ms a guest runs on a host before it moves on
-# The migration links' credentials (plain TCP inside the lab's private link).
-link="--insecure"
+# The migration links are authenticated and encrypted with the run's PSK.
+link="--tls-psk $guest_psk"
 common="--timeout 120 --memory 16 --policy $policy $link"
 
 # A: serve the clock over TLS with this run's PSK (while both machines are

@@ -18,9 +18,13 @@
 #include <vector>
 
 #include "vtime/backend/kvm.h"
+#include "common/vgic_state_diff.h"
 
 namespace vtime::kvm {
 namespace {
+
+using testing::Diff;
+using testing::Find;
 
 constexpr std::uint64_t kDistBase = 0x08000000;
 constexpr std::uint64_t kRedistBase = 0x080A0000;
@@ -81,13 +85,6 @@ void Set64(Device& gic, std::uint32_t group, std::uint64_t attr, std::uint64_t v
   EXPECT_TRUE(r.has_value()) << r.error().Message();
 }
 
-template <class V>
-std::optional<V> Find(const std::vector<std::pair<std::uint64_t, V>>& list, std::uint64_t attr) {
-  for (const auto& [a, v] : list) {
-    if (a == attr) return v;
-  }
-  return std::nullopt;
-}
 
 std::uint64_t Redist(const GicVm& g, unsigned vcpu, std::uint32_t offset) {
   return vgic::VcpuAttr(g.mpidrs[vcpu], offset);
@@ -97,32 +94,6 @@ std::uint64_t LineLevels(const GicVm& g, std::uint32_t first_intid) {
   return vgic::VcpuAttr(g.mpidrs[0], first_intid);  // info 0 = VGIC_LEVEL_INFO_LINE_LEVEL
 }
 
-// Every entry that differs between two states, one per line (empty if equal).
-template <class V>
-void DiffList(const char* what, const std::vector<std::pair<std::uint64_t, V>>& x,
-              const std::vector<std::pair<std::uint64_t, V>>& y, std::string& out) {
-  for (const auto& [attr, value] : x) {
-    auto other = Find(y, attr);
-    if (other != value) {
-      out += std::string(what) + " attr " + std::to_string(attr) + ": " + std::to_string(value) +
-             " vs " + (other ? std::to_string(*other) : std::string("absent")) + "\n";
-    }
-  }
-  for (const auto& [attr, value] : y) {
-    if (!Find(x, attr))
-      out += std::string(what) + " attr " + std::to_string(attr) + " only in second\n";
-  }
-}
-
-std::string Diff(const VgicState& x, const VgicState& y) {
-  std::string out;
-  if (x.nr_irqs != y.nr_irqs) out += "nr_irqs differ\n";
-  DiffList("dist", x.dist, y.dist, out);
-  DiffList("redist", x.redist, y.redist, out);
-  DiffList("sysreg", x.cpu_sysregs, y.cpu_sysregs, out);
-  DiffList("level", x.line_levels, y.line_levels, out);
-  return out;
-}
 
 // The state the round-trip test programs into VM A.
 void Program(GicVm& a) {

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/vgic_state_diff.h"
+
 // An allocation beyond this in the ASan build is an error that ends the
 // program: a count the decoder did not check against the input's size
 // would size one (a 4 GiB count of 16-byte entries is 64 GiB).
@@ -30,40 +32,10 @@ extern "C" const char* __asan_default_options() { return "max_allocation_size_mb
 namespace vtime::kvm {
 namespace {
 
-template <class V>
-std::optional<V> Find(const std::vector<std::pair<std::uint64_t, V>>& list, std::uint64_t attr) {
-  for (const auto& [a, v] : list) {
-    if (a == attr) return v;
-  }
-  return std::nullopt;
-}
+using testing::Diff;
+using testing::Find;
 
-// Every entry that differs between two states, one per line (empty if equal).
-template <class V>
-void DiffList(const char* what, const std::vector<std::pair<std::uint64_t, V>>& x,
-              const std::vector<std::pair<std::uint64_t, V>>& y, std::string& out) {
-  for (const auto& [attr, value] : x) {
-    auto other = Find(y, attr);
-    if (other != value) {
-      out += std::string(what) + " attr " + std::to_string(attr) + ": " + std::to_string(value) +
-             " vs " + (other ? std::to_string(*other) : std::string("absent")) + "\n";
-    }
-  }
-  for (const auto& [attr, value] : y) {
-    if (!Find(x, attr))
-      out += std::string(what) + " attr " + std::to_string(attr) + " only in second\n";
-  }
-}
 
-std::string Diff(const VgicState& x, const VgicState& y) {
-  std::string out;
-  if (x.nr_irqs != y.nr_irqs) out += "nr_irqs differ\n";
-  DiffList("dist", x.dist, y.dist, out);
-  DiffList("redist", x.redist, y.redist, out);
-  DiffList("sysreg", x.cpu_sysregs, y.cpu_sysregs, out);
-  DiffList("level", x.line_levels, y.line_levels, out);
-  return out;
-}
 
 // A small state with something in every list.
 VgicState Sample() {
