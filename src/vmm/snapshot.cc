@@ -21,6 +21,7 @@ enum Tag : std::uint32_t {
   kRam = 5,
   kPvtime = 6,
   kUserGic = 7,
+  kRtc = 8,
 };
 
 tl::unexpected<Error> Bad(const std::string& why) {
@@ -123,6 +124,15 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   if (!s.user_gic.empty()) Section(payload, kUserGic, s.user_gic);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
+  if (!s.rtc.IsReset()) {
+    wire::Writer rtc;
+    rtc.U64(static_cast<std::uint64_t>(s.rtc.offset_s));
+    rtc.U32(s.rtc.match);
+    rtc.U32(s.rtc.load);
+    rtc.U8(s.rtc.imsc ? 1 : 0);
+    rtc.U8(s.rtc.ris ? 1 : 0);
+    Section(payload, kRtc, rtc.Take());
+  }
   return wire::Frame(kMagic, kSnapshotVersion, payload.Take());
 }
 
@@ -130,7 +140,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[8] = {};
+  bool seen[kRtc + 1] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -139,7 +149,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kUserGic) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kRtc) return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -207,6 +217,20 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
       case kPvtime:
         s.pvtime_region.assign(body->begin(), body->end());
         break;
+      case kRtc: {
+        auto offset = b.U64();
+        auto match = b.U32();
+        auto load = b.U32();
+        auto imsc = b.U8();
+        auto ris = b.U8();
+        if (!offset || !match || !load || !imsc || !ris || !b.done()) {
+          return Bad("RTC section has the wrong length");
+        }
+        if (*imsc > 1 || *ris > 1) return Bad("RTC section has an impossible value");
+        s.rtc =
+            Pl031State{static_cast<std::int64_t>(*offset), *match, *load, *imsc == 1, *ris == 1};
+        break;
+      }
       default:
         break;
     }
