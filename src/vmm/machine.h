@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 
+#include "vmm/boot.h"
 #include "vmm/device_tree.h"
 #include "vmm/guest_memory.h"
 #include "vmm/handover.h"
@@ -42,6 +43,14 @@ struct MachineConfig {
   std::uint64_t pvtime_base = 0x090A0000;
   int vtimer_ppi = 27;
   int ptimer_ppi = 30;
+  /// How the image is read: an ELF or raw program, or (--kernel) an arm64
+  /// Linux Image placed by its header.
+  ImageFormat image_format = ImageFormat::kProgram;
+  /// An initrd (--initrd) for RAM below the device tree; empty: none. The
+  /// bytes must outlive the machine.
+  std::span<const std::uint8_t> initrd;
+  /// The kernel command line (--append): /chosen/bootargs.
+  std::string bootargs;
   /// Watchdog in seconds (0: none).
   unsigned timeout_s = 0;
   /// Where a snapshot is written when one is asked for (SIGUSR2, or
@@ -82,6 +91,19 @@ struct MachineConfig {
   /// migration destination then tells the source it runs).
   std::function<void()> on_started;
 };
+
+/// The device tree's view of `config`: what the guest is told, by the
+/// machine and by `vtvmm --dtb-dump` alike.
+inline MachineDescription DescribeMachine(const MachineConfig& config) {
+  MachineDescription d;
+  d.cpus = config.cpus;
+  d.ram_size = config.ram_size;
+  d.irqchip = config.irqchip;
+  d.vtimer_ppi = config.vtimer_ppi;
+  d.ptimer_ppi = config.ptimer_ppi;
+  d.bootargs = config.bootargs;
+  return d;
+}
 
 /// Sends one monitor command to a running vtvmm and returns its reply.
 Result<std::string> MonitorCommand(const std::string& socket_path, const std::string& command);
