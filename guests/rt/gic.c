@@ -1,11 +1,16 @@
-/* GICv3 / GICv2 drivers for one CPU and private interrupts only. */
+/* GICv3 / GICv2 drivers for one CPU: private interrupts, and SPIs routed to
+ * the calling CPU. */
 #include "gic.h"
 
 /* Distributor (both versions) */
 #define GICD_CTLR        0x000
 #define GICD_ISENABLER0  0x100
 #define GICD_ICENABLER0  0x180
+#define GICD_IGROUPR0    0x080
 #define GICD_IPRIORITYR  0x400
+#define GICD_ITARGETSR   0x800
+#define GICD_ICFGR       0xC00
+#define GICD_IROUTER     0x6000
 #define GICD_CTLR_RWP    (1u << 31)
 #define GICD_CTLR_ARE    (1u << 4)
 #define GICD_CTLR_G1     (1u << 1)
@@ -122,10 +127,37 @@ int gic_enable_ppi(u32 intid)
     return 0;
 }
 
+int gic_enable_spi(u32 intid)
+{
+    if (intid < 32 || intid >= 1020)
+        return -1;
+    u32 bit = 1u << (intid % 32);
+    uptr word = 4 * (intid / 32);
+    /* Level-sensitive: the config field's upper bit (edge) clear. */
+    uptr cfg = GICD_BASE + GICD_ICFGR + 4 * (intid / 16);
+    mmio_write32(cfg, mmio_read32(cfg) & ~(2u << (2 * (intid % 16))));
+    set_priority(GICD_BASE + GICD_IPRIORITYR, intid);
+    if (gic_ver == 3) {
+        mmio_write32(GICD_BASE + GICD_IGROUPR0 + word, mmio_read32(GICD_BASE + GICD_IGROUPR0 + word) | bit);
+        /* Affinity routing: to this CPU (Aff2.Aff1.Aff0; Aff3 is 0 here). */
+        mmio_write32(GICD_BASE + GICD_IROUTER + 8 * intid, (u32)(read_sysreg(mpidr_el1) & 0xffffff));
+        mmio_write32(GICD_BASE + GICD_IROUTER + 8 * intid + 4, 0);
+    } else {
+        uptr t = GICD_BASE + GICD_ITARGETSR + (intid & ~3u);
+        u32 shift = (intid & 3) * 8;
+        mmio_write32(t, (mmio_read32(t) & ~(0xffu << shift)) | ((1u << cpu_index()) << shift));
+    }
+    mmio_write32(GICD_BASE + GICD_ISENABLER0 + word, bit);
+    dsb_sy();
+    return 0;
+}
+
 void gic_disable_irq(u32 intid)
 {
-    if (intid >= 32)
-        return;   /* only private interrupts are ever enabled */
+    if (intid >= 32) {
+        mmio_write32(GICD_BASE + GICD_ICENABLER0 + 4 * (intid / 32), 1u << (intid % 32));
+        return;
+    }
     if (gic_ver == 3)
         mmio_write32(gicr_base + GICR_SGI + GICR_ICENABLER0, 1u << intid);
     else

@@ -10,6 +10,9 @@ int gic_version(void);
  * GICv3): the timer INTIDs come from the DTB, so nothing here assumes
  * 27/30. Returns 0, or -1 (nothing done) for an INTID >= 32. */
 int gic_enable_ppi(u32 intid);
+/* Enable SPI `intid` (32..1019), level-sensitive, routed to the calling
+ * CPU. Returns 0, or -1 for an INTID outside the SPI range. */
+int gic_enable_spi(u32 intid);
 void gic_disable_irq(u32 intid);
 u32 gic_ack(void);                /* raw acknowledge value (IAR) */
 u32 gic_intid(u32 iar);           /* INTID part of an IAR value */

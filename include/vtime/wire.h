@@ -73,6 +73,12 @@ class Reader {
 /// The frame around a payload: 8-byte magic, u32 version, u32 flags (0),
 /// u64 payload length, the payload, then a u32 CRC-32 (zlib's) of all that.
 using Magic = std::array<std::uint8_t, 8>;
+/// The bytes before the payload: magic, version, flags, payload length.
+inline constexpr std::size_t kFrameHeaderSize = 24;
+/// Where in the header the u64 payload length is.
+inline constexpr std::size_t kFrameLengthOffset = 16;
+/// The bytes after the payload: the CRC-32.
+inline constexpr std::size_t kFrameTrailerSize = 4;
 std::vector<std::uint8_t> Frame(const Magic& magic, std::uint32_t version,
                                 std::span<const std::uint8_t> payload);
 

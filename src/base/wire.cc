@@ -8,8 +8,9 @@
 
 namespace vtime::wire {
 namespace {
-constexpr std::size_t kHeader = 24;
-constexpr std::size_t kTrailer = 4;
+constexpr std::size_t kHeader = kFrameHeaderSize;
+constexpr std::size_t kTrailer = kFrameTrailerSize;
+static_assert(kFrameLengthOffset == sizeof(Magic) + 4 + 4 && kHeader == kFrameLengthOffset + 8);
 
 std::uint32_t Crc32(std::span<const std::uint8_t> bytes) {
   // zlib takes a uInt length: feed it in pieces so any size is covered.
@@ -61,12 +62,13 @@ Result<Unframed> Unframe(std::span<const std::uint8_t> bytes, const Magic& magic
   };
   if (bytes.size() < kHeader + kTrailer) {
     return malformed("truncated: " + std::to_string(bytes.size()) +
-                     " bytes, but a frame's header and checksum alone are 28");
+                     " bytes, but a frame's header and checksum alone are " +
+                     std::to_string(kHeader + kTrailer));
   }
   if (!std::equal(magic.begin(), magic.end(), bytes.begin())) {
     return malformed("bad magic: the input is not a vtime " + what);
   }
-  Reader r(bytes.subspan(8), what);
+  Reader r(bytes.subspan(magic.size()), what);
   const std::uint32_t version = *r.U32();
   const std::uint32_t flags = *r.U32();
   const std::uint64_t length = *r.U64();

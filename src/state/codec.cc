@@ -10,7 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "vtime/arch/timer.h"
 #include "vtime/hex.h"
+#include "vtime/pvtime/record.h"
 #include "vtime/wire.h"
 
 namespace vtime::state {
@@ -34,9 +36,8 @@ constexpr wire::Magic kFrameMagic = {kMagic[0], kMagic[1], kMagic[2], kMagic[3],
 
 using Bytes = std::span<const std::uint8_t>;
 
-constexpr std::uint64_t kCtlEnable = 1U << 0;
-constexpr std::uint64_t kCtlImask = 1U << 1;
-constexpr std::uint64_t kCtlSaved = kCtlEnable | kCtlImask;
+// The CTL bits a saved timer keeps: the ones a write stores (ENABLE, IMASK).
+constexpr std::uint64_t kCtlSaved = arch::ctl::kWritable;
 
 constexpr std::uint32_t kVcpuNested = 1U << 0;
 constexpr std::uint32_t kVcpuPvTime = 1U << 1;
@@ -139,14 +140,12 @@ Result<void> CheckVcpu(std::size_t index, const VcpuTime& v) {
     }
     return Ok();
   }
-  if (pv.ipa % kPvTimeAlignment != 0) {
-    return Malformed(VcpuName(index) + " PV time record IPA " + Hex(pv.ipa) +
-                     " is not 64-byte aligned");
+  if (pv.ipa % pvtime::kRecordAlignment != 0) {
+    return Malformed(VcpuName(index) + " PV time record IPA " + Hex(pv.ipa) + " is not " +
+                     Dec(pvtime::kRecordAlignment) + "-byte aligned");
   }
-  if (pv.revision != kPvTimeRevision) {
-    return Unsupported(VcpuName(index) + " PV time record revision " + Dec(pv.revision) +
-                       " cannot be served: vtime serves revision 0 only");
-  }
+  // The revision is not checked: it is the one the source host served, and
+  // only a destination knows whether it can serve it too.
   return Ok();
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "vtime/arch/timer.h"
 #include "vtime/hex.h"
 
 namespace vtime::state {
@@ -13,13 +14,11 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr std::uint64_t kCtlEnable = 1U << 0;
-constexpr std::uint64_t kCtlImask = 1U << 1;
-
 Json TimerJson(const TimerState& t) {
   Json j;
   j["ctl"] = t.ctl;
-  j["ctl_bits"] = {{"enable", (t.ctl & kCtlEnable) != 0}, {"imask", (t.ctl & kCtlImask) != 0}};
+  j["ctl_bits"] = {{"enable", (t.ctl & arch::ctl::kEnable) != 0},
+                   {"imask", (t.ctl & arch::ctl::kImask) != 0}};
   j["cval"] = t.cval;
   j["cval_hex"] = Hex(t.cval);
   return j;

@@ -6,7 +6,9 @@ extern "C" {
 #include <libfdt.h>
 }
 
+#include "vmm/debug_print.h"
 #include "vmm/layout.h"
+#include "vtime/vmm/user_gic.h"
 
 namespace vtime::vmm {
 namespace {
@@ -146,11 +148,11 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   w.Begin("intc@" + Hexless(layout::kGicDist));
   if (m.irqchip == IrqChip::kKernel) {
     w.Str("compatible", "arm,gic-v3");
-    w.Reg64({layout::kGicDist, 0x10000, layout::kGicRedist,
+    w.Reg64({layout::kGicDist, layout::kGicDistSizeV3, layout::kGicRedist,
              layout::kGicRedistStride * static_cast<std::uint64_t>(m.cpus)});
   } else {
     w.StrList("compatible", {"arm,cortex-a15-gic"});
-    w.Reg64({layout::kGicDist, 0x1000, layout::kGicCpu, 0x2000});
+    w.Reg64({layout::kGicDist, UserGic::kDistSize, layout::kGicCpu, UserGic::kCpuSize});
     const unsigned mask_cpus = m.cpus > 8 ? 8 : m.cpus;
     ppi_flags |= ((1U << mask_cpus) - 1) << 8;
   }
@@ -207,7 +209,7 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
 
   w.Begin("debug-print@" + Hexless(layout::kDebugPrint));
   w.Str("compatible", "vtime,debug-print");
-  w.Reg64({layout::kDebugPrint, 0x1000});
+  w.Reg64({layout::kDebugPrint, DebugPrint::kSize});
   w.End();
 
   w.End();

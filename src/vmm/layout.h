@@ -4,24 +4,42 @@
 
 #include <cstdint>
 
+#include "vtime/pvtime/record.h"
+
 namespace vtime::vmm::layout {
 
-inline constexpr std::uint64_t kGicDist = 0x08000000;    ///< GICD (v3: 64 KiB, v2: 4 KiB)
-inline constexpr std::uint64_t kGicCpu = 0x08010000;     ///< GICv2 CPU interface (8 KiB)
-inline constexpr std::uint64_t kGicRedist = 0x080A0000;  ///< GICv3 redistributors, 128 KiB each
+/// GICD: the in-kernel GICv3's (kGicDistSizeV3), or the user-space GIC's
+/// (UserGic::kDistSize, with its CPU interface at kGicCpu, UserGic::kCpuSize).
+inline constexpr std::uint64_t kGicDist = 0x08000000;
+inline constexpr std::uint64_t kGicDistSizeV3 = 0x10000;
+inline constexpr std::uint64_t kGicCpu = 0x08010000;
+inline constexpr std::uint64_t kGicRedist = 0x080A0000;  ///< GICv3 redistributors, one per vCPU
 inline constexpr std::uint64_t kGicRedistStride = 0x20000;
 inline constexpr std::uint64_t kUart = 0x09000000;  ///< PL011
 inline constexpr std::uint64_t kUartSize = 0x1000;
 inline constexpr std::uint64_t kRtc = 0x09010000;  ///< PL031 real-time clock (as in QEMU)
 inline constexpr std::uint64_t kRtcSize = 0x1000;
-inline constexpr std::uint64_t kPvtime = 0x090A0000;  ///< stolen-time records, 64 B per vCPU
+/// The PV stolen-time records' region (vCPU i's at pvtime::RecordOffset(i)):
+/// one 64 KiB page, as the PV-time documentation advises.
+inline constexpr std::uint64_t kPvtime = 0x090A0000;
 inline constexpr std::uint64_t kPvtimeSize = 0x10000;
 inline constexpr std::uint64_t kTestExit = 0x090C0000;  ///< vtime test finisher (not in QEMU)
 inline constexpr std::uint64_t kTestExitSize = 0x1000;
 inline constexpr std::uint64_t kDebugPrint = 0x090D0000;  ///< vtime bulk print (not in QEMU)
 inline constexpr std::uint64_t kRam = 0x40000000;
+/// Guest RAM sizes vtvmm accepts (--memory, snapshots, migrations).
+inline constexpr std::uint64_t kMinRam = 16ULL << 20;
+inline constexpr std::uint64_t kMaxRam = 64ULL << 30;
 /// Where a raw image's first byte goes (and where it starts executing).
 inline constexpr std::uint64_t kRawImageLoad = 0x40080000;
+
+/// The most vCPUs a vtvmm machine has (--cpus, snapshots, migration). vtvmm's
+/// own bound: the layout itself would take more (below).
+inline constexpr unsigned kMaxVcpus = 64;
+static_assert(kGicRedist + kMaxVcpus * kGicRedistStride <= kUart,
+              "the redistributors of kMaxVcpus vCPUs must fit below the UART");
+static_assert(kMaxVcpus <= pvtime::RecordCapacity(kPvtimeSize),
+              "the PV time records of kMaxVcpus vCPUs must fit in their region");
 
 /// Default timer PPIs (INTIDs), as KVM and QEMU use them.
 inline constexpr int kVtimerPpi = 27;

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <cstring>
 #include <mutex>
 #include <system_error>
@@ -31,6 +33,7 @@
 #include "vtime/backend/kvm.h"
 #include "vtime/backend/vgic_state.h"
 #include "vtime/hex.h"
+#include "vtime/pvtime/restore.h"
 #include "vtime/vmm/user_gic.h"
 
 namespace vtime::vmm {
@@ -86,6 +89,34 @@ Result<void> WriteFileAtomically(const std::string& path, std::span<const std::u
 }
 constexpr std::uint32_t kVgicNrIrqs = 128;
 
+// While alive, a terminal on stdin (with one on stdout) passes every key to
+// the guest as typed: no line editing, no echo, no signals from Ctrl-C
+// (Ctrl-A x quits). Output processing stays, so lines still end as the
+// terminal expects. Restored on destruction.
+class RawTerminal {
+ public:
+  RawTerminal() {
+    if (::isatty(STDIN_FILENO) != 1 || ::isatty(STDOUT_FILENO) != 1) return;
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios raw = saved_;
+    raw.c_iflag &= ~static_cast<tcflag_t>(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR |
+                                          ICRNL | IXON);
+    raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
 void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
   if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
 }
@@ -132,6 +163,8 @@ class KvmMachine final : public Machine {
 
  private:
   void Console(char c);
+  void UpdateUartLineLocked();
+  void ConsoleInput();
   void VcpuLoop(unsigned index);
   void HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit);
   using GicRead = std::uint32_t (UserGic::*)(unsigned, std::uint64_t, unsigned, bool*);
@@ -178,9 +211,15 @@ class KvmMachine final : public Machine {
   std::optional<kvm::Device> vgic_;
   std::vector<kvm::Vcpu> vcpus_;
   std::vector<pthread_t> threads_;
+  // The console: the PL011 (vCPU threads and the input thread), its line,
+  // and the input thread that feeds it from stdin.
+  std::mutex uart_mutex_;
   Pl011 uart_;
   std::mutex rtc_mutex_;  // vCPU threads share the RTC
   Pl031 rtc_;
+  bool uart_line_ = false;
+  std::condition_variable uart_room_cv_;
+  std::thread console_input_;
   DebugPrint debug_print_;
   std::atomic<bool> warned_debug_print_{false};
   arch::VmClock clock_;
@@ -292,8 +331,9 @@ Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>*
     if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
     if (auto r = vcpu->Init(init); !r) return r;
     if (pvtime_) {
-      const std::uint64_t ipa =
-          pvtime_ipas != nullptr ? (*pvtime_ipas)[i] : config_.pvtime_base + 64ULL * i;
+      const std::uint64_t ipa = pvtime_ipas != nullptr
+                                    ? (*pvtime_ipas)[i]
+                                    : config_.pvtime_base + pvtime::RecordOffset(i);
       if (auto r = vcpu->SetPvtimeIpa(ipa); !r) return r;
     }
     if (vgic_) {
@@ -334,7 +374,16 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
 
 Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   std::memcpy(ram_.data(), snap.ram.data(), snap.ram.size());
-  if (pvtime_) std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
+  if (pvtime_) {
+    std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
+    // The restored records win over the saved state (vtime/pvtime/restore.h
+    // says why): a difference is reported, never written over.
+    auto mismatches =
+        pvtime::CompareRestored(snap.time, {pvtime_->data(), pvtime_->size()}, config_.pvtime_base);
+    if (!mismatches) return Fail(ErrorCode::kMalformed, "snapshot: " + mismatches.error().context);
+    const std::string report = pvtime::DescribeMismatches(*mismatches);
+    if (!report.empty()) std::fprintf(stderr, "vtvmm: %s", report.c_str());
+  }
   rtc_.Restore(snap.rtc);
   std::vector<std::uint64_t> ipas;
   for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
@@ -437,7 +486,8 @@ Result<std::string> KvmMachine::RestoredTimeReport() {
       auto v = vcpu.GetOneReg(id);
       if (!v) return tl::unexpected(v.error());
       // ISTATUS depends on when it is read, not on what was restored.
-      const std::uint64_t shown = std::string_view(name).ends_with("_ctl") ? (*v & 3) : *v;
+      const std::uint64_t shown =
+          std::string_view(name).ends_with("_ctl") ? (*v & arch::ctl::kWritable) : *v;
       out += std::string(" ") + name + "=" + std::to_string(shown);
     }
     out += "\n";
@@ -458,6 +508,69 @@ void KvmMachine::Console(char c) {
   console_line_.clear();
 }
 
+void KvmMachine::UpdateUartLineLocked() {
+  const bool level = uart_.Interrupt();
+  if (level == uart_line_) return;
+  uart_line_ = level;
+  const unsigned intid = 32 + MachineDescription{}.uart_spi;
+  if (vgic_) {
+    if (auto r = vm_.SpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
+    return;
+  }
+  std::lock_guard lock(gic_mutex_);
+  gic_->SetSpiLevel(intid, level);
+  UpdateIrqLinesLocked();
+}
+
+void KvmMachine::ConsoleInput() {
+  // Reads stdin as it comes and hands it to the PL011 as the guest makes
+  // room: a byte the UART cannot take waits here (and stdin is not read
+  // further), so nothing typed or piped is dropped.
+  const bool terminal = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
+  std::deque<std::uint8_t> pending;
+  bool escape = false;  // Ctrl-A seen (terminal only)
+  bool eof = false;
+  while (!stop_.load()) {
+    if (pending.empty() && !eof) {
+      pollfd p{STDIN_FILENO, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      std::uint8_t buf[256];
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof = true;  // a pipe that ended: the guest runs on without input
+        continue;
+      }
+      for (ssize_t i = 0; i < n; ++i) {
+        const std::uint8_t b = buf[i];
+        if (terminal && escape) {
+          escape = false;
+          if (b == 'x' || b == 'X') {
+            Stop(GuestEnd::kPowerOff, 0, "quit from the console (Ctrl-A x)");
+            return;
+          }
+          if (b != 0x01) continue;  // Ctrl-A Ctrl-A sends one Ctrl-A
+        } else if (terminal && b == 0x01) {
+          escape = true;
+          continue;
+        }
+        pending.push_back(b);
+      }
+    }
+    if (pending.empty()) {
+      if (eof) return;
+      continue;
+    }
+    std::unique_lock lock(uart_mutex_);
+    while (!pending.empty() && uart_.Receive(pending.front())) pending.pop_front();
+    UpdateUartLineLocked();
+    if (!pending.empty()) {
+      // Wait for the guest to read (or to enable its receiver).
+      uart_room_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+  }
+}
+
 void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   {
     std::lock_guard lock(stop_mutex_);
@@ -472,6 +585,7 @@ void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   stopped_cv_.notify_all();
   resume_cv_.notify_all();
   parked_cv_.notify_all();  // PauseAll and the start gate wait there too
+  uart_room_cv_.notify_all();
 }
 
 void KvmMachine::PauseAll() {
@@ -887,15 +1001,19 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
       regs[k] = *v;
     }
     // CTL is saved without ISTATUS: it is derived, never state.
-    vt.el1_virtual = state::TimerState{regs[0] & 3, regs[1]};
-    vt.el1_physical = state::TimerState{regs[2] & 3, regs[3]};
+    vt.el1_virtual = state::TimerState{regs[0] & arch::ctl::kWritable, regs[1]};
+    vt.el1_physical = state::TimerState{regs[2] & arch::ctl::kWritable, regs[3]};
     vt.cntkctl_el1 = regs[4];
     if (pvtime_) {
-      const std::uint8_t* rec = pvtime_->data() + 64ULL * i;
+      // The revision saved is the one KVM served, never the guest-writable
+      // word in the record; the count has no other copy than the record.
+      auto rec =
+          pvtime::ReadRecord({pvtime_->data() + pvtime::RecordOffset(i), pvtime::kRecordSize});
+      if (!rec) return tl::unexpected(rec.error());
       vt.pvtime.enabled = true;
-      vt.pvtime.ipa = config_.pvtime_base + 64ULL * i;
-      vt.pvtime.revision = static_cast<std::uint32_t>(LoadLe(rec, 4));
-      vt.pvtime.stolen_ns = LoadLe(rec + 8, 8);
+      vt.pvtime.ipa = config_.pvtime_base + pvtime::RecordOffset(i);
+      vt.pvtime.revision = kvm::kPvtimeServedRevisions[0];
+      vt.pvtime.stolen_ns = rec->stolen_ns;
     }
     t.vcpus.push_back(vt);
 
@@ -1004,9 +1122,14 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
   bool known = true;
   if (a >= layout::kUart && a < layout::kUart + layout::kUartSize) {
     if (exit.mmio_write) {
+      std::lock_guard lock(uart_mutex_);
       uart_.Write(a - layout::kUart, static_cast<std::uint32_t>(value));
+      UpdateUartLineLocked();
     } else {
+      std::lock_guard lock(uart_mutex_);
       read = uart_.Read(a - layout::kUart);
+      UpdateUartLineLocked();
+      uart_room_cv_.notify_all();  // a byte left the FIFO: the input may go on
     }
   } else if (a >= layout::kRtc && a < layout::kRtc + layout::kRtcSize) {
     // The RTC counts the host's wall clock (plus the guest's offset).
@@ -1160,12 +1283,13 @@ Result<RunResult> KvmMachine::Run() {
   last_exit_count_.assign(vcpus_.size(), 0);
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
-  // From here every way out goes through JoinAll.
+  // From here every way out goes through join_all.
   auto join_all = [this, &threads]() {
     Stop(GuestEnd::kError, 1, "vtvmm stopped the guest");  // no-op once stopped
     for (auto& t : threads) {
       if (t.joinable()) t.join();
     }
+    if (console_input_.joinable()) console_input_.join();
   };
   std::string thread_error;
   {
@@ -1194,6 +1318,15 @@ Result<RunResult> KvmMachine::Run() {
     started = started_;
   }
   if (started && config_.on_started) config_.on_started();
+  std::optional<RawTerminal> raw;
+  if (started && config_.console_input) {
+    raw.emplace();
+    try {
+      console_input_ = std::thread([this] { ConsoleInput(); });
+    } catch (const std::system_error& e) {
+      NoteOnce(warned_mmio_, std::string("no console input: ") + e.what());
+    }
+  }
   if (final_plan_) {
     // After the start: printing is slow and must not delay the guest.
     const std::int64_t away = resumed_at_.wall_clock_ns - restored_time_->pause.wall_clock_ns;
@@ -1288,9 +1421,17 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     config.ptimer_ppi = static_cast<int>(snap.ptimer_ppi);
     config.counter_offset.reset();
   }
-  if (config.cpus == 0 || config.cpus > 64) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "--cpus " + std::to_string(config.cpus) + ": 1 to 64 vCPUs are supported");
+  if (config.cpus == 0 || config.cpus > layout::kMaxVcpus) {
+    return Fail(ErrorCode::kInvalidArgument, "--cpus " + std::to_string(config.cpus) + ": 1 to " +
+                                                 std::to_string(layout::kMaxVcpus) +
+                                                 " vCPUs are supported");
+  }
+  if (config.restore != nullptr) {
+    // Refused here, before any VM exists, so that a migration source is told
+    // why and keeps its guest running.
+    if (auto r = pvtime::CheckServable(config.restore->time, kvm::kPvtimeServedRevisions); !r) {
+      return Fail(r.error().code, "restore: " + r.error().context);
+    }
   }
   auto system = kvm::System::Open(config.kvm_path);
   if (!system) return tl::unexpected(system.error());
@@ -1307,7 +1448,7 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     return Fail(ErrorCode::kUnsupported,
                 "PV stolen time is not supported by this kernel (use --pvtime off)");
   }
-  if (config.pvtime && (config.pvtime_base % 0x10000 != 0 ||
+  if (config.pvtime && (config.pvtime_base % layout::kPvtimeSize != 0 ||
                         (config.pvtime_base >= layout::kRam &&
                          config.pvtime_base < layout::kRam + config.ram_size))) {
     return Fail(ErrorCode::kInvalidArgument, "--pvtime-base " + Hex(config.pvtime_base) +

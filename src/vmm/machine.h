@@ -17,6 +17,7 @@
 #include "vmm/guest_memory.h"
 #include "vmm/handover.h"
 #include "vmm/link.h"
+#include "vmm/layout.h"
 #include "vmm/snapshot.h"
 #include "vtime/result.h"
 #include "vtime/state/policy.h"
@@ -40,9 +41,9 @@ struct MachineConfig {
   /// the VM offset API (to compare the two, and to test the fallback).
   bool legacy_counter_writes = false;
   bool pvtime = true;
-  std::uint64_t pvtime_base = 0x090A0000;
-  int vtimer_ppi = 27;
-  int ptimer_ppi = 30;
+  std::uint64_t pvtime_base = layout::kPvtime;
+  int vtimer_ppi = layout::kVtimerPpi;
+  int ptimer_ppi = layout::kPtimerPpi;
   /// How the image is read: an ELF or raw program, or (--kernel) an arm64
   /// Linux Image placed by its header.
   ImageFormat image_format = ImageFormat::kProgram;
@@ -83,6 +84,9 @@ struct MachineConfig {
   /// A Unix socket taking one-line commands while the guest runs:
   /// "snapshot FILE", "migrate ADDRESS:PORT", "stats" (see vtvmm --help).
   std::string monitor_path;
+  /// Console input: stdin reaches the guest through the PL011's receive
+  /// side (raw, with Ctrl-A x to quit, when stdin and stdout are a terminal).
+  bool console_input = true;
   /// How an outgoing migration secures its link (required to migrate).
   SecureLink secure_link;
   /// Testing: fails the source's side of the hand-over at a chosen step.

@@ -9,8 +9,6 @@ namespace vtime::vmm {
 namespace {
 
 constexpr wire::Magic kMagic = {'V', 'T', 'S', 'N', 'A', 'P', '\0', '\0'};
-constexpr std::uint64_t kPvtimeRegion = 0x10000;
-constexpr std::uint64_t kMaxRam = 64ULL << 30;
 constexpr std::uint32_t kMaxRegisters = 4096;
 
 enum Tag : std::uint32_t {
@@ -29,12 +27,12 @@ tl::unexpected<Error> Bad(const std::string& why) {
 }
 
 Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
-  if (s.cpus == 0 || s.cpus > kSnapshotMaxCpus) {
-    return Bad(std::to_string(s.cpus) + " vCPUs (1.." + std::to_string(kSnapshotMaxCpus) + ")");
+  if (s.cpus == 0 || s.cpus > layout::kMaxVcpus) {
+    return Bad(std::to_string(s.cpus) + " vCPUs (1.." + std::to_string(layout::kMaxVcpus) + ")");
   }
   if (s.vcpus.size() != s.cpus) return Bad("vCPU sections do not match the vCPU count");
   if (s.time.vcpus.size() != s.cpus) return Bad("guest time covers a different number of vCPUs");
-  if (s.ram_size == 0 || s.ram_size > kMaxRam || s.ram_size % 0x10000 != 0) {
+  if (s.ram_size == 0 || s.ram_size > layout::kMaxRam || s.ram_size % 0x10000 != 0) {
     return Bad("RAM size " + std::to_string(s.ram_size) +
                " is not a multiple of 64 KiB up to 64 GiB");
   }
@@ -44,11 +42,11 @@ Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
   if (ram == RamContents::kSentSeparately && !s.ram.empty()) {
     return Bad("RAM contents in a snapshot whose RAM is sent separately");
   }
-  if (s.pvtime != (s.pvtime_region.size() == kPvtimeRegion) ||
+  if (s.pvtime != (s.pvtime_region.size() == layout::kPvtimeSize) ||
       (!s.pvtime && !s.pvtime_region.empty())) {
     return Bad("PV-time region does not match the PV-time setting");
   }
-  if (s.pvtime && s.pvtime_base % kPvtimeRegion != 0)
+  if (s.pvtime && s.pvtime_base % layout::kPvtimeSize != 0)
     return Bad("PV-time base is not 64 KiB aligned");
   for (std::uint32_t ppi : {s.vtimer_ppi, s.ptimer_ppi}) {
     if (ppi < 16 || ppi > 31)
@@ -84,7 +82,7 @@ std::uint64_t MaxRamlessSnapshotBytes(std::uint32_t cpus) {
   // machine, time and distributor sections, and the PV-time region.
   constexpr std::uint64_t kLargestRegister = 256;
   constexpr std::uint64_t kPerVcpu = 64 + kMaxRegisters * (8 + kLargestRegister) + (64 << 10);
-  return (1ULL << 20) + kPvtimeRegion + std::uint64_t{cpus} * kPerVcpu;
+  return (1ULL << 20) + layout::kPvtimeSize + std::uint64_t{cpus} * kPerVcpu;
 }
 
 std::size_t RegisterSize(std::uint64_t id) {
@@ -168,7 +166,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
         }
         if (*chip > 1 || *pv > 1) return Bad("machine section has an impossible value");
         s.cpus = *cpus;
-        if (s.cpus == 0 || s.cpus > kSnapshotMaxCpus) return Bad("impossible vCPU count");
+        if (s.cpus == 0 || s.cpus > layout::kMaxVcpus) return Bad("impossible vCPU count");
         s.ram_size = *ram;
         s.irqchip = *chip == 0 ? IrqChip::kKernel : IrqChip::kUser;
         s.pvtime = *pv == 1;

@@ -6,7 +6,7 @@
 //
 // File: the wire::Frame with magic "VTSNAP\0\0", version 1, whose payload is
 // a sequence of sections { u32 tag, u32 reserved 0, u64 length, bytes }:
-//   1 machine  u32 cpus, u64 ram_size, u8 irqchip (0 kernel, 1 user),
+//   1 machine  u32 cpus (1..layout::kMaxVcpus), u64 ram_size, u8 irqchip (0 kernel, 1 user),
 //              u8 pvtime, u64 pvtime_base, u32 vtimer_ppi, u32 ptimer_ppi
 //   2 time     a vtime::state encoding (its own frame and checksum)
 //   3 vcpu     u32 index, u32 mp_state, u32 count, then count x
@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "vmm/device_tree.h"
+#include "vmm/layout.h"
 #include "vmm/pl031.h"
 #include "vtime/result.h"
 #include "vtime/state/saved_state.h"
@@ -38,7 +39,6 @@
 namespace vtime::vmm {
 
 inline constexpr std::uint32_t kSnapshotVersion = 1;
-inline constexpr std::uint32_t kSnapshotMaxCpus = 64;
 
 struct RegisterValue {
   std::uint64_t id = 0;
@@ -58,8 +58,8 @@ struct MachineSnapshot {
   IrqChip irqchip = IrqChip::kKernel;
   bool pvtime = false;
   std::uint64_t pvtime_base = 0;
-  std::uint32_t vtimer_ppi = 27;
-  std::uint32_t ptimer_ppi = 30;
+  std::uint32_t vtimer_ppi = layout::kVtimerPpi;
+  std::uint32_t ptimer_ppi = layout::kPtimerPpi;
   state::SavedState time;
   std::vector<VcpuSnapshot> vcpus;
   std::vector<std::uint8_t> vgic;

@@ -783,7 +783,8 @@ std::string DescribeTlsCredentials(const TlsCredentials& credentials) {
       return "PSK identity '" + Printable(credentials.psks.front().identity) + "' from " +
              credentials.config.path;
     }
-    return "PSK (" + std::to_string(credentials.psks.size()) + " identities) from " +
+    const std::size_t n = credentials.psks.size();
+    return "PSK, " + std::to_string(n) + (n == 1 ? " identity" : " identities") + ", from " +
            credentials.config.path;
   }
   return "x509 from " + credentials.config.path;

@@ -62,7 +62,8 @@ class TlsCredentials;
 Result<std::shared_ptr<const TlsCredentials>> LoadTlsCredentials(const TlsConfig& config,
                                                                  TlsRole role);
 
-/// "PSK identity 'vtvmm' from FILE" or "x509 from DIR", for logs.
+/// For logs: "PSK identity 'vtvmm' from FILE" (client), "PSK, 2 identities,
+/// from FILE" (server) or "x509 from DIR".
 std::string DescribeTlsCredentials(const TlsCredentials& credentials);
 
 /// Runs the handshake on a connected stream socket, which it takes over and
@@ -73,7 +74,8 @@ std::string DescribeTlsCredentials(const TlsCredentials& credentials);
 /// On failure nothing but handshake bytes was read and the socket is
 /// closed; the error says why in one line, e.g. "TLS handshake with the peer
 /// failed: the peer does not know our pre-shared key (identity 'vtvmm')",
-/// "...: certificate verify failed: unable to get local issuer certificate",
+/// "...: certificate verify failed: self-signed certificate in certificate
+/// chain (peer certificate CN=vtvmm-server,O=vtime, at CN=vtime CA 91f4...)",
 /// "...: the peer does not speak TLS", "...: timed out after 5000 ms".
 /// Writes never raise SIGPIPE (send with MSG_NOSIGNAL underneath).
 Result<std::unique_ptr<Link>> TlsHandshake(kvm::Fd fd, const TlsCredentials& credentials,

@@ -30,7 +30,7 @@ void CheckRoundTrip(std::span<const std::uint8_t> bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   CheckRoundTrip(bytes);
-  if (size >= vtime::fuzz::kFrameHeader + vtime::fuzz::kFrameTrailer)
+  if (size >= vtime::wire::kFrameHeaderSize + vtime::wire::kFrameTrailerSize)
     CheckRoundTrip(vtime::fuzz::Reframed(bytes));
   return 0;
 }

@@ -39,7 +39,7 @@ void Check(std::span<const std::uint8_t> bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   Check(bytes);
-  if (size >= vtime::fuzz::kFrameHeader + vtime::fuzz::kFrameTrailer)
+  if (size >= vtime::wire::kFrameHeaderSize + vtime::wire::kFrameTrailerSize)
     Check(vtime::fuzz::Reframed(bytes));
   return 0;
 }

@@ -14,18 +14,21 @@ vtvmm=$2 clocksync=$3 guests=$4
 shift 4
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -t pair_migrate.XXXXXX)
-trap 'rm -f "$out"' EXIT
+psk_dir=
+trap 'rm -f "$out"; rm -rf "$psk_dir"' EXIT
+. "$here/pair_common.sh"
+make_psk
 hops=10
 every=1000  # ms a guest runs on a host before it moves on
 # The migration links' credentials (plain TCP inside the lab's private link).
 link="--insecure"
 common="--timeout 120 --memory 16 --policy $policy $link"
 
-# A: serve the clock (while both machines are idle: the exchanges are then
-# quickest), start the guest (hop 1 goes to B), then take it back on every
-# even hop and send it on every odd one; the last one snapshots it to a file
-# and a restore from that file runs it to the end.
-a="vtime-clocksync serve 5555 >/tmp/cs.out 2>&1 || exit 1;
+# A: serve the clock over TLS with this run's PSK (while both machines are
+# idle: the exchanges are then quickest), start the guest (hop 1 goes to B),
+# then take it back on every even hop and send it on every odd one; the last
+# one snapshots it to a file and a restore from that file runs it to the end.
+a="vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk >/tmp/cs.out 2>&1 || exit 1;
 vtvmm --timeout 120 --memory 16 $link --migrate-to 10.0.0.2:4444 --migrate-after $every \
   /guests/clockwatch_long.elf || exit 1"
 h=2
@@ -40,16 +43,15 @@ while [ $h -le $hops ]; do
 done
 a="$a; cat /tmp/cs.out"
 # B: step the clock to A's, then take the guest on every odd hop and send it back.
-b="sleep 2; vtime-clocksync sync 10.0.0.1 5555 --apply || exit 1"
+b="sleep 2; vtime-clocksync sync 10.0.0.1 5555 --apply --tls-psk $guest_psk || exit 1"
 h=1
 while [ $h -lt $hops ]; do
   b="$b; vtvmm $common --incoming 10.0.0.2:4444 --migrate-to 10.0.0.1:4444 --migrate-after $every || exit 1"
   h=$((h + 2))
 done
 
-. "$here/pair_common.sh"
 run_pair "$out" "$@" --add "$vtvmm:/bin/vtvmm" --add "$clocksync:/bin/vtime-clocksync" \
-  --add "$guests:/guests" --a "$a" --b "$b"
+  --add "$psk:$guest_psk" --add "$guests:/guests" --a "$a" --b "$b"
 grep -vE "clockwatch: t=|migration: (sent|received) [0-9.]+ of|^\[[AB]\] cws " "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed"; exit 125; }
 

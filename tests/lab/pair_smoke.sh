@@ -1,8 +1,9 @@
 #!/bin/sh
 # Lab test (runs on the host): two lab machines linked by lab/pair; B steps
-# its CLOCK_REALTIME to A's with vtime-clocksync and must end within 2 ms of
-# it (the error bound after the step, half the best round trip). Prints the
-# figures; exits 0 when they are right, 1 when not, 125 when the lab failed.
+# its CLOCK_REALTIME to A's with vtime-clocksync, over TLS with a pre-shared
+# key made for this run, and must end within 2 ms of it (the error bound
+# after the step, half the best round trip). Prints the figures; exits 0
+# when they are right, 1 when not, 125 when the lab failed.
 # Usage: pair_smoke.sh CLOCKSYNC [LAB/PAIR OPTIONS...]
 #   CLOCKSYNC  the arm64 vtime-clocksync binary; options (e.g. --cpu MODEL,
 #              --timeout S) go to lab/pair.
@@ -12,12 +13,14 @@ shift
 [ -f "$clocksync" ] || { echo "FAIL: '$clocksync' does not exist"; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -t pair_smoke.XXXXXX)
-trap 'rm -f "$out"' EXIT
+psk_dir=
+trap 'rm -f "$out"; rm -rf "$psk_dir"' EXIT
 
 . "$here/pair_common.sh"
-run_pair "$out" "$@" --add "$clocksync:/bin/vtime-clocksync" \
-    --a 'vtime-clocksync serve 5555' \
-    --b 'sleep 1; vtime-clocksync sync 10.0.0.1 5555 --apply'
+make_psk
+run_pair "$out" "$@" --add "$clocksync:/bin/vtime-clocksync" --add "$psk:$guest_psk" \
+    --a "vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk" \
+    --b "sleep 1; vtime-clocksync sync 10.0.0.1 5555 --apply --tls-psk $guest_psk"
 cat "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed (see lab: lines above)"; exit 125; }
 
@@ -29,6 +32,13 @@ if grep -q '^\[A\] clocksync: served [1-9]' "$out"; then
   pass "A served the exchanges"
 else
   fail "A did not report serving"
+fi
+if grep -q "^\[B\] clocksync: link: TLS 1.3 .*, PSK identity 'vtvmm'" "$out" &&
+  grep -q "^\[A\] clocksync: client 10.0.0.2 port [0-9]*: TLS 1.3 .*, PSK identity 'vtvmm'" \
+    "$out"; then
+  pass "A and B authenticated each other with the PSK (TLS 1.3)"
+else
+  fail "no TLS 1.3 PSK link reported by both A and B"
 fi
 
 before_offset=$(field offset_ns offset_ns)

@@ -51,6 +51,25 @@ for chip in kernel user; do
     fail "timer/$chip/ppi-20-19: the guest did not use INTIDs 20/19"
 done
 
+# Console input: 3000 numbered lines piped into vtvmm reach the guest through
+# the PL011's receive FIFO and its interrupt, every byte, with either
+# irqchip, although they arrive far faster than the guest takes them.
+seq 1 3000 >/tmp/console.in
+want_bytes=$(wc -c </tmp/console.in)
+want_sum=$(od -An -v -tu1 /tmp/console.in | awk '{ for (i = 1; i <= NF; i++) s += $i } END { print s }')
+for chip in kernel user; do
+  { cat /tmp/console.in; printf '\004'; } |
+    vtvmm --timeout 60 --irqchip "$chip" "$g/console_input.elf" >"$out" 2>&1
+  status=$?
+  sed "s|^|  [console_input/$chip] |" "$out"
+  got=$(sed -n 's/^console_input: bytes=\([0-9]*\) sum=\([0-9]*\).*/\1 \2/p' "$out")
+  if [ "$status" = 0 ] && [ "$got" = "$want_bytes $want_sum" ]; then
+    pass "console_input/$chip: all $want_bytes piped bytes reached the guest by interrupt, in full"
+  else
+    fail "console_input/$chip: status $status, got '$got', wanted '$want_bytes $want_sum'"
+  fi
+done
+
 # PSCI SYSTEM_RESET: vtvmm builds a new VM with the same counter offset, so
 # the guest's second boot sees its counter where the first left it.
 run "reset" 0 --guest-counter 0 "$g/reset.elf"
@@ -174,6 +193,31 @@ sleep 2
 run "timer_migrate/wallclock" 0 --restore /tmp/t.snap --policy wallclock
 rm -f /tmp/t.snap
 
+# A guest that writes junk over its own PV-time record (revision, attributes
+# and stolen time) still snapshots and restores: the snapshot carries the
+# revision the host served, not the guest's junk, and the restore reports on
+# stderr how the record differs from the saved state and keeps the record as
+# the guest left it (vtime/pvtime/restore.h says why).
+run "pvtime_scribble snapshot" 0 --pvtime on --memory 32 --snapshot /tmp/p.snap \
+  --snapshot-after 700 "$g/pvtime_scribble.elf"
+grep -q "written to /tmp/p.snap" "$out" &&
+  pass "pvtime_scribble: snapshot written although the guest scribbled on its record" ||
+  fail "pvtime_scribble: no snapshot"
+vtvmm state show /tmp/p.snap | grep -q '"revision": 0,' &&
+  pass "pvtime_scribble: the snapshot saved the revision the host served (0)" ||
+  fail "pvtime_scribble: saved revision is not 0"
+vtvmm --timeout 120 --restore /tmp/p.snap --policy freeze >/tmp/p.stdout 2>/tmp/p.stderr
+status=$?
+sed "s|^|  [pvtime_scribble restore] |" /tmp/p.stdout /tmp/p.stderr
+grep -q "^vtvmm: PV time mismatch: vCPU 0 record at 0x90a0000: revision in memory 0xdeadbeef, served 0x0; attributes in memory 0x5ca1ab1e, served 0x0;" /tmp/p.stderr &&
+  pass "pvtime_scribble restore: the mismatch is reported on stderr" ||
+  fail "pvtime_scribble restore: no mismatch report on stderr"
+[ "$status" = 0 ] && grep -q "ok - pvtime_scribble: cntvct never went backwards" /tmp/p.stdout &&
+  grep -q "ok - pvtime_scribble: revision and attributes still hold the guest's junk" /tmp/p.stdout &&
+  pass "pvtime_scribble restore: the guest finished (status 0), its record kept as it left it" ||
+  fail "pvtime_scribble restore: status $status"
+rm -f /tmp/p.snap /tmp/p.stdout /tmp/p.stderr
+
 # Migration to a second vtvmm over TCP (here both in this machine, over
 # loopback): the guest moves and never sees its counters go back; a damaged
 # stream is refused by the destination, which says why, and the source keeps
@@ -219,6 +263,15 @@ grep -q "migrated to 127.0.0.1:4446 (stop-and-copy: " /tmp/src.out && [ "$src_st
   grep -q "ok - clockwatch: cntvct never went backwards" /tmp/dst.out && [ "$dst_status" = 0 ] &&
   pass "migrate/stop-and-copy: the guest moved, counters never backwards" ||
   fail "migrate/stop-and-copy: source status $src_status, destination status $dst_status"
+# The scribbler migrates too; the destination reports the mismatch.
+migrate "migrate/pvtime_scribble" 4449 pvtime_scribble --pvtime on
+grep -q "migrated to 127.0.0.1:4449" /tmp/src.out && [ "$src_status" = 0 ] &&
+  grep -q "PV time mismatch: vCPU 0 record at 0x90a0000: revision in memory 0xdeadbeef" /tmp/dst.out &&
+  grep -q "ok - pvtime_scribble: cntvct never went backwards" /tmp/dst.out &&
+  grep -q "ok - pvtime_scribble: revision and attributes still hold the guest's junk" /tmp/dst.out &&
+  [ "$dst_status" = 0 ] &&
+  pass "migrate/pvtime_scribble: moved, mismatch reported, the guest finished on the destination" ||
+  fail "migrate/pvtime_scribble: source status $src_status, destination status $dst_status"
 for fault in corrupt truncate; do
   migrate "migrate/$fault" 4445 clockwatch --migrate-fault "$fault"
   grep -q "refusing the incoming migration" /tmp/dst.out && [ "$dst_status" = 125 ] &&

@@ -10,7 +10,15 @@
 // server's clock minus the client's, delay = (t4 - t1) - (t3 - t2) the round
 // trip on the wire. The exchange with the smallest delay wins: its offset is
 // wrong by at most delay / 2, whatever the asymmetry of the two directions.
+//
+// The exchanges run over a Link (src/vmm/link.h): TLS 1.3 with a PSK or
+// x509 credentials, or plain TCP only when asked for with --insecure. The
+// server binds the address the operator gave and lets no exchange run
+// before the peer is authenticated. TLS costs both directions alike, which
+// the offset formula cancels; it only adds to the round trip, hence the
+// bound.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -31,6 +39,9 @@
 #include <utility>
 #include <vector>
 
+#include "vmm/link.h"
+#include "vmm/tls.h"
+#include "vtime/backend/kvm.h"
 #include "vtime/result.h"
 
 namespace {
@@ -39,16 +50,34 @@ using vtime::ErrorCode;
 using vtime::Fail;
 using vtime::Ok;
 using vtime::Result;
+using vtime::kvm::Fd;
+using vtime::vmm::Link;
+using vtime::vmm::TlsConfig;
+using vtime::vmm::TlsCredentials;
+using vtime::vmm::TlsRole;
 
-constexpr const char* kHelp = R"(Usage: vtime-clocksync serve PORT [--timeout SECS]
-       vtime-clocksync sync HOST PORT [--rounds N] [--apply]
+constexpr const char* kHelp = R"(Usage: vtime-clocksync serve ADDRESS:PORT [--timeout SECS] AUTH
+       vtime-clocksync sync HOST PORT [--rounds N] [--apply] AUTH
+AUTH is one of:
+       --tls-psk FILE   TLS 1.3 with a pre-shared key (QEMU's keys.psk format,
+                        lines IDENTITY:HEXKEY, mode 0600; scripts/mkcreds psk)
+       --tls-x509 DIR   TLS 1.3 with certificates (QEMU's layout: ca-cert.pem,
+                        server-cert.pem/-key.pem, client-cert.pem/-key.pem;
+                        scripts/mkcreds x509); both sides show one
+       --insecure       plain TCP: anyone who can reach the port is answered
+                        and anyone on the path can shift the result
 
-serve  on the reference machine: accepts one connection on TCP port PORT (all
-       addresses), answers its exchanges until the client closes it, exits.
+serve  on the reference machine: listens on ADDRESS (a numeric IPv4 address,
+       or an IPv6 one in brackets: [fd00::1]:5555) and TCP port PORT, and
+       answers one authenticated client's exchanges until it says it is
+       done, then exits. A connection that fails the TLS handshake is
+       refused (said on stderr) and the next one awaited.
        --timeout: how long to wait for the client (default 120 s).
 sync   on the machine to set: connects to HOST (a numeric IPv4 or IPv6
-       address) on PORT, does N (default 64) NTP-style exchanges, keeps the
-       one with the smallest round trip and prints
+       address) on PORT, authenticates the server, does N (default 64)
+       NTP-style exchanges, keeps the one with the smallest round trip and
+       prints
+         clocksync: link: <TLS version, cipher and peer, or plain TCP>
          clocksync: offset_ns=<server - local> rtt_ns=<n> error_bound_ns=<rtt/2>
        --apply steps the local CLOCK_REALTIME by the offset
        (clock_adjtime ADJ_SETOFFSET, needs CAP_SYS_TIME), measures again and
@@ -58,7 +87,8 @@ sync   on the machine to set: connects to HOST (a numeric IPv4 or IPv6
        midpoint of the exchange with the smallest round trip of all:
          clocksync: counter_difference_ticks=<n>
 
-Each exchange times out after 5 s. Exit status: 0 on success, 1 on any error.
+The connect, the handshake and each exchange time out after 5 s. Exit
+status: 0 on success, 1 on any error, 2 for a bad command line.
 )";
 
 constexpr int64_t kNsPerSec = 1'000'000'000;
@@ -68,6 +98,9 @@ constexpr int kDefaultRounds = 64;
 constexpr int kMaxRounds = 1'000'000;
 constexpr uint64_t kRequestMagic = 0x7674'636c'6f63'6b31;   // "vtclock1"
 constexpr uint64_t kResponseMagic = 0x7674'636c'6f63'6b32;  // "vtclock2"
+// The client's last request: the server stops answering and exits. Over TLS
+// an end said inside the link, which no one on the path can forge.
+constexpr uint64_t kDoneMagic = 0x7674'636c'646f'6e65;  // "vtcldone"
 // Message sizes in 64-bit words. A request: magic, sequence number. A
 // response: magic, sequence number, t2, t3, counter, counter frequency.
 constexpr size_t kRequestWords = 2;
@@ -111,33 +144,6 @@ uint64_t CounterFrequency() {
 
 // ---------------------------------------------------------------- sockets
 
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      Close();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Close(); }
-
-  [[nodiscard]] int get() const { return fd_; }
-
- private:
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-};
-
 // A failed system call, with its errno.
 Result<void> SysFail(std::string context, int err) {
   return Fail(ErrorCode::kSystem, std::move(context), err);
@@ -178,43 +184,19 @@ Words Decode(const std::vector<uint8_t>& bytes) {
   return words;
 }
 
-Result<void> SendWords(int fd, const Words& words, int64_t deadline_ms) {
+Result<void> SendWords(Link& link, const Words& words) {
   const std::vector<uint8_t> bytes = Encode(words);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n >= 0) {
-      done += static_cast<size_t>(n);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return SysFail("send", errno);
-    if (auto r = WaitFor(fd, POLLOUT, deadline_ms, "sending"); !r) return r;
-  }
-  return Ok();
+  return link.WriteAll(bytes);
 }
 
-// Receives `count` words. std::nullopt: the peer closed the connection
-// cleanly before the first byte. Tries recv before waiting, so that a reply
-// already there costs no poll.
-Result<std::optional<Words>> ReceiveWords(int fd, size_t count, int64_t deadline_ms,
-                                          std::string_view what) {
+Result<Words> ReceiveWords(Link& link, size_t count, int timeout_ms, std::string_view what) {
   std::vector<uint8_t> bytes(count * 8);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = recv(fd, bytes.data() + done, bytes.size() - done, 0);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n == 0) {
-      if (done == 0) return std::optional<Words>{};
-      return Fail(ErrorCode::kMalformed, "the peer closed the connection mid-message");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (auto r = WaitFor(fd, POLLIN, deadline_ms, what); !r) return tl::unexpected(r.error());
-    } else if (errno != EINTR) {
-      return Fail(ErrorCode::kSystem, "recv", errno);
-    }
+  if (auto r = link.ReadAll(bytes, static_cast<unsigned>(timeout_ms)); !r) {
+    auto error = r.error();
+    error.context = std::string(what) + ": " + error.context;
+    return tl::unexpected(error);
   }
-  return std::optional<Words>{Decode(bytes)};
+  return Decode(bytes);
 }
 
 Result<void> SetNoDelay(int fd) {
@@ -274,63 +256,112 @@ Result<Fd> Connect(const std::string& host, uint16_t port) {
   return fd;
 }
 
+// ---------------------------------------------------------------- links
+
+// How the two ends authenticate each other: loaded credentials, or none
+// (--insecure).
+struct Auth {
+  std::shared_ptr<const TlsCredentials> tls;
+};
+
+Result<Auth> LoadAuth(const std::optional<TlsConfig>& config, TlsRole role) {
+  Auth auth;
+  if (!config) return auth;
+  auto creds = vtime::vmm::LoadTlsCredentials(*config, role);
+  if (!creds) return tl::unexpected(creds.error());
+  auth.tls = *creds;
+  return auth;
+}
+
+std::string DescribeAuth(const Auth& auth) {
+  return auth.tls ? "TLS, " + vtime::vmm::DescribeTlsCredentials(*auth.tls)
+                  : "plain TCP, --insecure";
+}
+
+// Makes a Link of a connected socket: the TLS handshake, or plain TCP (on
+// a blocking socket, as PlainLink expects).
+Result<std::unique_ptr<Link>> OpenLink(Fd fd, const Auth& auth) {
+  if (auth.tls) return vtime::vmm::TlsHandshake(std::move(fd), *auth.tls, kExchangeTimeoutMs);
+  const int flags = fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    return Fail(ErrorCode::kSystem, "fcntl O_NONBLOCK", errno);
+  }
+  return vtime::vmm::PlainLink(std::move(fd));
+}
+
+// "10.0.0.2 port 41234" for a connected peer.
+std::string PeerOf(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, text.data(), text.size());
+    port = ntohs(a->sin_port);
+  } else {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, text.data(), text.size());
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(text.data()) + " port " + std::to_string(port);
+}
+
 // ---------------------------------------------------------------- server
 
-Result<void> Serve(uint16_t port, int accept_timeout_s) {
-  Fd listener(socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  bool v6 = listener.get() >= 0;
-  if (!v6) listener = Fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+Result<void> Serve(const Endpoint& where_to, const std::string& where, int accept_timeout_s,
+                   const Auth& auth) {
+  Fd listener(socket(where_to.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (listener.get() < 0) return SysFail("socket", errno);
   const int one = 1;
-  const int zero = 0;
   setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  if (v6) {
-    // Dual-stack: IPv4 clients arrive as mapped addresses.
-    setsockopt(listener.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_any;
-    a->sin6_port = htons(port);
-    len = sizeof *a;
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_ANY);
-    a->sin_port = htons(port);
-    len = sizeof *a;
+  if (where_to.addr.ss_family == AF_INET6) {
+    setsockopt(listener.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  const std::string where = "TCP port " + std::to_string(port);
-  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+  if (bind(listener.get(), reinterpret_cast<const sockaddr*>(&where_to.addr), where_to.len) != 0) {
     return SysFail("bind " + where, errno);
   }
-  if (listen(listener.get(), 1) != 0) return SysFail("listen on " + where, errno);
-  std::printf("clocksync: serving on %s\n", where.c_str());
+  if (listen(listener.get(), 4) != 0) return SysFail("listen on " + where, errno);
+  std::printf("clocksync: serving on %s (%s)\n", where.c_str(), DescribeAuth(auth).c_str());
   std::fflush(stdout);
 
+  // The first connection that authenticates is the client; others are
+  // refused and said so.
   const int64_t accept_deadline = MonotonicMs() + int64_t{accept_timeout_s} * 1000;
-  Fd conn;
-  while (conn.get() < 0) {
+  std::unique_ptr<Link> link;
+  while (link == nullptr) {
     if (auto r = WaitFor(listener.get(), POLLIN, accept_deadline, "waiting for a client"); !r) {
       return r;
     }
-    conn = Fd(accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (conn.get() < 0 && errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+    Fd conn(accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (conn.get() < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
       return SysFail("accept on " + where, errno);
     }
+    if (auto r = SetNoDelay(conn.get()); !r) return r;
+    const std::string peer = PeerOf(conn.get());
+    auto opened = OpenLink(std::move(conn), auth);
+    if (!opened) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "vtime-clocksync: refused %s: %s\n", peer.c_str(),
+                   opened.error().Message().c_str());
+      continue;
+    }
+    link = std::move(*opened);
+    std::printf("clocksync: client %s: %s\n", peer.c_str(), link->Describe().c_str());
+    std::fflush(stdout);
   }
-  if (auto r = SetNoDelay(conn.get()); !r) return r;
 
   const uint64_t frequency = CounterFrequency();
   uint64_t exchanges = 0;
   for (;;) {
-    auto request = ReceiveWords(conn.get(), kRequestWords, MonotonicMs() + kIdleTimeoutMs,
-                                "waiting for the next request");
+    auto request =
+        ReceiveWords(*link, kRequestWords, kIdleTimeoutMs, "waiting for the next request");
     const int64_t t2 = RealtimeNs();
     if (!request) return tl::unexpected(request.error());
-    if (!*request) break;  // The client is done.
-    const Words& req = **request;
+    const Words& req = *request;
+    if (req[0] == kDoneMagic) break;
     if (req[0] != kRequestMagic) {
       return Fail(ErrorCode::kMalformed, "the client sent something that is not a request");
     }
@@ -339,9 +370,10 @@ Result<void> Serve(uint16_t port, int accept_timeout_s) {
     const Words reply = {
         kResponseMagic, req[1],   static_cast<uint64_t>(t2), static_cast<uint64_t>(t3),
         counter,        frequency};
-    if (auto r = SendWords(conn.get(), reply, MonotonicMs() + kExchangeTimeoutMs); !r) return r;
+    if (auto r = SendWords(*link, reply); !r) return r;
     ++exchanges;
   }
+  link->CloseWrite();
   std::printf("clocksync: served %llu exchanges\n", static_cast<unsigned long long>(exchanges));
   return Ok();
 }
@@ -356,19 +388,16 @@ struct Exchange {
   uint64_t remote_frequency = 0;
 };
 
-Result<Exchange> DoExchange(int fd, uint64_t sequence) {
-  const int64_t deadline = MonotonicMs() + kExchangeTimeoutMs;
+Result<Exchange> DoExchange(Link& link, uint64_t sequence) {
   const uint64_t c1 = ReadCounter();
   const int64_t t1 = RealtimeNs();
-  if (auto r = SendWords(fd, {kRequestMagic, sequence}, deadline); !r) {
-    return tl::unexpected(r.error());
-  }
-  auto reply = ReceiveWords(fd, kResponseWords, deadline, "waiting for the server's reply");
+  if (auto r = SendWords(link, {kRequestMagic, sequence}); !r) return tl::unexpected(r.error());
+  auto reply =
+      ReceiveWords(link, kResponseWords, kExchangeTimeoutMs, "waiting for the server's reply");
   const int64_t t4 = RealtimeNs();
   const uint64_t c4 = ReadCounter();
   if (!reply) return tl::unexpected(reply.error());
-  if (!*reply) return Fail(ErrorCode::kBadState, "the server closed the connection");
-  const Words& w = **reply;
+  const Words& w = *reply;
   if (w[0] != kResponseMagic || w[1] != sequence) {
     return Fail(ErrorCode::kMalformed, "the server's reply is not the answer to this request");
   }
@@ -383,10 +412,10 @@ Result<Exchange> DoExchange(int fd, uint64_t sequence) {
 }
 
 // Runs `rounds` exchanges; returns the one with the smallest round trip.
-Result<Exchange> Measure(int fd, int rounds, uint64_t& sequence) {
+Result<Exchange> Measure(Link& link, int rounds, uint64_t& sequence) {
   std::optional<Exchange> best;
   for (int i = 0; i < rounds; ++i) {
-    auto e = DoExchange(fd, ++sequence);
+    auto e = DoExchange(link, ++sequence);
     if (!e) {
       auto error = e.error();
       error.context = "exchange " + std::to_string(i + 1) + ": " + error.context;
@@ -423,11 +452,16 @@ Result<void> StepClock(int64_t offset_ns) {
   return Ok();
 }
 
-Result<void> Sync(const std::string& host, uint16_t port, int rounds, bool apply) {
+Result<void> Sync(const std::string& host, uint16_t port, int rounds, bool apply,
+                  const Auth& auth) {
   auto fd = Connect(host, port);
   if (!fd) return tl::unexpected(fd.error());
+  auto opened = OpenLink(std::move(*fd), auth);
+  if (!opened) return tl::unexpected(opened.error());
+  Link& link = **opened;
+  std::printf("clocksync: link: %s\n", link.Describe().c_str());
   uint64_t sequence = 0;
-  auto before = Measure(fd->get(), rounds, sequence);
+  auto before = Measure(link, rounds, sequence);
   if (!before) return tl::unexpected(before.error());
   PrintMeasurement("", *before);
   Exchange best = *before;
@@ -435,7 +469,7 @@ Result<void> Sync(const std::string& host, uint16_t port, int rounds, bool apply
     if (auto r = StepClock(before->offset_ns); !r) return r;
     std::printf("clocksync: stepped CLOCK_REALTIME by %lld ns\n",
                 static_cast<long long>(before->offset_ns));
-    auto after = Measure(fd->get(), rounds, sequence);
+    auto after = Measure(link, rounds, sequence);
     if (!after) return tl::unexpected(after.error());
     PrintMeasurement("after ", *after);
     if (after->rtt_ns < best.rtt_ns) best = *after;
@@ -451,6 +485,9 @@ Result<void> Sync(const std::string& host, uint16_t port, int rounds, bool apply
       "counter_error_bound_ticks=%lld\n",
       static_cast<unsigned long long>(frequency),
       static_cast<unsigned long long>(best.remote_frequency), static_cast<long long>(bound_ticks));
+  // Said inside the link, so that the server ends on our word alone.
+  if (auto r = SendWords(link, {kDoneMagic, ++sequence}); !r) return r;
+  link.CloseWrite();
   return Ok();
 }
 
@@ -472,51 +509,125 @@ Result<uint16_t> ParsePort(std::string_view text) {
   return *port;
 }
 
-Result<void> Run(const std::vector<std::string_view>& args) {
-  if (args.empty()) return Fail(ErrorCode::kInvalidArgument, "no command (see --help)");
-  const std::string_view command = args[0];
-  if (command == "serve") {
-    if (args.size() < 2) return Fail(ErrorCode::kInvalidArgument, "serve needs a PORT");
-    auto port = ParsePort(args[1]);
-    if (!port) return tl::unexpected(port.error());
-    int timeout_s = 120;
-    for (size_t i = 2; i < args.size(); ++i) {
-      if (args[i] == "--timeout" && i + 1 < args.size()) {
-        auto t = ParseNumber<int>(args[++i], 1, 86'400);
-        if (!t) return Fail(ErrorCode::kInvalidArgument, "--timeout needs 1..86400 seconds");
-        timeout_s = *t;
-      } else {
-        return Fail(ErrorCode::kInvalidArgument,
-                    "serve: unexpected argument '" + std::string(args[i]) + "'");
-      }
-    }
-    return Serve(*port, timeout_s);
+// ADDRESS:PORT, ADDRESS a numeric IPv4 address or an IPv6 one in brackets.
+Result<std::pair<std::string, uint16_t>> ParseAddressPort(std::string_view text) {
+  const std::string given(text);
+  if (text.find(':') == std::string_view::npos) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "serve needs ADDRESS:PORT, the address to listen on too (e.g. serve 10.0.0.1:" +
+                    given + "); listening on every address is no longer offered");
   }
-  if (command == "sync") {
+  std::string_view host;
+  std::string_view port;
+  if (text.front() == '[') {
+    const std::size_t close = text.find("]:");
+    if (close == std::string_view::npos) {
+      return Fail(ErrorCode::kInvalidArgument, "bad ADDRESS:PORT '" + given + "' ([IPv6]:PORT)");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "bad ADDRESS:PORT '" + given + "': put an IPv6 address in brackets");
+    }
+  }
+  auto p = ParsePort(port);
+  if (!p) return tl::unexpected(p.error());
+  return std::make_pair(std::string(host), *p);
+}
+
+// What the command line asks for.
+struct Command {
+  bool serve = false;
+  std::string host;
+  uint16_t port = 0;
+  int timeout_s = 120;
+  int rounds = kDefaultRounds;
+  bool apply = false;
+  std::optional<TlsConfig> tls;  // Empty with --insecure.
+};
+
+// Parses the command line; every failure here is a usage error.
+Result<Command> Parse(const std::vector<std::string_view>& args) {
+  if (args.empty()) return Fail(ErrorCode::kInvalidArgument, "no command (see --help)");
+  Command c;
+  const std::string_view command = args[0];
+  size_t i = 1;
+  if (command == "serve") {
+    c.serve = true;
+    if (args.size() < 2) return Fail(ErrorCode::kInvalidArgument, "serve needs ADDRESS:PORT");
+    auto where = ParseAddressPort(args[1]);
+    if (!where) return tl::unexpected(where.error());
+    c.host = where->first;
+    c.port = where->second;
+    i = 2;
+  } else if (command == "sync") {
     if (args.size() < 3) return Fail(ErrorCode::kInvalidArgument, "sync needs HOST and PORT");
     auto port = ParsePort(args[2]);
     if (!port) return tl::unexpected(port.error());
-    int rounds = kDefaultRounds;
-    bool apply = false;
-    for (size_t i = 3; i < args.size(); ++i) {
-      if (args[i] == "--rounds" && i + 1 < args.size()) {
-        auto n = ParseNumber<int>(args[++i], 1, kMaxRounds);
-        if (!n) {
-          return Fail(ErrorCode::kInvalidArgument,
-                      "--rounds needs 1.." + std::to_string(kMaxRounds));
-        }
-        rounds = *n;
-      } else if (args[i] == "--apply") {
-        apply = true;
-      } else {
-        return Fail(ErrorCode::kInvalidArgument,
-                    "sync: unexpected argument '" + std::string(args[i]) + "'");
-      }
-    }
-    return Sync(std::string(args[1]), *port, rounds, apply);
+    c.host = std::string(args[1]);
+    c.port = *port;
+    i = 3;
+  } else {
+    return Fail(ErrorCode::kInvalidArgument,
+                "unknown command '" + std::string(command) + "' (serve or sync; see --help)");
   }
-  return Fail(ErrorCode::kInvalidArgument,
-              "unknown command '" + std::string(command) + "' (serve or sync; see --help)");
+  int auth_options = 0;
+  for (; i < args.size(); ++i) {
+    const std::string_view a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if (a == "--tls-psk" || a == "--tls-x509") {
+      if (!has_value) return Fail(ErrorCode::kInvalidArgument, std::string(a) + " needs a path");
+      c.tls = TlsConfig{a == "--tls-psk" ? TlsConfig::Kind::kPsk : TlsConfig::Kind::kX509,
+                        std::string(args[++i])};
+      ++auth_options;
+    } else if (a == "--insecure") {
+      ++auth_options;
+    } else if (c.serve && a == "--timeout" && has_value) {
+      auto t = ParseNumber<int>(args[++i], 1, 86'400);
+      if (!t) return Fail(ErrorCode::kInvalidArgument, "--timeout needs 1..86400 seconds");
+      c.timeout_s = *t;
+    } else if (!c.serve && a == "--rounds" && has_value) {
+      auto n = ParseNumber<int>(args[++i], 1, kMaxRounds);
+      if (!n) {
+        return Fail(ErrorCode::kInvalidArgument, "--rounds needs 1.." + std::to_string(kMaxRounds));
+      }
+      c.rounds = *n;
+    } else if (!c.serve && a == "--apply") {
+      c.apply = true;
+    } else {
+      return Fail(ErrorCode::kInvalidArgument,
+                  std::string(command) + ": unexpected argument '" + std::string(a) + "'");
+    }
+  }
+  if (auth_options == 0) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::string(command) +
+                    " needs to know how to authenticate the peer: --tls-psk FILE, --tls-x509 DIR, "
+                    "or --insecure for plain TCP");
+  }
+  if (auth_options > 1) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "give one of --tls-psk, --tls-x509 and --insecure, not several");
+  }
+  return c;
+}
+
+Result<void> Run(const Command& c) {
+  auto auth = LoadAuth(c.tls, c.serve ? TlsRole::kServer : TlsRole::kClient);
+  if (!auth) return tl::unexpected(auth.error());
+  if (c.serve) {
+    auto ep = ParseEndpoint(c.host, c.port);
+    if (!ep) return tl::unexpected(ep.error());
+    const std::string where = (ep->addr.ss_family == AF_INET6 ? "[" + c.host + "]" : c.host) +
+                              " port " + std::to_string(c.port);
+    return Serve(*ep, where, c.timeout_s, *auth);
+  }
+  return Sync(c.host, c.port, c.rounds, c.apply, *auth);
 }
 
 }  // namespace
@@ -529,7 +640,12 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  if (auto r = Run(args); !r) {
+  auto command = Parse(args);
+  if (!command) {
+    std::fprintf(stderr, "vtime-clocksync: %s (see --help)\n", command.error().context.c_str());
+    return 2;
+  }
+  if (auto r = Run(*command); !r) {
     std::fflush(stdout);
     std::fprintf(stderr, "vtime-clocksync: error: %s\n", r.error().Message().c_str());
     return 1;

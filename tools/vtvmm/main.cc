@@ -20,6 +20,7 @@
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
 #include "vmm/tls.h"
+#include "vtime/pvtime/record.h"
 #include "vtime/state/codec.h"
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
@@ -46,12 +47,12 @@ constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
 
 Runs IMAGE, an arm64 guest program, under KVM and exits with its status.
 IMAGE is an ELF executable (loaded at its physical addresses, started at its
-entry point) or a raw binary (loaded at 0x40080000 and started at its first
+entry point) or a raw binary (loaded at @RAW_LOAD@ and started at its first
 byte). The machine copies QEMU's virt layout, so programs written for it run
-unchanged: RAM at 0x40000000, PL011 UART at 0x09000000 (its output goes to
-stdout), a PL031 real-time clock at 0x09010000 (the host's wall clock),
-GICv3 distributor 0x08000000 and redistributors 0x080A0000, PSCI 0.2 over
-HVC, an arm,armv8-timer; x0 holds the device tree's address.
+unchanged: RAM at @RAM@, PL011 UART at @UART@ (its output goes to
+stdout), a PL031 real-time clock at @RTC@ (the host's wall clock), GICv3
+distributor @GICD@ and redistributors @GICR@, PSCI 0.2 over HVC, an
+arm,armv8-timer; x0 holds the device tree's address.
 
 Linux: --kernel boots an arm64 Linux Image (Debian's /boot/vmlinuz-* on
 arm64 is one), placed by its header at the start of RAM plus its
@@ -60,7 +61,7 @@ text_offset; the initrd and then the device tree go below the top of RAM
 initrd's range and stdout-path (the PL011: console=ttyAMA0).
 
 A guest ends by PSCI SYSTEM_OFF (status 0) or by writing a 32-bit status to
-the vtime test finisher at 0x090C0000 (vtvmm exits with status & 0xff). PSCI
+the vtime test finisher at @TEST_EXIT@ (vtvmm exits with status & 0xff). PSCI
 SYSTEM_RESET reboots it: a new VM, the image loaded afresh, the same counter
 offset (guest time runs on), unless --no-reboot (then status 0).
 
@@ -75,13 +76,14 @@ Options:
   --dtb-dump FILE        write the device tree this command line would give
                          the guest to FILE and exit 0, without creating a VM
                          (works on any host; inspect it with dtc -I dtb)
-  --cpus N               vCPUs, one thread each (default 1; others start
-                         powered off and come up with PSCI CPU_ON)
-  --memory MB            guest RAM in MiB (default 256)
+  --cpus N               vCPUs, one thread each (1 to @MAX_CPUS@, default @CPUS@;
+                         others start powered off and come up with PSCI
+                         CPU_ON)
+  --memory MB            guest RAM in MiB (default @MEMORY_MB@)
   --irqchip kernel|user  kernel (default): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
-                         distributor (0x08000000) and CPU interface
-                         (0x08010000) and takes the timer lines from KVM on
+                         distributor (@GICD@) and CPU interface
+                         (@GICC@) and takes the timer lines from KVM on
                          every exit (KVM_CAP_ARM_USER_IRQ)
   --counter-offset N     set the VM counter offset: the guest's virtual and
                          physical counters read host counter - N
@@ -95,10 +97,10 @@ Options:
                          (KVM_REG_ARM_TIMER_CNT/PTIMER_CNT) instead of the
                          VM offset API, as VMMs for kernels before 6.4 do
   --pvtime on|off        PV stolen time (default on where KVM supports it)
-  --pvtime-base ADDR     the records' region (default 0x090A0000, 64 KiB;
-                         vCPU i's record at ADDR + 64*i)
-  --vtimer-ppi N         virtual timer INTID (default 27)
-  --ptimer-ppi N         physical timer INTID (default 30)
+  --pvtime-base ADDR     the records' region (default @PVTIME@, @PVTIME_KIB@ KiB;
+                         vCPU i's record at ADDR + @PVTIME_STRIDE@*i)
+  --vtimer-ppi N         virtual timer INTID (default @VTIMER@)
+  --ptimer-ppi N         physical timer INTID (default @PTIMER@)
   --timeout SECS         stop the guest after SECS seconds (status 124;
                          counted afresh at each reboot)
   --no-reboot            exit on PSCI SYSTEM_RESET instead of rebooting
@@ -160,7 +162,7 @@ Options:
                          reason, which the source is told) and run it
   --max-memory MB        (--incoming) the most guest RAM a source may send,
                          refused before anything is allocated (default: the
-                         --memory value, 256)
+                         --memory value, @MEMORY_MB@)
   --max-cpus N           (--incoming) the most vCPUs a source may send
                          (default 8)
   --monitor SOCKET       take commands on a Unix socket while the guest runs;
@@ -180,6 +182,12 @@ Options:
   --restore-check        with --restore: set everything up, print the
                          guest-visible timer state read back from KVM, and
                          exit without running the guest
+  --console-input on|off stdin to the guest through the PL011's receive side
+                         (default on; its interrupt is SPI 1). When stdin and
+                         stdout are a terminal, every key goes to the guest
+                         as typed (Ctrl-C too); Ctrl-A x quits vtvmm, Ctrl-A
+                         Ctrl-A sends one Ctrl-A. From a pipe, input is read
+                         as the guest takes it, so none is dropped
   --stats                print exit counts on stderr at the end
   --kvm PATH             the KVM device (default /dev/kvm)
   --probe                print what this host's KVM offers and exit
@@ -220,6 +228,47 @@ std::optional<HandoverFault> ParseHandoverFault(std::string_view v) {
   if (action != "kill" && action != "cut") return std::nullopt;
   f.kill = action == "kill";
   return f;
+}
+
+// kHelp with each @NAME@ replaced by the number it stands for, so that the
+// text cannot drift from the layout and the defaults.
+std::string HelpText() {
+  namespace layout = vtime::vmm::layout;
+  const MachineConfig defaults;
+  const auto address = [](std::uint64_t a) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%08llX", static_cast<unsigned long long>(a));
+    return std::string(buf);
+  };
+  const struct {
+    std::string_view name;
+    std::string value;
+  } values[] = {
+      {"@RAW_LOAD@", address(layout::kRawImageLoad)},
+      {"@RAM@", address(layout::kRam)},
+      {"@UART@", address(layout::kUart)},
+      {"@RTC@", address(layout::kRtc)},
+      {"@GICD@", address(layout::kGicDist)},
+      {"@GICR@", address(layout::kGicRedist)},
+      {"@GICC@", address(layout::kGicCpu)},
+      {"@TEST_EXIT@", address(layout::kTestExit)},
+      {"@MAX_CPUS@", std::to_string(layout::kMaxVcpus)},
+      {"@CPUS@", std::to_string(defaults.cpus)},
+      {"@MEMORY_MB@", std::to_string(defaults.ram_size >> 20)},
+      {"@PVTIME@", address(defaults.pvtime_base)},
+      {"@PVTIME_KIB@", std::to_string(layout::kPvtimeSize >> 10)},
+      {"@PVTIME_STRIDE@", std::to_string(vtime::pvtime::kRecordSize)},
+      {"@VTIMER@", std::to_string(defaults.vtimer_ppi)},
+      {"@PTIMER@", std::to_string(defaults.ptimer_ppi)},
+  };
+  std::string text = kHelp;
+  for (const auto& v : values) {
+    for (auto at = text.find(v.name); at != std::string::npos;
+         at = text.find(v.name, at + v.value.size())) {
+      text.replace(at, v.name.size(), v.value);
+    }
+  }
+  return text;
 }
 
 int Usage(const std::string& message) {
@@ -411,7 +460,7 @@ int main(int argc, char** argv) {
     std::string_view v;
     std::uint64_t n = 0;
     if (a == "--help" || a == "-h") {
-      std::fputs(kHelp, stdout);
+      std::fputs(HelpText().c_str(), stdout);
       return 0;
     } else if (a == "--probe") {
       probe = true;
@@ -471,12 +520,18 @@ int main(int argc, char** argv) {
                                                    : vtime::vmm::TlsConfig::Kind::kX509,
                                   std::string(v)};
     } else if (a == "--max-memory") {
-      if (!number(&n) || n < 16 || n > 65536) {
-        return Usage("--max-memory needs a size in MiB from 16 to 65536");
+      if (!number(&n) || n < (vtime::vmm::layout::kMinRam >> 20) ||
+          n > (vtime::vmm::layout::kMaxRam >> 20)) {
+        return Usage("--max-memory needs a size in MiB from " +
+                     std::to_string(vtime::vmm::layout::kMinRam >> 20) + " to " +
+                     std::to_string(vtime::vmm::layout::kMaxRam >> 20));
       }
       max_memory = n << 20;
     } else if (a == "--max-cpus") {
-      if (!number(&n) || n == 0 || n > 64) return Usage("--max-cpus needs a number from 1 to 64");
+      if (!number(&n) || n == 0 || n > vtime::vmm::layout::kMaxVcpus) {
+        return Usage("--max-cpus needs a number from 1 to " +
+                     std::to_string(vtime::vmm::layout::kMaxVcpus));
+      }
       max_cpus = static_cast<unsigned>(n);
     } else if (a == "--handover-fault") {
       if (!value(&v)) return Usage("--handover-fault needs STEP:kill or STEP:cut");
@@ -496,16 +551,25 @@ int main(int argc, char** argv) {
                                             : MachineConfig::TimeTransfer::kValues;
     } else if (a == "--restore-check") {
       restore_check = true;
+    } else if (a == "--console-input") {
+      if (!value(&v) || (v != "on" && v != "off")) return Usage("--console-input needs on or off");
+      config.console_input = v == "on";
     } else if (a == "--no-reboot") {
       no_reboot = true;
     } else if (a == "--stats") {
       stats = true;
     } else if (a == "--cpus") {
-      if (!number(&n) || n == 0 || n > 64) return Usage("--cpus needs a number from 1 to 64");
+      if (!number(&n) || n == 0 || n > vtime::vmm::layout::kMaxVcpus) {
+        return Usage("--cpus needs a number from 1 to " +
+                     std::to_string(vtime::vmm::layout::kMaxVcpus));
+      }
       config.cpus = static_cast<unsigned>(n);
     } else if (a == "--memory") {
-      if (!number(&n) || n < 16 || n > 65536) {
-        return Usage("--memory needs a size in MiB from 16 to 65536");
+      if (!number(&n) || n < (vtime::vmm::layout::kMinRam >> 20) ||
+          n > (vtime::vmm::layout::kMaxRam >> 20)) {
+        return Usage("--memory needs a size in MiB from " +
+                     std::to_string(vtime::vmm::layout::kMinRam >> 20) + " to " +
+                     std::to_string(vtime::vmm::layout::kMaxRam >> 20));
       }
       config.ram_size = n << 20;
     } else if (a == "--irqchip") {

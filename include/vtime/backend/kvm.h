@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "vtime/pvtime/record.h"
 #include "vtime/result.h"
 
 namespace vtime::kvm {
@@ -127,6 +128,11 @@ inline constexpr std::uint32_t kPvtimeCtrl = 2;
 inline constexpr std::uint64_t kPvtimeIpa = 0;
 }  // namespace vcpu_attr
 
+/// The PV stolen-time record revisions KVM serves: revision 0 only, which it
+/// writes when the guest calls PV_TIME_ST; it offers no way to ask for
+/// another (nor to read back which one it serves).
+inline constexpr std::uint32_t kPvtimeServedRevisions[] = {pvtime::kRevision0};
+
 /// Bits of kvm_run.s.regs.device_irq_level (KVM_CAP_ARM_USER_IRQ).
 namespace irq_level {
 inline constexpr std::uint64_t kVtimer = 1U << 0;
@@ -210,6 +216,9 @@ class Vm {
   Result<void> IrqLine(std::uint32_t irq, bool level);
   /// KVM_IRQ_LINE for a vCPU's IRQ (fiq=false) or FIQ input (user irqchip).
   Result<void> CpuIrqLine(unsigned vcpu, bool fiq, bool level);
+  /// KVM_IRQ_LINE for the in-kernel vGIC's shared peripheral interrupt
+  /// `intid` (32 and up): the level of a device's line.
+  Result<void> SpiLine(std::uint32_t intid, bool level);
   /// KVM_GET_DIRTY_LOG: the pages of memslot `slot` written since the last
   /// call (or since logging was turned on), one bit per 4 KiB page in
   /// `bitmap`, which must hold at least that many bits; it also clears the

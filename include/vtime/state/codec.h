@@ -48,7 +48,7 @@
 //       80  u64 cnthctl_el2
 //       88  u64 cntvoff_el2
 //       96  u64 pvtime.ipa
-//      104  u32 pvtime.revision
+//      104  u32 pvtime.revision (the revision the host served)
 //      108  u32 reserved (0)
 //      112  u64 pvtime.stolen_ns
 //
@@ -73,19 +73,13 @@
 
 namespace vtime::state {
 
-/// "VTSTATE\0", the first 8 bytes of every encoding.
+/// "VTSTATE\0", the first 8 bytes of every encoding. The frame's header and
+/// trailer sizes are wire::kFrameHeaderSize and wire::kFrameTrailerSize.
 inline constexpr std::uint8_t kMagic[8] = {'V', 'T', 'S', 'T', 'A', 'T', 'E', '\0'};
-inline constexpr std::size_t kHeaderSize = 24;
-inline constexpr std::size_t kTrailerSize = 4;
 inline constexpr std::size_t kRecordHeaderSize = 8;
 
 /// The most vCPUs a saved state may describe.
 inline constexpr std::size_t kMaxVcpus = 512;
-
-/// The PV stolen-time record revision vtime serves (ARM DEN0057A revision 0).
-inline constexpr std::uint32_t kPvTimeRevision = 0;
-/// A PV stolen-time record's required IPA alignment, in bytes.
-inline constexpr std::uint64_t kPvTimeAlignment = 64;
 
 /// Record tags of format version 1.
 enum class RecordTag : std::uint16_t {
@@ -106,9 +100,11 @@ inline constexpr std::uint32_t kVcpuRecordSizeV1 = 120;
 /// timer CTLs holding only ENABLE and IMASK (ISTATUS is derived, never
 /// saved), EL2 timers/CNTHCTL_EL2/CNTVOFF_EL2 zero on a vCPU that is not
 /// nested, and PV time either disabled with all its fields zero or enabled
-/// with a 64-byte aligned IPA and revision 0 (another revision is
-/// kUnsupported: revision 0 is the only one vtime serves). Other failures are
-/// kMalformed. The error's context is one line naming the vCPU and the field.
+/// with a 64-byte aligned IPA (pvtime::kRecordAlignment). Any PV time record
+/// revision is valid here: whether a host can serve it is the host's
+/// question, asked when a machine is configured (pvtime::CheckServable).
+/// Failures are kMalformed (kUnsupported for a newer format version). The
+/// error's context is one line naming the vCPU and the field.
 Result<void> Validate(const SavedState& state);
 
 /// The encoding of a valid state, in the format version state.format_version
@@ -116,7 +112,7 @@ Result<void> Validate(const SavedState& state);
 Result<std::vector<std::uint8_t>> Encode(const SavedState& state);
 
 /// The state an encoding holds. Refuses, with kMalformed (kUnsupported for a
-/// newer format version or PV time revision) and a one-line reason, anything
+/// newer format version) and a one-line reason, anything
 /// that is not exactly a valid encoding: truncated or extended input, bad
 /// magic, flags or checksum, a payload length that does not match, unknown
 /// record tags, wrong record lengths, duplicate or missing records, vCPU

@@ -27,6 +27,59 @@ static_assert(sizeof(kvm_arm_counter_offset) == 16);
 static_assert(KVM_ARM_SET_COUNTER_OFFSET == 0x4010AEB5);
 static_assert(KVM_IRQ_LINE == 0x4008AE61);
 
+// Every KVM number vtime/backend/kvm.h defines is the header's, wherever the
+// build host's <linux/kvm.h> has it (the #ifdef ones are newer than 6.1).
+namespace vtime::kvm {
+static_assert(cap::kOneReg == KVM_CAP_ONE_REG);
+static_assert(cap::kArmPsci02 == KVM_CAP_ARM_PSCI_0_2);
+static_assert(cap::kArmUserIrq == KVM_CAP_ARM_USER_IRQ);
+static_assert(cap::kArmVmIpaSize == KVM_CAP_ARM_VM_IPA_SIZE);
+static_assert(cap::kArmIrqLineLayout2 == KVM_CAP_ARM_IRQ_LINE_LAYOUT_2);
+static_assert(cap::kSteal == KVM_CAP_STEAL_TIME);
+#ifdef KVM_CAP_COUNTER_OFFSET
+static_assert(cap::kCounterOffset == KVM_CAP_COUNTER_OFFSET);
+#endif
+#ifdef KVM_CAP_ARM_EL2
+static_assert(cap::kArmEl2 == KVM_CAP_ARM_EL2);
+#endif
+
+static_assert(reg::kCntvCtl == KVM_REG_ARM_TIMER_CTL);
+static_assert(reg::kCntvct == KVM_REG_ARM_TIMER_CNT);
+static_assert(reg::kCntvCval == KVM_REG_ARM_TIMER_CVAL);
+static_assert(reg::kCntpCtl == KVM_REG_ARM_PTIMER_CTL);
+static_assert(reg::kCntpCval == KVM_REG_ARM_PTIMER_CVAL);
+static_assert(reg::kCntpct == KVM_REG_ARM_PTIMER_CNT);
+static_assert(reg::kCntkctlEl1 == ARM64_SYS_REG(3, 0, 14, 1, 0));  // CNTKCTL_EL1
+static_assert(reg::kMpidrEl1 == ARM64_SYS_REG(3, 0, 0, 0, 5));     // MPIDR_EL1
+static_assert(reg::kStdHypBmap == KVM_REG_ARM_STD_HYP_BMAP);
+
+static_assert(feature::kPowerOff == KVM_ARM_VCPU_POWER_OFF);
+static_assert(feature::kPsci02 == KVM_ARM_VCPU_PSCI_0_2);
+static_assert(feature::kPmuV3 == KVM_ARM_VCPU_PMU_V3);
+#ifdef KVM_ARM_VCPU_HAS_EL2
+static_assert(feature::kHasEl2 == KVM_ARM_VCPU_HAS_EL2);
+#endif
+static_assert(sizeof(VcpuInit::features) == sizeof(kvm_vcpu_init::features));
+
+static_assert(vcpu_attr::kTimerCtrl == KVM_ARM_VCPU_TIMER_CTRL);
+static_assert(vcpu_attr::kTimerIrqVtimer == KVM_ARM_VCPU_TIMER_IRQ_VTIMER);
+static_assert(vcpu_attr::kTimerIrqPtimer == KVM_ARM_VCPU_TIMER_IRQ_PTIMER);
+#ifdef KVM_ARM_VCPU_TIMER_IRQ_HVTIMER
+static_assert(vcpu_attr::kTimerIrqHvtimer == KVM_ARM_VCPU_TIMER_IRQ_HVTIMER);
+#endif
+#ifdef KVM_ARM_VCPU_TIMER_IRQ_HPTIMER
+static_assert(vcpu_attr::kTimerIrqHptimer == KVM_ARM_VCPU_TIMER_IRQ_HPTIMER);
+#endif
+static_assert(vcpu_attr::kPvtimeCtrl == KVM_ARM_VCPU_PVTIME_CTRL);
+static_assert(vcpu_attr::kPvtimeIpa == KVM_ARM_VCPU_PVTIME_IPA);
+
+static_assert(irq_level::kVtimer == KVM_ARM_DEV_EL1_VTIMER);
+static_assert(irq_level::kPtimer == KVM_ARM_DEV_EL1_PTIMER);
+static_assert(irq_level::kPmu == KVM_ARM_DEV_PMU);
+
+static_assert(kMemLogDirtyPages == KVM_MEM_LOG_DIRTY_PAGES);
+}  // namespace vtime::kvm
+
 namespace vtime::kvm {
 namespace {
 
@@ -290,8 +343,6 @@ Result<void> Vm::IrqLine(std::uint32_t irq, bool level) {
   return Ok();
 }
 
-static_assert(kMemLogDirtyPages == KVM_MEM_LOG_DIRTY_PAGES);
-
 Result<void> Vm::GetDirtyLog(std::uint32_t slot, std::span<std::uint64_t> bitmap) {
   kvm_dirty_log log{};
   log.slot = slot;
@@ -300,6 +351,12 @@ Result<void> Vm::GetDirtyLog(std::uint32_t slot, std::span<std::uint64_t> bitmap
     return SysFail("KVM_GET_DIRTY_LOG slot " + std::to_string(slot));
   }
   return Ok();
+}
+
+Result<void> Vm::SpiLine(std::uint32_t intid, bool level) {
+  // irq field: type[27:24] = SPI, id[15:0] = the INTID itself.
+  return IrqLine((std::uint32_t{KVM_ARM_IRQ_TYPE_SPI} << KVM_ARM_IRQ_TYPE_SHIFT) | (intid & 0xffff),
+                 level);
 }
 
 Result<void> Vm::CpuIrqLine(unsigned vcpu, bool fiq, bool level) {

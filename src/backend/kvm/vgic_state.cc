@@ -31,8 +31,6 @@ namespace {
 
 using vgic::kSgiFrame;
 
-constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;  // ONE_REG ARM64_SYS_REG(3,0,0,0,5)
-
 std::string SysregName(std::uint64_t id) {
   if (id == vgic::kIccPmr) return "ICC_PMR_EL1";
   if (id == vgic::kIccBpr0) return "ICC_BPR0_EL1";
@@ -187,7 +185,7 @@ std::vector<std::pair<std::uint64_t, V>> InPhase(
 
 }  // namespace
 
-Result<std::uint64_t> ReadMpidr(const Vcpu& vcpu) { return vcpu.GetOneReg(kMpidrEl1); }
+Result<std::uint64_t> ReadMpidr(const Vcpu& vcpu) { return vcpu.GetOneReg(reg::kMpidrEl1); }
 
 Result<VgicState> SaveVgicV3(Device& vgic, std::span<const std::uint64_t> vcpu_mpidrs,
                              std::uint32_t nr_irqs) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "vmm/layout.h"
+#include "vtime/pvtime/record.h"
+
 namespace vtime::vmm {
 namespace {
 
@@ -12,8 +15,8 @@ MachineSnapshot Sample(std::uint32_t cpus) {
   s.ram.assign(s.ram_size, 0);
   s.ram[5] = 0x42;
   s.pvtime = true;
-  s.pvtime_base = 0x090A0000;
-  s.pvtime_region.assign(0x10000, 0);
+  s.pvtime_base = layout::kPvtime;
+  s.pvtime_region.assign(layout::kPvtimeSize, 0);
   s.vgic = {1, 2, 3};
   s.time.counter_frequency_hz = 62'500'000;
   s.time.offset_api = state::OffsetApi::kVmOffset;
@@ -24,7 +27,7 @@ MachineSnapshot Sample(std::uint32_t cpus) {
     state::VcpuTime t;
     t.el1_virtual = state::TimerState{1, 4242};
     t.pvtime.enabled = true;
-    t.pvtime.ipa = 0x090A0000 + 64ULL * i;
+    t.pvtime.ipa = layout::kPvtime + pvtime::RecordOffset(i);
     s.time.vcpus.push_back(t);
     VcpuSnapshot v;
     v.mp_state = i == 0 ? 0 : 5;
@@ -62,6 +65,28 @@ TEST(Snapshot, AGuestSetRtcRoundTripsAndAnUntouchedOneAddsNoSection) {
   auto old = DecodeSnapshot(*plain);
   ASSERT_TRUE(old.has_value());
   EXPECT_TRUE(old->rtc.IsReset());
+}
+
+// A revision this host cannot serve is still a well-formed snapshot: the
+// destination refuses it when it is configured, naming the revision.
+TEST(Snapshot, CarriesAPvTimeRevisionOtherHostsServe) {
+  MachineSnapshot s = Sample(2);
+  s.time.vcpus[1].pvtime.revision = 1;
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->time.vcpus[1].pvtime.revision, 1u);
+}
+
+TEST(Snapshot, RefusesMoreVcpusThanAMachineHas) {
+  MachineSnapshot s = Sample(1);
+  s.cpus = layout::kMaxVcpus + 1;
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_FALSE(bytes.has_value());
+  EXPECT_NE(bytes.error().context.find("(1.." + std::to_string(layout::kMaxVcpus) + ")"),
+            std::string::npos)
+      << bytes.error().context;
 }
 
 TEST(Snapshot, RamSentSeparatelyLeavesAnEmptyRamSectionAndOnlyThatDecodesIt) {

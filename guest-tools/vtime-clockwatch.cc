@@ -1,0 +1,257 @@
+// vtime-clockwatch: the Linux counterpart of the bare-metal `clockwatch`
+// guest. Reads CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME and (on
+// arm64) CNTVCT_EL0 in a loop and reports every step between two
+// consecutive reads that is larger than a threshold, and every backward
+// step, so that a pause of the VM (snapshot, migration) or a clock that
+// goes backwards shows up as one line.
+#include <time.h>
+
+#include <array>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+#include "options.h"
+#include "step_watch.h"
+#include "vtime/result.h"
+
+namespace {
+
+using vtime::ErrorCode;
+using vtime::Fail;
+using vtime::Result;
+using vtime::guest_tools::OptionValue;
+using vtime::guest_tools::Step;
+using vtime::guest_tools::StepWatch;
+
+constexpr const char* kHelp =
+    R"(Usage: vtime-clockwatch [--duration SECS] [--threshold-us N] [--interval-us N]
+                        [--max-log N]
+
+Reads CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME and, on arm64, CNTVCT_EL0
+(isb first; frequency from CNTFRQ_EL0) once per iteration for SECS seconds of
+CLOCK_MONOTONIC (default 10), and keeps every step between two consecutive
+reads of one clock that is larger than N us (default 1000), and every step
+backwards. They are printed at the end, so that printing never adds to a
+step:
+  vtime-clockwatch: step clock=NAME t_ns=T from=A to=B size_ns=S
+  vtime-clockwatch: BACKWARDS step clock=NAME t_ns=T from=A to=B size_ns=-S
+(T: CLOCK_MONOTONIC since the start at the read before the step; CNTVCT steps
+also give size_ticks). Then one summary line per clock and one ok / not ok
+line per clock ("never went backwards").
+
+  --interval-us N  sleep N us between iterations (default 0: busy loop); the
+                   threshold should then exceed the interval
+  --max-log N      keep at most N step lines (default 1000); the rest are
+                   counted as lost
+
+Exit status: 0 if no clock went backwards, 1 if one did, 2 for a bad command
+line.
+)";
+
+constexpr std::uint64_t kNsPerSec = 1'000'000'000;
+constexpr const char* kProg = "vtime-clockwatch";
+
+struct Options {
+  std::uint64_t duration_s = 10;
+  std::uint64_t threshold_us = 1000;
+  std::uint64_t interval_us = 0;
+  std::size_t max_log = 1000;
+};
+
+Result<Options> ParseOptions(const std::vector<std::string_view>& args) {
+  Options options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view arg = args[i];
+    Result<std::uint64_t> value = 0;
+    if (arg == "--duration") {
+      value = OptionValue<std::uint64_t>(args, i, 1, 86'400 * 365);
+      if (value) options.duration_s = *value;
+    } else if (arg == "--threshold-us") {
+      value = OptionValue<std::uint64_t>(args, i, 0, 3'600'000'000);
+      if (value) options.threshold_us = *value;
+    } else if (arg == "--interval-us") {
+      value = OptionValue<std::uint64_t>(args, i, 0, 60'000'000);
+      if (value) options.interval_us = *value;
+    } else if (arg == "--max-log") {
+      value = OptionValue<std::uint64_t>(args, i, 0, 10'000'000);
+      if (value) options.max_log = static_cast<std::size_t>(*value);
+    } else {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "unknown argument '" + std::string(arg) + "' (see --help)");
+    }
+    if (!value) return tl::unexpected(value.error());
+  }
+  return options;
+}
+
+// ---------------------------------------------------------------- clocks
+
+// A CLOCK_* reading in nanoseconds, as the unsigned bit pattern of the
+// signed value: StepWatch takes differences modulo 2^64, which is exact for
+// either.
+std::uint64_t ReadClock(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return static_cast<std::uint64_t>(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec);
+}
+
+#if defined(__aarch64__)
+constexpr bool kHaveCounter = true;
+
+// The isb keeps the counter read from being done early, ahead of the clock
+// reads before it (the Arm ARM lets a CNTVCT read be speculated otherwise).
+std::uint64_t ReadCntvct() {
+  std::uint64_t value;
+  asm volatile("isb\n\tmrs %0, cntvct_el0" : "=r"(value) : : "memory");
+  return value;
+}
+
+std::uint64_t ReadCntfrq() {
+  std::uint64_t value;
+  asm volatile("mrs %0, cntfrq_el0" : "=r"(value));
+  return value;
+}
+#else
+constexpr bool kHaveCounter = false;
+std::uint64_t ReadCntvct() { return 0; }
+std::uint64_t ReadCntfrq() { return 0; }
+#endif
+
+// ---------------------------------------------------------------- watching
+
+enum ClockIndex : std::size_t { kMonotonic, kRealtime, kBoottime, kCntvct, kClockCount };
+constexpr std::array<const char*, kClockCount> kClockNames = {"CLOCK_MONOTONIC", "CLOCK_REALTIME",
+                                                              "CLOCK_BOOTTIME", "CNTVCT"};
+
+struct LoggedStep {
+  std::size_t clock = 0;
+  std::uint64_t t_ns = 0;  // CLOCK_MONOTONIC since the start, at the read before.
+  Step step;
+};
+
+// A CLOCK_* value for printing: the signed nanoseconds it came from.
+std::int64_t Signed(std::uint64_t bits) { return static_cast<std::int64_t>(bits); }
+
+// A step's size in ns, signed; CNTVCT's converted at `freq`.
+std::int64_t SizeNs(const LoggedStep& s, std::uint64_t freq) {
+  if (s.clock != kCntvct) return s.step.delta;
+  const std::uint64_t ns = vtime::guest_tools::TicksToNanoseconds(s.step.magnitude(), freq);
+  const auto clamped = static_cast<std::int64_t>(ns > INT64_MAX ? INT64_MAX : ns);
+  return s.step.backwards() ? -clamped : clamped;
+}
+
+void PrintStep(const LoggedStep& s, std::uint64_t freq) {
+  const char* loud = s.step.backwards() ? "BACKWARDS " : "";
+  if (s.clock == kCntvct) {
+    std::printf("%s: %sstep clock=%s t_ns=%" PRIu64 " from=%" PRIu64 " to=%" PRIu64
+                " size_ticks=%" PRId64 " size_ns=%" PRId64 "\n",
+                kProg, loud, kClockNames[s.clock], s.t_ns, s.step.before, s.step.after,
+                s.step.delta, SizeNs(s, freq));
+  } else {
+    std::printf("%s: %sstep clock=%s t_ns=%" PRIu64 " from=%" PRId64 " to=%" PRId64
+                " size_ns=%" PRId64 "\n",
+                kProg, loud, kClockNames[s.clock], s.t_ns, Signed(s.step.before),
+                Signed(s.step.after), SizeNs(s, freq));
+  }
+}
+
+int Run(const Options& options) {
+  const std::uint64_t freq = ReadCntfrq();
+  const bool counter = kHaveCounter && freq != 0;
+  std::printf(
+      "%s: duration_s=%" PRIu64 " threshold_us=%" PRIu64 " interval_us=%" PRIu64 " max_log=%zu",
+      kProg, options.duration_s, options.threshold_us, options.interval_us, options.max_log);
+  if (counter) std::printf(" cntfrq=%" PRIu64, freq);
+  std::printf("\n");
+  if (!kHaveCounter) {
+    std::printf("%s: no CNTVCT on this architecture\n", kProg);
+  } else if (!counter) {
+    std::printf("%s: CNTFRQ_EL0 reads 0: not watching CNTVCT\n", kProg);
+  }
+  std::fflush(stdout);
+
+  const std::uint64_t threshold_ns = options.threshold_us * 1000;
+  std::array<StepWatch, kClockCount> watches = {
+      StepWatch(threshold_ns), StepWatch(threshold_ns), StepWatch(threshold_ns),
+      StepWatch(counter ? vtime::guest_tools::MicrosecondsToTicksFloor(options.threshold_us, freq)
+                        : 0)};
+  const std::size_t clocks = counter ? kClockCount : kCntvct;
+  std::vector<LoggedStep> log;
+  log.reserve(options.max_log);  // No allocation inside the loop.
+  std::uint64_t lost = 0;
+  const timespec interval{static_cast<time_t>(options.interval_us / 1'000'000),
+                          static_cast<long>(options.interval_us % 1'000'000 * 1000)};
+
+  const std::uint64_t start = ReadClock(CLOCK_MONOTONIC);
+  std::uint64_t previous_mono = start;
+  const std::uint64_t duration_ns = options.duration_s * kNsPerSec;
+  for (;;) {
+    std::array<std::uint64_t, kClockCount> now{};
+    now[kMonotonic] = ReadClock(CLOCK_MONOTONIC);
+    now[kRealtime] = ReadClock(CLOCK_REALTIME);
+    now[kBoottime] = ReadClock(CLOCK_BOOTTIME);
+    if (counter) now[kCntvct] = ReadCntvct();
+    for (std::size_t c = 0; c < clocks; ++c) {
+      if (auto step = watches[c].Observe(now[c])) {
+        if (log.size() < options.max_log) {
+          log.push_back({c, previous_mono - start, *step});
+        } else {
+          ++lost;
+        }
+      }
+    }
+    previous_mono = now[kMonotonic];
+    // Elapsed is taken modulo 2^64 as signed: a monotonic clock that went
+    // backwards does not end the run early.
+    if (Signed(now[kMonotonic] - start) >= static_cast<std::int64_t>(duration_ns)) break;
+    if (options.interval_us != 0) clock_nanosleep(CLOCK_MONOTONIC, 0, &interval, nullptr);
+  }
+
+  for (const LoggedStep& s : log) PrintStep(s, freq);
+  for (std::size_t c = 0; c < clocks; ++c) {
+    const auto& st = watches[c].stats();
+    std::printf("%s: summary clock=%s samples=%" PRIu64, kProg, kClockNames[c], st.samples);
+    const char* unit = c == kCntvct ? "ticks" : "ns";
+    std::printf(" max_forward_%s=%" PRIu64, unit, st.max_forward);
+    if (c == kCntvct) {
+      std::printf(" max_forward_ns=%" PRIu64,
+                  vtime::guest_tools::TicksToNanoseconds(st.max_forward, freq));
+    }
+    std::printf(" backwards=%" PRIu64 " max_backwards_%s=%" PRIu64 " steps_over_threshold=%" PRIu64
+                "\n",
+                st.backwards, unit, st.max_backwards, st.over_threshold);
+  }
+  std::printf("%s: steps_logged=%zu lost=%" PRIu64 "\n", kProg, log.size(), lost);
+  int status = 0;
+  for (std::size_t c = 0; c < clocks; ++c) {
+    const auto& st = watches[c].stats();
+    const bool ok = st.backwards == 0;
+    if (!ok) status = 1;
+    std::printf("%s - %s: %s never went backwards", ok ? "ok" : "not ok", kProg, kClockNames[c]);
+    if (!ok) std::printf(": backwards=%" PRIu64, st.backwards);
+    std::printf("\n");
+  }
+  std::printf("%s: exit %d\n", kProg, status);
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  for (std::string_view arg : args) {
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+  }
+  auto options = ParseOptions(args);
+  if (!options) {
+    std::fprintf(stderr, "vtime-clockwatch: %s\n", options.error().Message().c_str());
+    return 2;
+  }
+  return Run(*options);
+}
