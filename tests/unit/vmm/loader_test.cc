@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -134,8 +135,8 @@ std::vector<std::uint8_t> Arm64Image(std::uint64_t text_offset, std::uint64_t im
   put(8, text_offset, 8);
   put(16, image_size, 8);
   put(24, flags, 8);
-  put(32, 0, 24);
-  put(56, 0x644d5241, 4);  // "ARM\x64"
+  std::fill(f.begin() + 32, f.begin() + 56, 0);  // reserved
+  put(56, 0x644d5241, 4);                        // "ARM\x64"
   put(60, 0, 4);
   return f;
 }
