@@ -90,6 +90,9 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
     return Fail(ErrorCode::kInvalidArgument,
                 "device tree: " + std::to_string(m.cpus) + " CPUs (1..255 supported)");
   }
+  if (m.initrd && m.initrd->end < m.initrd->start) {
+    return Fail(ErrorCode::kInvalidArgument, "device tree: the initrd ends before it starts");
+  }
   for (int ppi : {m.vtimer_ppi, m.ptimer_ppi, m.hvtimer_ppi, m.hptimer_ppi}) {
     if (ppi < 16 || ppi > 31) {
       return Fail(ErrorCode::kInvalidArgument,
@@ -107,6 +110,14 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
 
   w.Begin("chosen");
   w.Str("stdout-path", "/pl011@" + Hexless(layout::kUart));
+  if (!m.bootargs.empty()) w.Str("bootargs", m.bootargs);
+  if (m.initrd) {
+    // Linux takes these as one or two cells; two cover all of RAM.
+    w.Cells("linux,initrd-start", {static_cast<std::uint32_t>(m.initrd->start >> 32),
+                                   static_cast<std::uint32_t>(m.initrd->start)});
+    w.Cells("linux,initrd-end", {static_cast<std::uint32_t>(m.initrd->end >> 32),
+                                 static_cast<std::uint32_t>(m.initrd->end)});
+  }
   w.End();
 
   w.Begin("memory@" + Hexless(layout::kRam));
@@ -179,6 +190,16 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   w.Cells("interrupts", {kSpi, m.uart_spi, kLevelHigh});
   w.Cells("clocks", {kClockPhandle, kClockPhandle});
   w.StrList("clock-names", {"uartclk", "apb_pclk"});
+  w.End();
+
+  // Linux's AMBA bus reads the PrimeCell ID registers before it binds a
+  // driver, and only once it has the bus clock named apb_pclk.
+  w.Begin("pl031@" + Hexless(layout::kRtc));
+  w.StrList("compatible", {"arm,pl031", "arm,primecell"});
+  w.Reg64({layout::kRtc, layout::kRtcSize});
+  w.Cells("interrupts", {kSpi, m.rtc_spi, kLevelHigh});
+  w.Cells("clocks", {kClockPhandle});
+  w.StrList("clock-names", {"apb_pclk"});
   w.End();
 
   w.Begin("test-exit@" + Hexless(layout::kTestExit));

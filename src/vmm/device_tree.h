@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "vtime/result.h"
@@ -24,10 +26,21 @@ struct MachineDescription {
   int hvtimer_ppi = 28;
   int hptimer_ppi = 26;
   std::uint32_t uart_spi = 1;  ///< SPI number (INTID - 32) of the PL011
+  std::uint32_t rtc_spi = 2;   ///< SPI number of the PL031 (QEMU virt's)
+  /// The kernel command line (/chosen/bootargs); none when empty.
+  std::string bootargs;
+  /// Where the initrd lies, [start, end) (/chosen/linux,initrd-start and
+  /// -end), if there is one.
+  struct Range {
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;
+  };
+  std::optional<Range> initrd;
 };
 
 /// A flattened device tree for `machine`. Fails (kInvalidArgument) on a
-/// description that cannot be expressed (no CPU, a PPI outside 16..31).
+/// description that cannot be expressed (no CPU, a PPI outside 16..31, an
+/// initrd that ends before it starts, a tree over 64 KiB).
 Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& machine);
 
 }  // namespace vtime::vmm

@@ -17,6 +17,8 @@ inline constexpr std::uint64_t kGicRedist = 0x080A0000;  ///< GICv3 redistributo
 inline constexpr std::uint64_t kGicRedistStride = 0x20000;
 inline constexpr std::uint64_t kUart = 0x09000000;  ///< PL011
 inline constexpr std::uint64_t kUartSize = 0x1000;
+inline constexpr std::uint64_t kRtc = 0x09010000;  ///< PL031 real-time clock (as in QEMU)
+inline constexpr std::uint64_t kRtcSize = 0x1000;
 /// The PV stolen-time records' region (vCPU i's at pvtime::RecordOffset(i)):
 /// one 64 KiB page, as the PV-time documentation advises.
 inline constexpr std::uint64_t kPvtime = 0x090A0000;

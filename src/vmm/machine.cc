@@ -28,6 +28,7 @@
 #include "vmm/loader.h"
 #include "vmm/migration.h"
 #include "vmm/pl011.h"
+#include "vmm/pl031.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/kvm.h"
 #include "vtime/backend/vgic_state.h"
@@ -214,6 +215,8 @@ class KvmMachine final : public Machine {
   // and the input thread that feeds it from stdin.
   std::mutex uart_mutex_;
   Pl011 uart_;
+  std::mutex rtc_mutex_;  // vCPU threads share the RTC
+  Pl031 rtc_;
   bool uart_line_ = false;
   std::condition_variable uart_room_cv_;
   std::thread console_input_;
@@ -349,29 +352,17 @@ Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>*
 }
 
 Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
-  auto loaded = LoadImage(image, RamView{layout::kRam, {ram_.data(), ram_.size()}});
-  if (!loaded) return tl::unexpected(loaded.error());
-
-  MachineDescription desc;
-  desc.cpus = config_.cpus;
-  desc.ram_size = ram_.size();
-  desc.irqchip = config_.irqchip;
-  desc.vtimer_ppi = config_.vtimer_ppi;
-  desc.ptimer_ppi = config_.ptimer_ppi;
-  auto dtb = BuildDeviceTree(desc);
-  if (!dtb) return tl::unexpected(dtb.error());
-  // The device tree goes at the top of RAM, 8-byte aligned, clear of the image.
-  const std::uint64_t dtb_addr = (layout::kRam + ram_.size() - dtb->size() - 4096) & ~0xfffULL;
-  if (loaded->high > dtb_addr) {
-    return Fail(ErrorCode::kOutOfRange, "the image reaches " + Hex(loaded->high) +
-                                            ", over the device tree at " + Hex(dtb_addr) +
-                                            ": give the guest more memory (--memory)");
-  }
-  std::memcpy(ram_.data() + (dtb_addr - layout::kRam), dtb->data(), dtb->size());
+  // The image, the initrd and the device tree, placed as the guest's boot
+  // protocol wants them (src/vmm/boot.h).
+  auto placed =
+      LoadBoot(BootRequest{image, config_.image_format, config_.initrd, DescribeMachine(config_)},
+               RamView{layout::kRam, {ram_.data(), ram_.size()}});
+  if (!placed) return tl::unexpected(placed.error());
+  const std::uint64_t dtb_addr = placed->data.dtb;
 
   if (auto r = CreateDevicesAndVcpus(nullptr); !r) return r;
   kvm::Vcpu& boot = vcpus_.front();
-  if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), loaded->entry); !r) return r;
+  if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), placed->image.entry); !r) return r;
   if (auto r = boot.SetOneReg(kvm::reg::Core(0), dtb_addr); !r) return r;
   // vtvmm always owns the offset, so that it knows every offset it applied
   // (seed 002) and can save guest time exactly; by default the guest's
@@ -393,6 +384,7 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     const std::string report = pvtime::DescribeMismatches(*mismatches);
     if (!report.empty()) std::fprintf(stderr, "vtvmm: %s", report.c_str());
   }
+  rtc_.Restore(snap.rtc);
   std::vector<std::uint64_t> ipas;
   for (const auto& v : snap.time.vcpus) ipas.push_back(v.pvtime.ipa);
   if (auto r = CreateDevicesAndVcpus(&ipas); !r) return r;
@@ -1059,6 +1051,10 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
     std::lock_guard lock(uart_mutex_);
     s.uart = uart_.Save();
   }
+  {
+    std::lock_guard lock(rtc_mutex_);
+    s.rtc = rtc_.Save();
+  }
   if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());
   return s;
@@ -1139,6 +1135,16 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
       read = uart_.Read(a - layout::kUart);
       UpdateUartLineLocked();
       uart_room_cv_.notify_all();  // a byte left the FIFO: the input may go on
+    }
+  } else if (a >= layout::kRtc && a < layout::kRtc + layout::kRtcSize) {
+    // The RTC counts the host's wall clock (plus the guest's offset).
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    std::lock_guard lock(rtc_mutex_);
+    if (exit.mmio_write) {
+      rtc_.Write(a - layout::kRtc, static_cast<std::uint32_t>(value), ts.tv_sec, &known);
+    } else {
+      read = rtc_.Read(a - layout::kRtc, ts.tv_sec, &known);
     }
   } else if (a >= layout::kTestExit && a < layout::kTestExit + layout::kTestExitSize) {
     if (exit.mmio_write) {

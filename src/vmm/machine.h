@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 
+#include "vmm/boot.h"
 #include "vmm/device_tree.h"
 #include "vmm/guest_memory.h"
 #include "vmm/handover.h"
@@ -43,6 +44,14 @@ struct MachineConfig {
   std::uint64_t pvtime_base = layout::kPvtime;
   int vtimer_ppi = layout::kVtimerPpi;
   int ptimer_ppi = layout::kPtimerPpi;
+  /// How the image is read: an ELF or raw program, or (--kernel) an arm64
+  /// Linux Image placed by its header.
+  ImageFormat image_format = ImageFormat::kProgram;
+  /// An initrd (--initrd) for RAM below the device tree; empty: none. The
+  /// bytes must outlive the machine.
+  std::span<const std::uint8_t> initrd;
+  /// The kernel command line (--append): /chosen/bootargs.
+  std::string bootargs;
   /// Watchdog in seconds (0: none).
   unsigned timeout_s = 0;
   /// Where a snapshot is written when one is asked for (SIGUSR2, or
@@ -86,6 +95,19 @@ struct MachineConfig {
   /// migration destination then tells the source it runs).
   std::function<void()> on_started;
 };
+
+/// The device tree's view of `config`: what the guest is told, by the
+/// machine and by `vtvmm --dtb-dump` alike.
+inline MachineDescription DescribeMachine(const MachineConfig& config) {
+  MachineDescription d;
+  d.cpus = config.cpus;
+  d.ram_size = config.ram_size;
+  d.irqchip = config.irqchip;
+  d.vtimer_ppi = config.vtimer_ppi;
+  d.ptimer_ppi = config.ptimer_ppi;
+  d.bootargs = config.bootargs;
+  return d;
+}
 
 /// Sends one monitor command to a running vtvmm and returns its reply.
 Result<std::string> MonitorCommand(const std::string& socket_path, const std::string& command);

@@ -19,6 +19,7 @@ enum Tag : std::uint32_t {
   kRam = 5,
   kPvtime = 6,
   kUserGic = 7,
+  kRtc = 8,
   kUart = 9,
 };
 
@@ -123,6 +124,15 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   if (!s.uart.empty()) Section(payload, kUart, s.uart);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
+  if (!s.rtc.IsReset()) {
+    wire::Writer rtc;
+    rtc.U64(static_cast<std::uint64_t>(s.rtc.offset_s));
+    rtc.U32(s.rtc.match);
+    rtc.U32(s.rtc.load);
+    rtc.U8(s.rtc.imsc ? 1 : 0);
+    rtc.U8(s.rtc.ris ? 1 : 0);
+    Section(payload, kRtc, rtc.Take());
+  }
   return wire::Frame(kMagic, kSnapshotVersion, payload.Take());
 }
 
@@ -211,6 +221,20 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
       case kPvtime:
         s.pvtime_region.assign(body->begin(), body->end());
         break;
+      case kRtc: {
+        auto offset = b.U64();
+        auto match = b.U32();
+        auto load = b.U32();
+        auto imsc = b.U8();
+        auto ris = b.U8();
+        if (!offset || !match || !load || !imsc || !ris || !b.done()) {
+          return Bad("RTC section has the wrong length");
+        }
+        if (*imsc > 1 || *ris > 1) return Bad("RTC section has an impossible value");
+        s.rtc =
+            Pl031State{static_cast<std::int64_t>(*offset), *match, *load, *imsc == 1, *ris == 1};
+        break;
+      }
       default:
         break;
     }

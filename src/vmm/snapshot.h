@@ -17,6 +17,12 @@
 //   6 pvtime   the PV-time region (64 KiB) when pvtime is on
 //   7 usergic  vtvmm's user-space GIC state (UserGic::Save; user irqchip
 //              only; files from before it never have --irqchip user)
+//   8 rtc      the PL031's guest-set state: i64 offset in seconds (counter
+//              minus wall clock), u32 match, u32 load, u8 imsc, u8 ris;
+//              written only when it differs from power-on, so a VM whose
+//              guest never set its clock still decodes in a vtvmm from
+//              before this section, and a file without it restores the
+//              power-on state (the RTC reads the host's wall clock)
 //   9 uart     the PL011's registers and receive FIFO (Pl011::Save);
 //              optional: files from before it restore a UART at reset
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
@@ -28,6 +34,7 @@
 
 #include "vmm/device_tree.h"
 #include "vmm/layout.h"
+#include "vmm/pl031.h"
 #include "vtime/result.h"
 #include "vtime/state/saved_state.h"
 
@@ -62,6 +69,10 @@ struct MachineSnapshot {
   std::vector<std::uint8_t> uart;      ///< Pl011::Save(); empty in older files
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
+  /// The RTC as the guest set it. It counts the destination's wall clock
+  /// plus this offset, whatever the time policy: a real RTC keeps running
+  /// while its machine is off.
+  Pl031State rtc;
   friend bool operator==(const MachineSnapshot&, const MachineSnapshot&) = default;
 };
 

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vmm/boot.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
@@ -37,6 +38,7 @@ constexpr int kUsageError = 2;
 constexpr int kVmmError = 125;
 
 constexpr const char* kHelp = R"(Usage: vtvmm [OPTIONS] IMAGE
+       vtvmm [OPTIONS] --kernel Image [--initrd FILE] [--append "ARGS"]
        vtvmm [OPTIONS] --restore SNAPSHOT [--policy freeze|wallclock]
        vtvmm [OPTIONS] --incoming ADDRESS:PORT [--policy freeze|wallclock]
        vtvmm --probe
@@ -48,8 +50,15 @@ IMAGE is an ELF executable (loaded at its physical addresses, started at its
 entry point) or a raw binary (loaded at @RAW_LOAD@ and started at its first
 byte). The machine copies QEMU's virt layout, so programs written for it run
 unchanged: RAM at @RAM@, PL011 UART at @UART@ (its output goes to
-stdout), GICv3 distributor @GICD@ and redistributors @GICR@, PSCI 0.2
-over HVC, an arm,armv8-timer; x0 holds the device tree's address.
+stdout), a PL031 real-time clock at @RTC@ (the host's wall clock), GICv3
+distributor @GICD@ and redistributors @GICR@, PSCI 0.2 over HVC, an
+arm,armv8-timer; x0 holds the device tree's address.
+
+Linux: --kernel boots an arm64 Linux Image (Debian's /boot/vmlinuz-* on
+arm64 is one), placed by its header at the start of RAM plus its
+text_offset; the initrd and then the device tree go below the top of RAM
+(at most 512 MiB above the kernel), and /chosen carries bootargs, the
+initrd's range and stdout-path (the PL011: console=ttyAMA0).
 
 A guest ends by PSCI SYSTEM_OFF (status 0) or by writing a 32-bit status to
 the vtime test finisher at @TEST_EXIT@ (vtvmm exits with status & 0xff). PSCI
@@ -57,6 +66,16 @@ SYSTEM_RESET reboots it: a new VM, the image loaded afresh, the same counter
 offset (guest time runs on), unless --no-reboot (then status 0).
 
 Options:
+  --kernel FILE          boot FILE as an arm64 Linux Image (refused without
+                         the Image header, big-endian, or too big for
+                         --memory); instead of IMAGE
+  --initrd FILE          load FILE as the initrd/initramfs (linux,initrd-start
+                         and -end in /chosen); with IMAGE too
+  --append "ARGS"        the kernel command line (/chosen/bootargs, at most
+                         2047 bytes); bare-metal programs see it there too
+  --dtb-dump FILE        write the device tree this command line would give
+                         the guest to FILE and exit 0, without creating a VM
+                         (works on any host; inspect it with dtc -I dtb)
   --cpus N               vCPUs, one thread each (1 to @MAX_CPUS@, default @CPUS@;
                          others start powered off and come up with PSCI
                          CPU_ON)
@@ -228,6 +247,7 @@ std::string HelpText() {
       {"@RAW_LOAD@", address(layout::kRawImageLoad)},
       {"@RAM@", address(layout::kRam)},
       {"@UART@", address(layout::kUart)},
+      {"@RTC@", address(layout::kRtc)},
       {"@GICD@", address(layout::kGicDist)},
       {"@GICR@", address(layout::kGicRedist)},
       {"@GICC@", address(layout::kGicCpu)},
@@ -317,6 +337,56 @@ int StateShow(const std::string& path) {
   return 0;
 }
 
+// --dtb-dump: the device tree the guest would get, without a VM. The image
+// and initrd are placed in scratch memory exactly as a boot places them,
+// since the tree says where the initrd went.
+int DumpDeviceTree(const MachineConfig& config, const std::string& image_path,
+                   const std::string& out) {
+  std::vector<std::uint8_t> dtb;
+  if (image_path.empty()) {
+    if (!config.initrd.empty()) return Usage("--dtb-dump with --initrd needs IMAGE or --kernel");
+    auto tree = vtime::vmm::BuildDeviceTree(vtime::vmm::DescribeMachine(config));
+    if (!tree) {
+      std::fprintf(stderr, "vtvmm: %s\n", tree.error().Message().c_str());
+      return kVmmError;
+    }
+    dtb = std::move(*tree);
+  } else {
+    std::vector<std::uint8_t> image;
+    std::string why;
+    if (!ReadFile(image_path, &image, &why)) {
+      std::fprintf(stderr, "vtvmm: cannot read image '%s': %s\n", image_path.c_str(), why.c_str());
+      return kVmmError;
+    }
+    auto ram = vtime::vmm::GuestMemory::Create(config.ram_size, "scratch RAM for --dtb-dump");
+    if (!ram) {
+      std::fprintf(stderr, "vtvmm: %s\n", ram.error().Message().c_str());
+      return kVmmError;
+    }
+    auto boot =
+        vtime::vmm::LoadBoot(vtime::vmm::BootRequest{image, config.image_format, config.initrd,
+                                                     vtime::vmm::DescribeMachine(config)},
+                             vtime::vmm::RamView{vtime::vmm::layout::kRam, ram->writable()});
+    if (!boot) {
+      std::fprintf(stderr, "vtvmm: %s: %s\n", image_path.c_str(), boot.error().Message().c_str());
+      return kVmmError;
+    }
+    dtb = std::move(boot->dtb);
+  }
+  std::FILE* f = std::fopen(out.c_str(), "wb");
+  if (f == nullptr) {
+    std::fprintf(stderr, "vtvmm: cannot create '%s': %s\n", out.c_str(), std::strerror(errno));
+    return kVmmError;
+  }
+  const bool written = std::fwrite(dtb.data(), 1, dtb.size(), f) == dtb.size();
+  if (std::fclose(f) != 0 || !written) {
+    std::fprintf(stderr, "vtvmm: writing '%s' failed\n", out.c_str());
+    return kVmmError;
+  }
+  std::fprintf(stderr, "vtvmm: device tree of %zu bytes written to %s\n", dtb.size(), out.c_str());
+  return 0;
+}
+
 #if VTIME_HAVE_KVM
 // The test fault, as a hook the hand-over calls at each step.
 vtime::vmm::HandoverHook HookFor(std::optional<HandoverFault> fault) {
@@ -371,6 +441,9 @@ int main(int argc, char** argv) {
   unsigned max_cpus = 8;
   std::optional<HandoverFault> handover_fault;
   std::optional<std::uint64_t> guest_counter;
+  std::string kernel_path;
+  std::string initrd_path;
+  std::string dtb_dump;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view a = args[i];
@@ -391,6 +464,18 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--probe") {
       probe = true;
+    } else if (a == "--kernel") {
+      if (!value(&v) || v.empty()) return Usage("--kernel needs an arm64 Linux Image file");
+      kernel_path = std::string(v);
+    } else if (a == "--initrd") {
+      if (!value(&v) || v.empty()) return Usage("--initrd needs a file");
+      initrd_path = std::string(v);
+    } else if (a == "--append") {
+      if (!value(&v)) return Usage("--append needs the kernel command line");
+      config.bootargs = std::string(v);
+    } else if (a == "--dtb-dump") {
+      if (!value(&v) || v.empty()) return Usage("--dtb-dump needs a file name");
+      dtb_dump = std::string(v);
     } else if (a == "--snapshot") {
       if (!value(&v) || v.empty()) return Usage("--snapshot needs a file name");
       config.snapshot_path = std::string(v);
@@ -529,6 +614,37 @@ int main(int argc, char** argv) {
   if (config.counter_offset && guest_counter) {
     return Usage("give --counter-offset or --guest-counter, not both");
   }
+  if (!kernel_path.empty()) {
+    if (!image_path.empty()) return Usage("give an IMAGE or --kernel, not both");
+    image_path = kernel_path;
+    config.image_format = vtime::vmm::ImageFormat::kLinuxImage;
+  }
+  // Linux on arm64 keeps at most 2048 bytes of command line, its NUL included.
+  if (config.bootargs.size() > 2047) {
+    return Usage("--append: " + std::to_string(config.bootargs.size()) +
+                 " bytes; the kernel takes at most 2047");
+  }
+  if ((!initrd_path.empty() || !config.bootargs.empty() || !dtb_dump.empty()) &&
+      (!restore_path.empty() || !incoming.empty())) {
+    return Usage(
+        "--initrd, --append and --dtb-dump are for booting; a restored or incoming VM "
+        "keeps its own");
+  }
+  std::vector<std::uint8_t> initrd;
+  if (!initrd_path.empty()) {
+    std::string why;
+    if (!ReadFile(initrd_path, &initrd, &why)) {
+      std::fprintf(stderr, "vtvmm: cannot read initrd '%s': %s\n", initrd_path.c_str(),
+                   why.c_str());
+      return kVmmError;
+    }
+    if (initrd.empty()) {
+      std::fprintf(stderr, "vtvmm: initrd '%s' is empty\n", initrd_path.c_str());
+      return kVmmError;
+    }
+    config.initrd = initrd;
+  }
+  if (!dtb_dump.empty()) return DumpDeviceTree(config, image_path, dtb_dump);
 
 #if !VTIME_HAVE_KVM
   std::fprintf(stderr,

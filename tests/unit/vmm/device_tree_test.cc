@@ -87,6 +87,48 @@ TEST(DeviceTree, DescribesTheTestFinisherAndTheBulkPrintDevice) {
   EXPECT_EQ(Str(*dtb, "/debug-print@90d0000", "compatible"), "vtime,debug-print");
 }
 
+TEST(DeviceTree, ChosenCarriesBootargsAndTheInitrdRangeForLinux) {
+  MachineDescription m;
+  m.bootargs = "console=ttyAMA0 quiet";
+  m.initrd = MachineDescription::Range{0x4fe00000, 0x4fe12345};
+  auto dtb = BuildDeviceTree(m);
+  ASSERT_TRUE(dtb.has_value()) << dtb.error().Message();
+  EXPECT_EQ(Str(*dtb, "/chosen", "bootargs"), "console=ttyAMA0 quiet");
+  EXPECT_EQ(Cells(*dtb, "/chosen", "linux,initrd-start"),
+            (std::vector<std::uint32_t>{0, 0x4fe00000}));
+  EXPECT_EQ(Cells(*dtb, "/chosen", "linux,initrd-end"),
+            (std::vector<std::uint32_t>{0, 0x4fe12345}));
+  // stdout-path names a node that exists: the console Linux picks.
+  EXPECT_GE(fdt_path_offset(dtb->data(), Str(*dtb, "/chosen", "stdout-path").c_str()), 0);
+}
+
+TEST(DeviceTree, WithoutBootargsOrInitrdChosenHasNeither) {
+  auto dtb = BuildDeviceTree(MachineDescription{});
+  ASSERT_TRUE(dtb.has_value());
+  const int chosen = fdt_path_offset(dtb->data(), "/chosen");
+  EXPECT_EQ(fdt_getprop(dtb->data(), chosen, "bootargs", nullptr), nullptr);
+  EXPECT_EQ(fdt_getprop(dtb->data(), chosen, "linux,initrd-start", nullptr), nullptr);
+}
+
+TEST(DeviceTree, DescribesThePl031AsAPrimecellWithItsBusClock) {
+  auto dtb = BuildDeviceTree(MachineDescription{});
+  ASSERT_TRUE(dtb.has_value());
+  const char* rtc = "/pl031@9010000";
+  const int node = fdt_path_offset(dtb->data(), rtc);
+  ASSERT_GE(node, 0);
+  EXPECT_EQ(fdt_stringlist_search(dtb->data(), node, "compatible", "arm,pl031"), 0);
+  EXPECT_EQ(fdt_stringlist_search(dtb->data(), node, "compatible", "arm,primecell"), 1);
+  EXPECT_EQ(Cells(*dtb, rtc, "reg"), (std::vector<std::uint32_t>{0, 0x09010000, 0, 0x1000}));
+  EXPECT_EQ(Cells(*dtb, rtc, "interrupts"), (std::vector<std::uint32_t>{0, 2, 4}));  // SPI 2
+  EXPECT_EQ(Str(*dtb, rtc, "clock-names"), "apb_pclk");
+  // The clock it names is the fixed clock the PL011 uses.
+  const auto clocks = Cells(*dtb, rtc, "clocks");
+  ASSERT_EQ(clocks.size(), 1U);
+  EXPECT_EQ(fdt_node_offset_by_phandle(dtb->data(), clocks[0]),
+            fdt_path_offset(dtb->data(), "/apb-pclk"));
+  EXPECT_EQ(Cells(*dtb, "/pl011@9000000", "clocks")[1], clocks[0]);
+}
+
 TEST(DeviceTree, RefusesImpossibleDescriptions) {
   MachineDescription none;
   none.cpus = 0;
@@ -96,6 +138,9 @@ TEST(DeviceTree, RefusesImpossibleDescriptions) {
   auto r = BuildDeviceTree(bad_ppi);
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().context.find("not a PPI"), std::string::npos);
+  MachineDescription backwards;
+  backwards.initrd = MachineDescription::Range{0x2000, 0x1000};
+  EXPECT_FALSE(BuildDeviceTree(backwards).has_value());
 }
 
 }  // namespace

@@ -31,7 +31,8 @@ MachineSnapshot Sample(std::uint32_t cpus) {
     s.time.vcpus.push_back(t);
     VcpuSnapshot v;
     v.mp_state = i == 0 ? 0 : 5;
-    v.registers.push_back(RegisterValue{0x6030000000100000ULL + i, std::vector<std::uint8_t>(8, 7)});
+    v.registers.push_back(
+        RegisterValue{0x6030000000100000ULL + i, std::vector<std::uint8_t>(8, 7)});
     v.registers.push_back(RegisterValue{0x6040000000100054ULL, std::vector<std::uint8_t>(16, 1)});
     s.vcpus.push_back(v);
   }
@@ -45,6 +46,25 @@ TEST(Snapshot, RoundTrips) {
   auto back = DecodeSnapshot(*bytes);
   ASSERT_TRUE(back.has_value()) << back.error().Message();
   EXPECT_EQ(*back, s);
+}
+
+TEST(Snapshot, AGuestSetRtcRoundTripsAndAnUntouchedOneAddsNoSection) {
+  const auto plain = EncodeSnapshot(Sample(1));
+  ASSERT_TRUE(plain.has_value());
+  MachineSnapshot s = Sample(1);
+  s.rtc = Pl031State{-1'700'000'000, 42, 1000, true, false};
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  // Section 8: header (16 bytes) and 8 + 4 + 4 + 1 + 1 bytes of body.
+  EXPECT_EQ(bytes->size(), plain->size() + 16 + 18);
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->rtc, s.rtc);
+  // A file without the section (every file before it) restores the
+  // power-on RTC, which reads the host's wall clock.
+  auto old = DecodeSnapshot(*plain);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_TRUE(old->rtc.IsReset());
 }
 
 // A revision this host cannot serve is still a well-formed snapshot: the
