@@ -22,7 +22,10 @@ if [ "$mode" = host ]; then
   here=$(cd "$(dirname "$0")" && pwd)
   kernel=$here/../../lab/cache/kernel/Image
   [ -s "$kernel" ] || { echo "FAIL: no lab kernel at $kernel: run lab/setup"; exit 1; }
-  initrd=$("$here/../../guests/linux/mkinitramfs") ||
+  # The guest-side tools go in too (built beside vtvmm in the arm64 tree).
+  tools=$(dirname "$vtvmm")/../guest-tools
+  initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vtime-ptp" \
+    --add "$tools/vtime-clockwatch:/bin/vtime-clockwatch") ||
     { echo "FAIL: guests/linux/mkinitramfs could not build the initramfs"; exit 1; }
   exec "$here/../../lab/run" "$@" --add "$vtvmm:/bin/vtvmm" --add "$guests:/guests" \
     --add "$kernel:/boot/Image" --add "$initrd:/boot/initrd.gz" \
@@ -96,6 +99,53 @@ for chip in kernel user; do
   done
 done
 boot "linux/kernel/cpus2/full-log" 2 kernel "console=ttyAMA0"
+
+# An interactive session through the console: commands go into vtvmm's
+# stdin, reach the shell through the PL011's receive side, and their output
+# comes back; among them the guest-side tools: the wall clock against the
+# host's through KVM's PTP clock (/dev/ptp0), and a short clock watch.
+# Like a person at a terminal, the test types only once the shell is there:
+# Linux's PL011 driver empties the receive FIFO when it opens the port, so
+# what comes before is lost on real hardware too.
+for chip in kernel user; do
+  rm -f /tmp/console.fifo
+  mkfifo /tmp/console.fifo
+  vtvmm --timeout 100 --cpus 2 --irqchip "$chip" --kernel "$img" --initrd "$initrd" \
+    --append "console=ttyAMA0 quiet" </tmp/console.fifo >"$out" 2>&1 &
+  vm=$!
+  exec 3>/tmp/console.fifo
+  i=0
+  until grep -q "shell on the console" "$out" || [ "$i" -ge 600 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  sleep 0.5
+  printf 'echo hello-$((6 * 7))\n' >&3
+  printf 'grep -c ^processor /proc/cpuinfo\n' >&3
+  printf 'vtime-ptp --count 3\n' >&3
+  printf 'vtime-clockwatch --duration 1 --max-log 5\n' >&3
+  printf 'exit\n' >&3
+  exec 3>&-
+  wait "$vm"
+  status=$?
+  sed -n '/hello/,$p' "$out" | grep -v "vtime-clockwatch: step" | sed "s|^|  [console/$chip] |"
+  if [ "$status" = 0 ] && grep -qx 'hello-42' "$out" && grep -qx '2' "$out"; then
+    pass "console/$chip: commands typed into the console ran in the guest's shell, output read back"
+  else
+    fail "console/$chip: status $status; no 'hello-42' and '2' lines in the session"
+  fi
+  if grep -q "^ok - vtime-clockwatch: CLOCK_MONOTONIC never went backwards" "$out"; then
+    pass "console/$chip: vtime-clockwatch in the guest: CLOCK_MONOTONIC never went backwards"
+  else
+    fail "console/$chip: no vtime-clockwatch verdict"
+  fi
+  ptp=$(grep -m1 "offset_ns=" "$out")
+  if [ -n "$ptp" ]; then
+    pass "console/$chip: the guest's wall clock against the host's through /dev/ptp0: $ptp"
+  else
+    fail "console/$chip: vtime-ptp measured nothing: $(grep "vtime-ptp" "$out" | head -n 3)"
+  fi
+done
 
 # The bare-metal programs keep working, bootargs or not.
 vtvmm --timeout 60 --append "console=ttyAMA0 vtime.test=1" "$g/timer.elf" >"$out" 2>&1
