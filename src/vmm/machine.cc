@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -117,6 +118,22 @@ class RawTerminal {
   bool active_ = false;
 };
 
+// The scheduler's run delay of thread `tid` of this process, in ns: how long
+// it waited runnable for a CPU (the second field of its schedstat), which is
+// what KVM reports to the guest as stolen time. 0 if unknown.
+std::uint64_t RunDelayNs(pid_t tid) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/schedstat";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128] = {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  unsigned long long on_cpu = 0, waited = 0;
+  if (std::sscanf(buf, "%llu %llu", &on_cpu, &waited) != 2) return 0;
+  return waited;
+}
+
 void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
   if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
 }
@@ -157,12 +174,15 @@ class KvmMachine final : public Machine {
     s.counter_offset_ioctls = counter_offset_ioctls_;
     s.counter_value_writes = counter_value_writes_;
     s.timer_register_writes = timer_register_writes_;
+    s.steal = StealReport();
     return s;
   }
   [[nodiscard]] std::string Describe() const override { return caps_.Describe(); }
 
  private:
   void Console(char c);
+  [[nodiscard]] std::uint64_t StolenNs(unsigned index) const;
+  [[nodiscard]] std::string StealReport() const;
   void UpdateUartLineLocked();
   void ConsoleInput();
   void VcpuLoop(unsigned index);
@@ -247,6 +267,11 @@ class KvmMachine final : public Machine {
   // these rather than when the VMM gets round to it. Written by the vCPU
   // thread, read by the main thread once every vCPU is parked.
   std::vector<std::uint64_t> last_exit_count_;
+  // Each vCPU thread's id, and its run delay and its PV-time record's
+  // stolen time as the thread ended (the thread is gone after that).
+  std::vector<std::atomic<pid_t>> vcpu_tids_;
+  std::vector<std::uint64_t> final_run_delay_ns_;
+  std::vector<std::uint64_t> final_stolen_ns_;
   // A restored VM's guest time as finally set, by the last vCPU thread to
   // reach the start gate.
   std::optional<state::ResumePlan> final_plan_;
@@ -865,7 +890,7 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
            " intr=" + std::to_string(st.intr_exits) +
            " counter_offset_ioctls=" + std::to_string(st.counter_offset_ioctls) +
            " virtual_offset=" + std::to_string(clock_.virtual_offset().value) +
-           " physical_offset=" + std::to_string(clock_.physical_offset().value);
+           " physical_offset=" + std::to_string(clock_.physical_offset().value) + StealReport();
   }
   return "error: unknown command '" + line +
          "'; commands: snapshot FILE, migrate ADDRESS:PORT, stats (and, while a migration is "
@@ -1174,8 +1199,41 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
   if (!exit.mmio_write) vcpu.SetMmioReadData(read, exit.mmio_len);
 }
 
+std::uint64_t KvmMachine::StolenNs(unsigned index) const {
+  if (!pvtime_) return 0;
+  auto rec = pvtime::ReadRecord(
+      {pvtime_->data() + pvtime::RecordOffset(index), pvtime::kRecordSize});
+  return rec ? rec->stolen_ns : 0;
+}
+
+std::string KvmMachine::StealReport() const {
+  // Live while the threads run (the monitor), final once they ended.
+  std::string out;
+  for (unsigned i = 0; i < vcpus_.size(); ++i) {
+    const pid_t tid = i < vcpu_tids_.size() ? vcpu_tids_[i].load() : 0;
+    const bool ended = i < final_run_delay_ns_.size();
+    const std::uint64_t delay = tid != 0 ? RunDelayNs(tid) : ended ? final_run_delay_ns_[i] : 0;
+    const std::uint64_t stolen = tid != 0 ? StolenNs(i) : ended ? final_stolen_ns_[i] : 0;
+    out += " vcpu" + std::to_string(i) + "_run_delay_ns=" + std::to_string(delay) + " vcpu" +
+           std::to_string(i) + "_stolen_ns=" + (pvtime_ ? std::to_string(stolen) : "off");
+  }
+  return out;
+}
+
 void KvmMachine::VcpuLoop(unsigned index) {
   kvm::Vcpu& vcpu = vcpus_[index];
+  vcpu_tids_[index].store(static_cast<pid_t>(::syscall(SYS_gettid)));
+  // On every way out: this thread's run delay and its record's stolen time,
+  // read while the thread still exists.
+  struct Final {
+    KvmMachine* m;
+    unsigned i;
+    ~Final() {
+      m->final_run_delay_ns_[i] = RunDelayNs(m->vcpu_tids_[i].load());
+      m->final_stolen_ns_[i] = m->StolenNs(i);
+      m->vcpu_tids_[i].store(0);
+    }
+  } final_figures{this, index};
   // The kick signal stays blocked in this thread except inside KVM_RUN: a
   // kick then makes KVM_RUN return at once with the signal left pending
   // (drained below), and no signal handler runs on the way out, which
@@ -1286,6 +1344,9 @@ Result<RunResult> KvmMachine::Run() {
     if (auto r = ReportRestoreStep(); !r) return tl::unexpected(r.error());
   }
   last_exit_count_.assign(vcpus_.size(), 0);
+  vcpu_tids_ = std::vector<std::atomic<pid_t>>(vcpus_.size());
+  final_run_delay_ns_.assign(vcpus_.size(), 0);
+  final_stolen_ns_.assign(vcpus_.size(), 0);
   std::vector<std::thread> threads;
   threads.reserve(vcpus_.size());
   // From here every way out goes through join_all.

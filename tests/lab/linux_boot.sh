@@ -147,6 +147,101 @@ for chip in kernel user; do
   fi
 done
 
+# Stolen time that Linux accounts (seed 003): both vCPU threads on one lab
+# CPU and a busy loop on each vCPU, so each thread waits for the other. The
+# guest's steal time in /proc/stat (USER_HZ ticks) over a window is compared
+# with the host scheduler's run delay of the two threads over the same
+# window (vtvmm's monitor reads their schedstat as the guest marks the
+# window's ends). With --pvtime off the guest accounts none.
+steal() {  # PVTIME
+  pv=$1
+  rm -f /tmp/steal.fifo /tmp/steal.sock
+  mkfifo /tmp/steal.fifo
+  taskset -c 0 vtvmm --timeout 100 --cpus 2 --pvtime "$pv" --monitor /tmp/steal.sock \
+    --kernel "$img" --initrd "$initrd" --append "console=ttyAMA0 quiet" \
+    </tmp/steal.fifo >"$out" 2>&1 &
+  vm=$!
+  exec 3>/tmp/steal.fifo
+  i=0
+  until grep -q "shell on the console" "$out" || [ "$i" -ge 600 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  sleep 0.5
+  # A mark: the guest prints its steal ticks; the host reads run delays.
+  mark() {
+    printf 'echo "steal-%s $(grep "^cpu0 " /proc/stat | cut -d" " -f9) $(grep "^cpu1 " /proc/stat | cut -d" " -f9)"\n' "$1" >&3
+    j=0
+    until grep -q "^steal-$1 [0-9]" "$out" || [ "$j" -ge 300 ]; do
+      sleep 0.1
+      j=$((j + 1))
+    done
+    vtvmm monitor /tmp/steal.sock stats
+  }
+  printf 'dmesg | grep -i "arm-pv" ; (taskset 1 sh -c "while :; do :; done" &) ; (taskset 2 sh -c "while :; do :; done" &)\n' >&3
+  sleep 1
+  h1=$(mark a)
+  sleep 5
+  h2=$(mark b)
+  printf 'exit\n' >&3
+  exec 3>&-
+  wait "$vm"
+  status=$?
+  grep -E "arm-pv|^steal-" "$out" | sed "s|^|  [steal/pvtime-$pv] |"
+  g1=$(sed -n 's/^steal-a \([0-9]*\) \([0-9]*\).*/\1 \2/p' "$out")
+  g2=$(sed -n 's/^steal-b \([0-9]*\) \([0-9]*\).*/\1 \2/p' "$out")
+  d() { echo "$1" | sed -n "s/.*vcpu$2_run_delay_ns=\([0-9]*\).*/\1/p"; }
+  if [ -z "$g1" ] || [ -z "$g2" ] || [ -z "$(d "$h1" 0)" ] || [ -z "$(d "$h2" 1)" ]; then
+    fail "steal/pvtime-$pv: no figures (status $status; host: '$h1' '$h2')"
+    return
+  fi
+  set -- $g1 $g2
+  guest0=$((($3 - $1) * 10)) guest1=$((($4 - $2) * 10))  # ms (USER_HZ 100)
+  host0=$((($(d "$h2" 0) - $(d "$h1" 0)) / 1000000)) host1=$((($(d "$h2" 1) - $(d "$h1" 1)) / 1000000))
+  echo "FIGURE steal pvtime=$pv over the window: vcpu0 guest ${guest0} ms host run delay ${host0} ms; vcpu1 guest ${guest1} ms host ${host1} ms"
+  if [ "$pv" = on ]; then
+    ok=yes
+    for v in 0 1; do
+      eval gv=\$guest$v hv=\$host$v
+      diff=$((gv - hv)); [ "$diff" -lt 0 ] && diff=$((-diff))
+      # within 5 %, and one 10 ms tick of /proc/stat's resolution
+      [ "$hv" -gt 500 ] && [ $((diff * 100)) -le $((hv * 5 + 1000)) ] || ok=no
+    done
+    grep -q "arm-pv: using stolen time PV" "$out" || ok=no
+    [ "$ok" = yes ] && pass "steal/pvtime-on: Linux uses PV stolen time and its steal matches the host's run delay within 5 %" ||
+      fail "steal/pvtime-on: guest steal and host run delay disagree (or no 'arm-pv: using stolen time PV' in the boot log)"
+  else
+    [ "$guest0" = 0 ] && [ "$guest1" = 0 ] && [ "$host0" -gt 500 ] &&
+      pass "steal/pvtime-off: the guest accounts no steal although its threads waited ${host0}/${host1} ms" ||
+      fail "steal/pvtime-off: guest steal ${guest0}/${guest1} ms, host run delay ${host0}/${host1} ms"
+  fi
+}
+steal on
+steal off
+
+# A Linux guest with PV stolen time, snapshotted, is refused by a vtvmm told
+# --pvtime off, with a message that names the problem; restored as it is,
+# its timer state reads back.
+vtvmm --timeout 60 --memory 128 --kernel "$img" --initrd "$initrd" --append "console=ttyAMA0 quiet" \
+  --snapshot /tmp/linux.snap --snapshot-after 6000 </dev/null >"$out" 2>&1
+status=$?
+if [ "$status" = 0 ] && grep -q "written to /tmp/linux.snap" "$out"; then
+  vtvmm --restore /tmp/linux.snap --pvtime off >"$out" 2>&1
+  status=$?
+  sed "s|^|  [linux snapshot, --pvtime off] |" "$out"
+  [ "$status" = 125 ] && grep -q "uses PV stolen time.*--pvtime off" "$out" &&
+    pass "a Linux snapshot with PV time is refused by a vtvmm with --pvtime off, saying why" ||
+    fail "--pvtime off restore of a Linux snapshot: status $status"
+  vtvmm --restore /tmp/linux.snap --restore-check >"$out" 2>&1
+  status=$?
+  [ "$status" = 0 ] && pass "the same Linux snapshot restores where PV time is on (--restore-check)" ||
+    { fail "Linux snapshot --restore-check: status $status"; sed 's|^|  [restore-check] |' "$out"; }
+else
+  fail "no snapshot of a Linux guest (status $status)"
+  tail -n 5 "$out" | sed 's|^|  [linux snapshot] |'
+fi
+rm -f /tmp/linux.snap
+
 # The bare-metal programs keep working, bootargs or not.
 vtvmm --timeout 60 --append "console=ttyAMA0 vtime.test=1" "$g/timer.elf" >"$out" 2>&1
 status=$?

@@ -21,6 +21,7 @@
 #include "vmm/snapshot.h"
 #include "vmm/tls.h"
 #include "vtime/pvtime/record.h"
+#include "vtime/hex.h"
 #include "vtime/state/codec.h"
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
@@ -271,6 +272,21 @@ std::string HelpText() {
   return text;
 }
 
+#if VTIME_HAVE_KVM
+// A snapshot's guest and a --pvtime this vtvmm was given that disagree: the
+// guest found (or did not find) the PV-time service at boot and cannot be
+// told otherwise now. Empty when they agree or --pvtime was not given.
+std::string PvtimeConflict(const vtime::vmm::MachineSnapshot& snap, bool given, bool pvtime) {
+  if (!given || snap.pvtime == pvtime) return {};
+  return snap.pvtime
+             ? "its guest uses PV stolen time (records at " + vtime::Hex(snap.pvtime_base) +
+                   "), and this vtvmm was started with --pvtime off: a guest that found the "
+                   "PV-time service at boot would lose its steal accounting"
+             : "its guest runs without PV stolen time, and this vtvmm was started with "
+               "--pvtime on: the guest would never find the service";
+}
+#endif
+
 int Usage(const std::string& message) {
   std::fprintf(stderr, "vtvmm: %s\nTry 'vtvmm --help'.\n", message.c_str());
   return kUsageError;
@@ -436,6 +452,7 @@ int main(int argc, char** argv) {
   std::string restore_path;
   std::string incoming;
   bool insecure = false;
+  bool pvtime_given = false;  // --pvtime on|off said explicitly
   std::optional<vtime::vmm::TlsConfig> tls;
   std::optional<std::uint64_t> max_memory;
   unsigned max_cpus = 8;
@@ -588,6 +605,7 @@ int main(int argc, char** argv) {
     } else if (a == "--pvtime") {
       if (!value(&v) || (v != "on" && v != "off")) return Usage("--pvtime needs 'on' or 'off'");
       config.pvtime = v == "on";
+      pvtime_given = true;
     } else if (a == "--pvtime-base") {
       if (!number(&n)) return Usage("--pvtime-base needs an address");
       config.pvtime_base = n;
@@ -658,6 +676,7 @@ int main(int argc, char** argv) {
   (void)guest_counter;
   (void)insecure;
   (void)tls;
+  (void)pvtime_given;
   (void)max_cpus;
   (void)max_memory;
   (void)handover_fault;
@@ -770,6 +789,11 @@ int main(int argc, char** argv) {
                    decoded.error().Message().c_str());
       return kVmmError;
     }
+    if (auto conflict = PvtimeConflict(*decoded, pvtime_given, config.pvtime); !conflict.empty()) {
+      std::fprintf(stderr, "vtvmm: refusing to restore '%s': %s\n", restore_path.c_str(),
+                   conflict.c_str());
+      return kVmmError;
+    }
     snapshot = std::move(*decoded);
     config.restore = &*snapshot;
     no_reboot = true;  // there is no image to boot afresh
@@ -841,6 +865,9 @@ int main(int argc, char** argv) {
                     " vCPUs and " + std::to_string(decoded->ram_size) +
                     " bytes of RAM; the stream announced " + std::to_string(in->hello.cpus) +
                     " and " + std::to_string(in->hello.ram_size));
+    }
+    if (auto conflict = PvtimeConflict(*decoded, pvtime_given, config.pvtime); !conflict.empty()) {
+      return refuse(conflict);
     }
     std::fprintf(stderr, "vtvmm: migration: %s: %llu pages received for %llu of RAM\n",
                  in->hello.precopy ? "pre-copy" : "stop-and-copy",
@@ -919,6 +946,7 @@ int main(int argc, char** argv) {
     s.counter_offset_ioctls += b.counter_offset_ioctls;
     s.counter_value_writes += b.counter_value_writes;
     s.timer_register_writes += b.timer_register_writes;
+    s.steal = b.steal;  // the last boot's
     if (!result || result->end != vtime::vmm::GuestEnd::kReset || no_reboot) break;
     std::fprintf(stderr, "vtvmm: %s; rebooting (boot %u)\n", result->detail.c_str(), boot + 2);
   }
@@ -935,6 +963,7 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(s.counter_offset_ioctls),
                  static_cast<unsigned long long>(s.counter_value_writes),
                  static_cast<unsigned long long>(s.timer_register_writes));
+    std::fprintf(stderr, "vtvmm: steal:%s\n", s.steal.c_str());
   }
   if (!result) {
     std::fprintf(stderr, "vtvmm: %s\n", result.error().Message().c_str());
