@@ -107,11 +107,13 @@ boot "linux/kernel/cpus2/full-log" 2 kernel "console=ttyAMA0"
 # Like a person at a terminal, the test types only once the shell is there:
 # Linux's PL011 driver empties the receive FIFO when it opens the port, so
 # what comes before is lost on real hardware too.
-for chip in kernel user; do
+# session VTVMM-ARGS...: starts Linux under vtvmm (output in $out, pid in
+# $vm) with its console on file descriptor 3, and waits for its shell.
+session() {
   rm -f /tmp/console.fifo
   mkfifo /tmp/console.fifo
-  vtvmm --timeout 100 --cpus 2 --irqchip "$chip" --kernel "$img" --initrd "$initrd" \
-    --append "console=ttyAMA0 quiet" </tmp/console.fifo >"$out" 2>&1 &
+  "$@" --kernel "$img" --initrd "$initrd" --append "console=ttyAMA0 quiet" \
+    </tmp/console.fifo >"$out" 2>&1 &
   vm=$!
   exec 3>/tmp/console.fifo
   i=0
@@ -120,6 +122,9 @@ for chip in kernel user; do
     i=$((i + 1))
   done
   sleep 0.5
+}
+for chip in kernel user; do
+  session vtvmm --timeout 100 --cpus 2 --irqchip "$chip"
   printf 'echo hello-$((6 * 7))\n' >&3
   printf 'grep -c ^processor /proc/cpuinfo\n' >&3
   printf 'vtime-ptp --count 3\n' >&3
@@ -155,19 +160,8 @@ done
 # window's ends). With --pvtime off the guest accounts none.
 steal() {  # PVTIME
   pv=$1
-  rm -f /tmp/steal.fifo /tmp/steal.sock
-  mkfifo /tmp/steal.fifo
-  taskset -c 0 vtvmm --timeout 100 --cpus 2 --pvtime "$pv" --monitor /tmp/steal.sock \
-    --kernel "$img" --initrd "$initrd" --append "console=ttyAMA0 quiet" \
-    </tmp/steal.fifo >"$out" 2>&1 &
-  vm=$!
-  exec 3>/tmp/steal.fifo
-  i=0
-  until grep -q "shell on the console" "$out" || [ "$i" -ge 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-  done
-  sleep 0.5
+  rm -f /tmp/steal.sock
+  session taskset -c 0 vtvmm --timeout 100 --cpus 2 --pvtime "$pv" --monitor /tmp/steal.sock
   # A mark: the guest prints its steal ticks; the host reads run delays.
   mark() {
     printf 'echo "steal-%s $(grep "^cpu0 " /proc/stat | cut -d" " -f9) $(grep "^cpu1 " /proc/stat | cut -d" " -f9)"\n' "$1" >&3
