@@ -48,7 +48,7 @@ serve() {
   "$cs" serve "127.0.0.1:$port" --timeout 20 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
   server=$!
   i=0
-  until grep -q "serving on" "$tmp/serve.out" 2>/dev/null || [ $i -ge 50 ]; do
+  until grep -q "serving on" "$tmp/serve.out" 2>/dev/null || [ $i -ge 300 ]; do
     sleep 0.1
     i=$((i + 1))
   done
