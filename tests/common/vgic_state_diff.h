@@ -1,6 +1,6 @@
 // Test helpers shared by the vGIC state's unit tests (the codec) and lab
-// tests (KVM's save and restore): look up an attribute, and list every entry
-// in which two states differ.
+// tests (KVM's save and restore): look up an attribute, list every entry in
+// which two states differ, and a small sample state.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,19 @@ void DiffList(const char* what, const std::vector<std::pair<std::uint64_t, V>>& 
     if (!Find(x, attr))
       out += std::string(what) + " attr " + std::to_string(attr) + " only in second\n";
   }
+}
+
+// A small well-shaped state with something in every list, made without KVM.
+inline VgicState Sample() {
+  VgicState s;
+  s.nr_irqs = 64;
+  s.dist = {{0x0000, 0x12},       {0x0008, 0x43b}, {0x0084, 0xffffffff}, {0x0104, 0x100},
+            {0x0420, 0xa0a0a0a0}, {0x6100, 1},     {0x6104, 0}};
+  s.redist = {{0x0000'0000'0001'0100, 1U << 27}, {0x0000'0001'0001'0200, 8}};
+  s.cpu_sysregs = {{vgic::VcpuAttr(0, vgic::kIccPmr), 0xf0},
+                   {vgic::VcpuAttr(1, vgic::kIccCtlr), 0x40400}};
+  s.line_levels = {{32, 0x400}};
+  return s;
 }
 
 inline std::string Diff(const VgicState& x, const VgicState& y) {

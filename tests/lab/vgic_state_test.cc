@@ -25,6 +25,7 @@ namespace {
 
 using testing::Diff;
 using testing::Find;
+using testing::Sample;
 
 constexpr std::uint64_t kDistBase = 0x08000000;
 constexpr std::uint64_t kRedistBase = 0x080A0000;
@@ -302,19 +303,6 @@ TEST(VgicState, RestoreRefusesAnotherInterruptCount) {
   EXPECT_NE(r.error().Message().find("128 interrupts, the device has 64"), std::string::npos);
   auto wrong_count = SaveVgicV3(small->gic, small->mpidrs, kNrIrqs);
   ASSERT_FALSE(wrong_count.has_value());
-}
-
-// A small well-shaped state, made without KVM.
-VgicState Sample() {
-  VgicState s;
-  s.nr_irqs = 64;
-  s.dist = {{0x0000, 0x12},       {0x0008, 0x43b}, {0x0084, 0xffffffff}, {0x0104, 0x100},
-            {0x0420, 0xa0a0a0a0}, {0x6100, 1},     {0x6104, 0}};
-  s.redist = {{0x0000'0000'0001'0100, 1U << 27}, {0x0000'0001'0001'0200, 8}};
-  s.cpu_sysregs = {{vgic::VcpuAttr(0, vgic::kIccPmr), 0xf0},
-                   {vgic::VcpuAttr(1, vgic::kIccCtlr), 0x40400}};
-  s.line_levels = {{32, 0x400}};
-  return s;
 }
 
 TEST(VgicState, RestoreRefusesMalformedStatesBeforeTouchingTheDevice) {

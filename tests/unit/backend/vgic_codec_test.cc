@@ -34,21 +34,8 @@ namespace {
 
 using testing::Diff;
 using testing::Find;
+using testing::Sample;
 
-
-
-// A small state with something in every list.
-VgicState Sample() {
-  VgicState s;
-  s.nr_irqs = 64;
-  s.dist = {{0x0000, 0x12},       {0x0008, 0x43b}, {0x0084, 0xffffffff}, {0x0104, 0x100},
-            {0x0420, 0xa0a0a0a0}, {0x6100, 1},     {0x6104, 0}};
-  s.redist = {{0x0000'0000'0001'0100, 1U << 27}, {0x0000'0001'0001'0200, 8}};
-  s.cpu_sysregs = {{vgic::VcpuAttr(0, vgic::kIccPmr), 0xf0},
-                   {vgic::VcpuAttr(1, vgic::kIccCtlr), 0x40400}};
-  s.line_levels = {{32, 0x400}};
-  return s;
-}
 
 // Every register SaveVgicV3 reads for `nr_irqs` interrupts and `vcpus` vCPUs
 // with 7 priority bits (4 of each AP0R/AP1R), with arbitrary values.
