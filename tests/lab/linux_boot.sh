@@ -20,77 +20,26 @@ if [ "$mode" = host ]; then
   guests=${2:?guest dir}
   shift 2
   here=$(cd "$(dirname "$0")" && pwd)
-  kernel=$here/../../lab/cache/kernel/Image
-  [ -s "$kernel" ] || { echo "FAIL: no lab kernel at $kernel: run lab/setup"; exit 1; }
-  # The guest-side tools go in too (built beside vtvmm in the arm64 tree).
-  tools=$(dirname "$vtvmm")/../guest-tools
-  initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vtime-ptp" \
-    --add "$tools/vtime-clockwatch:/bin/vtime-clockwatch") ||
-    { echo "FAIL: guests/linux/mkinitramfs could not build the initramfs"; exit 1; }
+  . "$here/linux_common.sh"
+  linux_files "$vtvmm"
   exec "$here/../../lab/run" "$@" --add "$vtvmm:/bin/vtvmm" --add "$guests:/guests" \
     --add "$kernel:/boot/Image" --add "$initrd:/boot/initrd.gz" \
     --add "$here/linux_boot.sh:/bin/linux_boot.sh" \
+    --add "$here/linux_common.sh:/bin/linux_common.sh" \
     -- sh /bin/linux_boot.sh lab /boot/Image /boot/initrd.gz /guests
 fi
 img=${1:?usage: linux_boot.sh lab IMAGE INITRD GUEST_DIR}
 initrd=${2:?usage: linux_boot.sh lab IMAGE INITRD GUEST_DIR}
 g=${3:?usage: linux_boot.sh lab IMAGE INITRD GUEST_DIR}
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 out=/tmp/linux_boot.out
 rcfile=/tmp/linux_boot.rc
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
-field() { sed -n "s/.* $1=\([0-9.-]*\).*/\1/p" "$out" | head -n 1; }
+. "$(dirname "$0")/linux_common.sh"
 
-# boot NAME CPUS IRQCHIP APPEND: one boot; the guest's test line gets the
-# lab's date and uptime appended the moment it arrives.
+# boot NAME CPUS IRQCHIP APPEND: one boot, checked by test_boot.
 boot() {
-  name=$1 cpus=$2 chip=$3 append=$4
-  t0=$(uptime_s)
-  {
-    vtvmm --timeout 100 --cpus "$cpus" --irqchip "$chip" --kernel "$img" --initrd "$initrd" \
-      --append "$append vtime.test=1" 2>&1
-    echo "$?" >"$rcfile"
-  } | while IFS= read -r line; do
-    case $line in
-      *"vtime-guest: test "*) echo "$line host_date=$(date -u +%s) host_up=$(uptime_s)" ;;
-      *) echo "$line" ;;
-    esac
-  done >"$out"
-  status=$(cat "$rcfile")
-  lines=$(wc -l <"$out")
-  if [ "$lines" -le 40 ]; then
-    sed "s|^|  [$name] |" "$out"
-  else
-    # The whole boot log: show what says the machine works.
-    grep -E 'Linux version|psci: PSCIv|GIC|smp: Brought up|arch_timer: cp15|rtc-pl031|rtc0: setting|ttyAMA0|Freeing initrd|Run /init|vtime-guest' "$out" |
-      sed "s|^|  [$name] |"
-    echo "  [$name] ($lines lines of console)"
-  fi
-  if ! grep -q "vtime-guest: test " "$out"; then
-    fail "$name: no userspace (status $status)"
-    tail -n 20 "$out" | sed "s|^|  [$name] tail: |"
-    return
-  fi
-  [ "$status" = 0 ] && pass "$name: reached userspace and powered off (status 0)" ||
-    fail "$name: vtvmm status $status"
-  got=$(field cpus)
-  [ "$got" = "$cpus" ] && pass "$name: Linux brought up $got CPUs" ||
-    fail "$name: Linux saw '$got' CPUs, expected $cpus"
-  gdate=$(field date) hdate=$(field host_date)
-  # The kernel takes whole seconds from the RTC and adds half a second,
-  # and date prints whole seconds: the guest may be up to 0.5 s ahead or
-  # about 1 s behind (the line comes through the kernel log, not a tty
-  # that may hold it back).
-  skew=$((hdate - gdate))
-  if [ "$skew" -ge -1 ] && [ "$skew" -le 2 ]; then
-    pass "$name: the guest's date $gdate is the lab's $hdate (lab minus guest $skew s): the PL031 works"
-  else
-    fail "$name: the guest's date $gdate is $skew s off the lab's $hdate"
-  fi
-  wall=$(awk -v a="$t0" -v b="$(field host_up)" 'BEGIN { printf "%.2f", b - a }')
-  echo "FIGURE linux_boot cpus=$cpus irqchip=$chip console=$(echo "$append" | grep -q quiet && echo quiet || echo full) guest_uptime_at_userspace_s=$(field uptime) wall_to_userspace_s=$wall"
+  test_boot "$1" "$2" vtvmm --timeout 100 --cpus "$2" --irqchip "$3" --kernel "$img" \
+    --initrd "$initrd" --append "$4 vtime.test=1" || return
+  echo "FIGURE linux_boot cpus=$2 irqchip=$3 console=$(echo "$4" | grep -q quiet && echo quiet || echo full) guest_uptime_at_userspace_s=$up wall_to_userspace_s=$wall"
 }
 
 for chip in kernel user; do

@@ -20,25 +20,20 @@ if [ "$mode" = host ]; then
   # The peer is part of the test: if it cannot be set up, the test fails.
   "$lab/setup-qemu-peer" --quiet ||
     { echo "FAIL: lab/setup-qemu-peer could not set up the peer QEMU"; exit 1; }
-  kernel=$lab/cache/kernel/Image
-  [ -s "$kernel" ] || { echo "FAIL: no lab kernel at $kernel: run lab/setup"; exit 1; }
-  initrd=$("$here/../../guests/linux/mkinitramfs") ||
-    { echo "FAIL: guests/linux/mkinitramfs could not build the initramfs"; exit 1; }
+  . "$here/linux_common.sh"
+  linux_files "$vtvmm"
   exec "$lab/run" "$@" --add "$vtvmm:/bin/vtvmm" --add "$lab/cache/qemu-peer:/peer" \
     --add "$kernel:/boot/Image" --add "$initrd:/boot/initrd.gz" \
     --add "$here/linux_peer.sh:/bin/linux_peer.sh" \
+    --add "$here/linux_common.sh:/bin/linux_common.sh" \
     -- sh /bin/linux_peer.sh lab /boot/Image /boot/initrd.gz /peer
 fi
 img=${1:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
 initrd=${2:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
 peer=${3:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
-failures=0
-pass() { echo "PASS $*"; }
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 out=/tmp/linux_peer.out
 rcfile=/tmp/linux_peer.rc
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
-field() { sed -n "s/.* $1=\([0-9.-]*\).*/\1/p" "$out" | head -n 1; }
+. "$(dirname "$0")/linux_common.sh"
 append="console=ttyAMA0 quiet vtime.test=1"
 
 vm_vtvmm() {
@@ -59,42 +54,10 @@ vm_qemu() {
 sum_vtvmm_wall=0 sum_vtvmm_up=0 n_vtvmm=0
 sum_qemu_wall=0 sum_qemu_up=0 n_qemu=0
 
-# boot VMM RUN: one boot; the guest's test line gets the lab's date and
-# uptime appended the moment it arrives.
+# boot VMM RUN: one boot, checked by test_boot; adds to the means.
 boot() {
-  vmm=$1 name="$1/run$2"
-  t0=$(uptime_s)
-  {
-    "vm_$vmm" 2>&1
-    echo "$?" >"$rcfile"
-  } | while IFS= read -r line; do
-    case $line in
-      *"vtime-guest: test "*) echo "$line host_date=$(date -u +%s) host_up=$(uptime_s)" ;;
-      *) echo "$line" ;;
-    esac
-  done >"$out"
-  status=$(cat "$rcfile")
-  sed "s|^|  [$name] |" "$out" | tail -n 15
-  if ! grep -q "vtime-guest: test " "$out"; then
-    fail "$name: no userspace (status $status)"
-    return
-  fi
-  [ "$status" = 0 ] && pass "$name: reached userspace and powered off (status 0)" ||
-    fail "$name: $vmm status $status"
-  got=$(field cpus)
-  [ "$got" = 2 ] && pass "$name: Linux brought up $got CPUs" ||
-    fail "$name: Linux saw '$got' CPUs, expected 2"
-  gdate=$(field date) hdate=$(field host_date)
-  # As in linux_boot.sh: the kernel reads whole RTC seconds and date prints
-  # whole seconds, so the guest may be up to 0.5 s ahead or ~1 s behind.
-  skew=$((hdate - gdate))
-  if [ "$skew" -ge -1 ] && [ "$skew" -le 2 ]; then
-    pass "$name: the guest's date $gdate is the lab's $hdate (lab minus guest $skew s): its PL031 works"
-  else
-    fail "$name: the guest's date $gdate is $skew s off the lab's $hdate"
-  fi
-  up=$(field uptime)
-  wall=$(awk -v a="$t0" -v b="$(field host_up)" 'BEGIN { printf "%.2f", b - a }')
+  vmm=$1
+  test_boot "$1/run$2" 2 "vm_$vmm" || return
   echo "FIGURE linux_peer vmm=$vmm run=$2 cpus=2 mem_mib=256 console=quiet guest_uptime_at_userspace_s=$up wall_to_userspace_s=$wall"
   eval "sum_${vmm}_wall=\$(awk -v s=\"\$sum_${vmm}_wall\" -v x=$wall 'BEGIN { print s + x }')"
   eval "sum_${vmm}_up=\$(awk -v s=\"\$sum_${vmm}_up\" -v x=$up 'BEGIN { print s + x }')"
