@@ -8,6 +8,7 @@ extern "C" {
 
 #include "vmm/debug_print.h"
 #include "vmm/layout.h"
+#include "vmm/virtio_console.h"
 #include "vtime/vmm/user_gic.h"
 
 namespace vtime::vmm {
@@ -201,6 +202,15 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   w.Cells("clocks", {kClockPhandle});
   w.StrList("clock-names", {"apb_pclk"});
   w.End();
+
+  if (m.virtio_console) {
+    w.Begin("virtio_mmio@" + Hexless(layout::kVirtioConsole));
+    w.Str("compatible", "virtio,mmio");
+    w.Reg64({layout::kVirtioConsole, VirtioConsole::kSize});
+    w.Cells("interrupts", {kSpi, m.virtio_console_spi, kLevelHigh});
+    w.Empty("dma-coherent");
+    w.End();
+  }
 
   w.Begin("test-exit@" + Hexless(layout::kTestExit));
   w.Str("compatible", "vtime,test-exit");

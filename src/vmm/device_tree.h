@@ -27,6 +27,9 @@ struct MachineDescription {
   int hptimer_ppi = 26;
   std::uint32_t uart_spi = 1;  ///< SPI number (INTID - 32) of the PL011
   std::uint32_t rtc_spi = 2;   ///< SPI number of the PL031 (QEMU virt's)
+  /// A virtio-mmio console at layout::kVirtioConsole ("virtio,mmio").
+  bool virtio_console = false;
+  std::uint32_t virtio_console_spi = 16;  ///< QEMU virt's first virtio-mmio slot's
   /// The kernel command line (/chosen/bootargs); none when empty.
   std::string bootargs;
   /// Where the initrd lies, [start, end) (/chosen/linux,initrd-start and

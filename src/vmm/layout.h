@@ -26,6 +26,9 @@ inline constexpr std::uint64_t kPvtimeSize = 0x10000;
 inline constexpr std::uint64_t kTestExit = 0x090C0000;  ///< vtime test finisher (not in QEMU)
 inline constexpr std::uint64_t kTestExitSize = 0x1000;
 inline constexpr std::uint64_t kDebugPrint = 0x090D0000;  ///< vtime bulk print (not in QEMU)
+/// virtio-mmio console (--console virtio): the first slot of QEMU virt's
+/// virtio-mmio window.
+inline constexpr std::uint64_t kVirtioConsole = 0x0a000000;
 inline constexpr std::uint64_t kRam = 0x40000000;
 /// Guest RAM sizes vtvmm accepts (--memory, snapshots, migrations).
 inline constexpr std::uint64_t kMinRam = 16ULL << 20;

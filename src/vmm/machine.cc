@@ -29,6 +29,7 @@
 #include "vmm/loader.h"
 #include "vmm/migration.h"
 #include "vmm/pl011.h"
+#include "vmm/virtio_console.h"
 #include "vmm/pl031.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/kvm.h"
@@ -149,6 +150,13 @@ class KvmMachine final : public Machine {
         ram_(std::move(ram)),
         pvtime_(std::move(pvtime)),
         uart_([this](char c) { Console(c); }),
+        virtio_console_(config_.console == MachineConfig::Console::kVirtio
+                            ? std::optional<VirtioConsole>(std::in_place,
+                                                           GuestRam{layout::kRam, ram_.writable()},
+                                                           [this](std::span<const std::uint8_t> b) {
+                                                             ConsoleBytes(b);
+                                                           })
+                            : std::nullopt),
         debug_print_(ram_.bytes(), layout::kRam,
                      [this](std::string_view text) {
                        for (char c : text) Console(c);
@@ -181,6 +189,11 @@ class KvmMachine final : public Machine {
 
  private:
   void Console(char c);
+  void ConsoleBytes(std::span<const std::uint8_t> bytes);
+  void ConsoleLocked(char c);
+  void UpdateVirtioLineLocked();
+  /// Room for console input now, on the device that takes it.
+  std::size_t ConsoleRoomLocked();
   [[nodiscard]] std::uint64_t StolenNs(unsigned index) const;
   [[nodiscard]] std::string StealReport() const;
   void UpdateUartLineLocked();
@@ -238,8 +251,12 @@ class KvmMachine final : public Machine {
   std::mutex rtc_mutex_;  // vCPU threads share the RTC
   Pl031 rtc_;
   bool uart_line_ = false;
-  std::condition_variable uart_room_cv_;
+  std::condition_variable uart_room_cv_;  // also: the virtio console got buffers
   std::thread console_input_;
+  // The virtio console (--console virtio): vCPU threads and the input
+  // thread, under uart_mutex_ like the UART (one console, one lock).
+  std::optional<VirtioConsole> virtio_console_;
+  bool virtio_line_ = false;
   DebugPrint debug_print_;
   std::atomic<bool> warned_debug_print_{false};
   arch::VmClock clock_;
@@ -291,6 +308,7 @@ class KvmMachine final : public Machine {
   bool in_doubt_ = false;                // a migration's hand-over is in doubt
   std::optional<bool> operator_says_;    // true: the destination runs it
   std::atomic<bool> warned_mmio_{false};
+  std::atomic<bool> warned_virtio_{false};
 };
 
 Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
@@ -439,6 +457,11 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     std::lock_guard lock(uart_mutex_);
     if (auto r = uart_.Restore(snap.uart); !r) return r;
   }
+  if (virtio_console_) {
+    std::lock_guard lock(uart_mutex_);
+    if (auto r = virtio_console_->Restore(snap.virtio_console); !r) return r;
+    UpdateVirtioLineLocked();
+  }
   for (const VcpuSnapshot& v : snap.vcpus) {
     std::uint64_t paused = snap.time.VirtualCountAtPause();
     for (const RegisterValue& reg : v.registers) {
@@ -526,6 +549,15 @@ Result<std::string> KvmMachine::RestoredTimeReport() {
 
 void KvmMachine::Console(char c) {
   std::lock_guard lock(console_mutex_);
+  ConsoleLocked(c);
+}
+
+void KvmMachine::ConsoleBytes(std::span<const std::uint8_t> bytes) {
+  std::lock_guard lock(console_mutex_);
+  for (std::uint8_t b : bytes) ConsoleLocked(static_cast<char>(b));
+}
+
+void KvmMachine::ConsoleLocked(char c) {
   if (c == '\r') return;
   if (c != '\n') {
     console_line_.push_back(c);
@@ -551,6 +583,24 @@ void KvmMachine::UpdateUartLineLocked() {
   UpdateIrqLinesLocked();
 }
 
+void KvmMachine::UpdateVirtioLineLocked() {
+  const bool level = virtio_console_->Interrupt();
+  if (level == virtio_line_) return;
+  virtio_line_ = level;
+  const unsigned intid = 32 + MachineDescription{}.virtio_console_spi;
+  if (vgic_) {
+    if (auto r = vm_.SpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
+    return;
+  }
+  std::lock_guard lock(gic_mutex_);
+  gic_->SetSpiLevel(intid, level);
+  UpdateIrqLinesLocked();
+}
+
+std::size_t KvmMachine::ConsoleRoomLocked() {
+  return virtio_console_ ? virtio_console_->Room() : uart_.Room();
+}
+
 void KvmMachine::ConsoleInput() {
   // Reads stdin only as far as the PL011 has room, so a byte is either
   // still in stdin or in the guest's FIFO (which snapshots carry): nothing
@@ -561,7 +611,7 @@ void KvmMachine::ConsoleInput() {
     std::size_t room = 0;
     {
       std::unique_lock lock(uart_mutex_);
-      room = uart_.Room();
+      room = ConsoleRoomLocked();
       if (room == 0) {
         // Wait for the guest to read (or to enable its receiver).
         uart_room_cv_.wait_for(lock, std::chrono::milliseconds(20));
@@ -575,6 +625,7 @@ void KvmMachine::ConsoleInput() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;  // a pipe that ended: the guest runs on without input
     std::unique_lock lock(uart_mutex_);
+    std::vector<std::uint8_t> typed;
     for (ssize_t i = 0; i < n; ++i) {
       const std::uint8_t b = buf[i];
       if (terminal && escape) {
@@ -589,10 +640,18 @@ void KvmMachine::ConsoleInput() {
         escape = true;
         continue;
       }
-      // Only the guest turning its receiver off since `room` was read can
-      // refuse it; such a byte is the guest's to lose, as on a real UART.
-      (void)uart_.Receive(b);
+      typed.push_back(b);
     }
+    // Only the guest turning its receiver off (or taking back its buffers)
+    // since `room` was read can refuse a byte; such a byte is the guest's to
+    // lose, as on a real UART.
+    if (typed.empty()) continue;
+    if (virtio_console_) {
+      (void)virtio_console_->Receive(typed);
+      UpdateVirtioLineLocked();
+      continue;
+    }
+    for (std::uint8_t b : typed) (void)uart_.Receive(b);
     UpdateUartLineLocked();
   }
 }
@@ -1075,6 +1134,7 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   {
     std::lock_guard lock(uart_mutex_);
     s.uart = uart_.Save();
+    if (virtio_console_) s.virtio_console = virtio_console_->Save();
   }
   {
     std::lock_guard lock(rtc_mutex_);
@@ -1160,6 +1220,21 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
       read = uart_.Read(a - layout::kUart);
       UpdateUartLineLocked();
       uart_room_cv_.notify_all();  // a byte left the FIFO: the input may go on
+    }
+  } else if (virtio_console_ && a >= layout::kVirtioConsole &&
+             a < layout::kVirtioConsole + VirtioConsole::kSize) {
+    std::lock_guard lock(uart_mutex_);
+    if (exit.mmio_write) {
+      virtio_console_->Write(a - layout::kVirtioConsole, static_cast<std::uint32_t>(value),
+                             exit.mmio_len, &known);
+      uart_room_cv_.notify_all();  // new receive buffers: the input may go on
+    } else {
+      read = virtio_console_->Read(a - layout::kVirtioConsole, exit.mmio_len, &known);
+    }
+    UpdateVirtioLineLocked();
+    if (!virtio_console_->Fault().empty()) {
+      NoteOnce(warned_virtio_, "virtio console: " + virtio_console_->Fault() +
+                                   " (device needs reset; reported once)");
     }
   } else if (a >= layout::kRtc && a < layout::kRtc + layout::kRtcSize) {
     // The RTC counts the host's wall clock (plus the guest's offset).
@@ -1428,6 +1503,25 @@ Result<RunResult> KvmMachine::Run() {
     }
     const auto ran = std::chrono::steady_clock::now() - start;
     if (config_.timeout_s != 0 && ran >= std::chrono::seconds(config_.timeout_s)) {
+      if (gic_) {
+        // A guest that did not finish: where its interrupts stood, so that
+        // a lost one shows.
+        std::lock_guard lock(gic_mutex_);
+        for (unsigned c = 0; c < vcpus_.size(); ++c) {
+          std::string pending, active;
+          for (unsigned intid = 0; intid < gic_->num_irqs(); ++intid) {
+            if (gic_->IsPending(c, intid)) pending += " " + std::to_string(intid);
+            if (gic_->IsActive(c, intid)) active += " " + std::to_string(intid);
+          }
+          std::fprintf(stderr,
+                       "vtvmm: watchdog: user GIC cpu%u: irq line %d (injected %d), timer "
+                       "levels %llu, running priority 0x%x, pending:%s, active:%s\n",
+                       c, gic_->IrqLine(c) ? 1 : 0, injected_[c] ? 1 : 0,
+                       static_cast<unsigned long long>(timer_level_[c]),
+                       gic_->RunningPriority(c), pending.empty() ? " none" : pending.c_str(),
+                       active.empty() ? " none" : active.c_str());
+        }
+      }
       Stop(GuestEnd::kTimeout, 124,
            "watchdog: the guest ran for " + std::to_string(config_.timeout_s) + " s");
       break;
@@ -1486,6 +1580,8 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     config.vtimer_ppi = static_cast<int>(snap.vtimer_ppi);
     config.ptimer_ppi = static_cast<int>(snap.ptimer_ppi);
     config.counter_offset.reset();
+    config.console = snap.virtio_console.empty() ? MachineConfig::Console::kPl011
+                                                 : MachineConfig::Console::kVirtio;
   }
   if (config.cpus == 0 || config.cpus > layout::kMaxVcpus) {
     return Fail(ErrorCode::kInvalidArgument, "--cpus " + std::to_string(config.cpus) + ": 1 to " +

@@ -87,6 +87,12 @@ struct MachineConfig {
   /// Console input: stdin reaches the guest through the PL011's receive
   /// side (raw, with Ctrl-A x to quit, when stdin and stdout are a terminal).
   bool console_input = true;
+  /// Which device carries the console. kPl011: the UART (two exits per
+  /// byte). kVirtio: a virtio-mmio console as well (Linux's hvc0: one exit
+  /// per batch), which then takes the console input; the UART stays for
+  /// early output. A restore takes it from the snapshot.
+  enum class Console : std::uint8_t { kPl011, kVirtio };
+  Console console = Console::kPl011;
   /// How an outgoing migration secures its link (required to migrate).
   SecureLink secure_link;
   /// Testing: fails the source's side of the hand-over at a chosen step.
@@ -106,6 +112,7 @@ inline MachineDescription DescribeMachine(const MachineConfig& config) {
   d.vtimer_ppi = config.vtimer_ppi;
   d.ptimer_ppi = config.ptimer_ppi;
   d.bootargs = config.bootargs;
+  d.virtio_console = config.console == MachineConfig::Console::kVirtio;
   return d;
 }
 

@@ -21,6 +21,7 @@ enum Tag : std::uint32_t {
   kUserGic = 7,
   kRtc = 8,
   kUart = 9,
+  kVirtioConsole = 10,
 };
 
 tl::unexpected<Error> Bad(const std::string& why) {
@@ -122,6 +123,7 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   if (!s.vgic.empty()) Section(payload, kVgic, s.vgic);
   if (!s.user_gic.empty()) Section(payload, kUserGic, s.user_gic);
   if (!s.uart.empty()) Section(payload, kUart, s.uart);
+  if (!s.virtio_console.empty()) Section(payload, kVirtioConsole, s.virtio_console);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
   if (!s.rtc.IsReset()) {
@@ -140,7 +142,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[kUart + 1] = {};
+  bool seen[kVirtioConsole + 1] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -149,7 +151,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kUart) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kVirtioConsole) return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -214,6 +216,10 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
       case kUart:
         if (body->empty()) return Bad("empty UART section");
         s.uart.assign(body->begin(), body->end());
+        break;
+      case kVirtioConsole:
+        if (body->empty()) return Bad("empty virtio console section");
+        s.virtio_console.assign(body->begin(), body->end());
         break;
       case kRam:
         s.ram.assign(body->begin(), body->end());

@@ -25,6 +25,9 @@
 //              power-on state (the RTC reads the host's wall clock)
 //   9 uart     the PL011's registers and receive FIFO (Pl011::Save);
 //              optional: files from before it restore a UART at reset
+//  10 virtio-console  the virtio console's transport and queue state
+//              (VirtioConsole::Save) when the machine has one (--console
+//              virtio); its rings are in guest RAM
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
 #pragma once
 
@@ -67,6 +70,8 @@ struct MachineSnapshot {
   std::vector<std::uint8_t> vgic;
   std::vector<std::uint8_t> user_gic;  ///< UserGic::Save(), --irqchip user only
   std::vector<std::uint8_t> uart;      ///< Pl011::Save(); empty in older files
+  /// VirtioConsole::Save() when the machine has a virtio console, else empty.
+  std::vector<std::uint8_t> virtio_console;
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
   /// The RTC as the guest set it. It counts the destination's wall clock

@@ -129,6 +129,23 @@ TEST(DeviceTree, DescribesThePl031AsAPrimecellWithItsBusClock) {
   EXPECT_EQ(Cells(*dtb, "/pl011@9000000", "clocks")[1], clocks[0]);
 }
 
+TEST(DeviceTree, DescribesTheVirtioConsoleOnlyWhenTheMachineHasOne) {
+  auto plain = BuildDeviceTree(MachineDescription{});
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_LT(fdt_path_offset(plain->data(), "/virtio_mmio@a000000"), 0);
+  MachineDescription m;
+  m.virtio_console = true;
+  auto dtb = BuildDeviceTree(m);
+  ASSERT_TRUE(dtb.has_value());
+  const char* vc = "/virtio_mmio@a000000";
+  const int node = fdt_path_offset(dtb->data(), vc);
+  ASSERT_GE(node, 0);
+  EXPECT_EQ(Str(*dtb, vc, "compatible"), "virtio,mmio");
+  EXPECT_EQ(Cells(*dtb, vc, "reg"), (std::vector<std::uint32_t>{0, 0x0a000000, 0, 0x200}));
+  EXPECT_EQ(Cells(*dtb, vc, "interrupts"), (std::vector<std::uint32_t>{0, 16, 4}));  // SPI 16
+  EXPECT_NE(fdt_getprop(dtb->data(), node, "dma-coherent", nullptr), nullptr);
+}
+
 TEST(DeviceTree, RefusesImpossibleDescriptions) {
   MachineDescription none;
   none.cpus = 0;

@@ -150,6 +150,20 @@ TEST(Snapshot, CarriesTheUartWhenThereIsOneAndOlderFilesHaveNone) {
   EXPECT_LT(old->size(), bytes->size());
 }
 
+TEST(Snapshot, CarriesTheVirtioConsoleOnlyWhenTheMachineHasOne) {
+  MachineSnapshot s = Sample(1);
+  s.virtio_console = {1, 2, 3};
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->virtio_console, s.virtio_console);
+  s.virtio_console.clear();
+  auto none = DecodeSnapshot(*EncodeSnapshot(s));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->virtio_console.empty());
+}
+
 TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
   EXPECT_EQ(RegisterSize(0x6030000000100000ULL), 8U);
   EXPECT_EQ(RegisterSize(0x6040000000100054ULL), 16U);
