@@ -22,12 +22,12 @@ sleep 0.5
 vtvmm --timeout 60 --insecure --memory 32 --migrate-to 127.0.0.1:4444 --migrate-after 800 /guests/timer_migrate.elf 2>&1 |
     grep -E "migrat|timer_migrate: gic"
 wait
-say "Linux on vtvmm: Debian's arm64 kernel, its console driven from here, its date from the PL031, KVM's PTP clock, and stolen time with both vCPU threads on one CPU" \
-    "taskset -c 0 vtvmm --cpus 2 --kernel /boot/Image --initrd /boot/initrd.gz --append 'console=ttyAMA0 quiet'"
+say "Linux on vtvmm: Debian's arm64 kernel, its console (the virtio console, hvc0) driven from here, its date from the PL031, KVM's PTP clock, and stolen time with both vCPU threads on one CPU" \
+    "taskset -c 0 vtvmm --cpus 2 --console virtio --kernel /boot/Image --initrd /boot/initrd.gz --append quiet"
 rm -f /tmp/demo.fifo
 mkfifo /tmp/demo.fifo
-taskset -c 0 vtvmm --timeout 120 --cpus 2 --kernel /boot/Image --initrd /boot/initrd.gz \
-  --append "console=ttyAMA0 quiet" --stats </tmp/demo.fifo >/tmp/demo.out 2>&1 &
+taskset -c 0 vtvmm --timeout 120 --cpus 2 --console virtio --kernel /boot/Image \
+  --initrd /boot/initrd.gz --append quiet --stats </tmp/demo.fifo >/tmp/demo.out 2>&1 &
 vm=$!
 exec 3>/tmp/demo.fifo
 i=0
@@ -36,7 +36,7 @@ until grep -q "shell on the console" /tmp/demo.out || [ "$i" -ge 600 ]; do
   i=$((i + 1))
 done
 sleep 0.5
-for cmd in 'uname -a' 'date -u' 'dmesg | grep -E "arm-pv|rtc-pl031|ptp"' \
+for cmd in 'uname -a' 'date -u' 'dmesg | grep -E "arm-pv|rtc-pl031|ptp|hvc|virtio"' \
   'vtime-ptp --count 2' \
   '(taskset 1 sh -c "while :; do :; done" &); (taskset 2 sh -c "while :; do :; done" &); sleep 3' \
   'grep -E "^cpu[01] " /proc/stat | awk "{ print \$1, \"steal\", \$9 * 10, \"ms\" }"' 'exit'; do
