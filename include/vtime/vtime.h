@@ -49,8 +49,15 @@
  *   number of bytes needed and the buffer is untouched. Calling once with
  *   *size = 0 asks for the size.
  *
- *   Structs. Every struct here has a fixed layout of fixed-width fields
- *   (enumerations travel as uint32_t) and is part of the ABI: a field is
+ *   Enumerations. A parameter or struct field that takes an enumerator is a
+ *   uint32_t (the comment names the enumeration), never the enum type: any
+ *   value a caller passes is then defined behaviour on both sides of the
+ *   boundary, and one the enumeration lacks is refused with
+ *   VTIME_ERR_INVALID_ARGUMENT. Outputs of an enumeration type hold one of
+ *   its enumerators.
+ *
+ *   Structs. Every struct here has a fixed layout of fixed-width fields and
+ *   is part of the ABI: a field is
  *   never added to one within an ABI version; a new need gets a new struct
  *   and a new function. Fields named "reserved" are written as 0 by vtime
  *   and ignored on input.
@@ -149,7 +156,7 @@ VTIME_API const char *vtime_version_string(void) VTIME_NOEXCEPT;
 
 /** A fixed lowercase name for a status ("malformed", "buffer too small"),
  *  in static storage; "unknown status" for a value not in vtime_status. */
-VTIME_API const char *vtime_status_name(vtime_status status) VTIME_NOEXCEPT;
+VTIME_API const char *vtime_status_name(int status) VTIME_NOEXCEPT;
 
 /** The message of the last call on this thread that failed: one line that
  *  names the function and says what was wrong and, where it can, what to do.
@@ -243,7 +250,7 @@ VTIME_API vtime_status vtime_clock_on_vcpu_created(vtime_clock *clock,
  *  effect is not NULL) says which. Errors: BAD_HANDLE, INVALID_ARGUMENT
  *  (unknown counter), UNSUPPORTED (a physical write on a host without
  *  VTIME_HOST_PHYSICAL_OFFSET). */
-VTIME_API vtime_status vtime_clock_write_counter(vtime_clock *clock, vtime_counter counter,
+VTIME_API vtime_status vtime_clock_write_counter(vtime_clock *clock, uint32_t counter,
                                                  uint64_t value, uint64_t host_count,
                                                  int nested_vcpu,
                                                  vtime_counter_write_effect *effect)
@@ -327,20 +334,20 @@ VTIME_API vtime_status vtime_vcpu_reset(vtime_vcpu *vcpu) VTIME_NOEXCEPT;
 /** A timer's stored CTL (ENABLE and IMASK only, never ISTATUS) and CVAL.
  *  Errors: BAD_HANDLE, INVALID_ARGUMENT (unknown timer, ctl or cval NULL),
  *  UNSUPPORTED (an EL2 timer on a vCPU without VTIME_VCPU_EL2). */
-VTIME_API vtime_status vtime_vcpu_get_timer(const vtime_vcpu *vcpu, vtime_timer timer,
+VTIME_API vtime_status vtime_vcpu_get_timer(const vtime_vcpu *vcpu, uint32_t timer,
                                             uint64_t *ctl, uint64_t *cval) VTIME_NOEXCEPT;
 
 /** Restores a timer's CTL and CVAL (a VMM's restore path: set the clock's
  *  offsets first, then the timers). Errors: BAD_HANDLE, INVALID_ARGUMENT
  *  (unknown timer; ctl with bits other than ENABLE and IMASK, since ISTATUS
  *  is derived), UNSUPPORTED (an EL2 timer without VTIME_VCPU_EL2). */
-VTIME_API vtime_status vtime_vcpu_set_timer(vtime_vcpu *vcpu, vtime_timer timer, uint64_t ctl,
+VTIME_API vtime_status vtime_vcpu_set_timer(vtime_vcpu *vcpu, uint32_t timer, uint64_t ctl,
                                             uint64_t cval) VTIME_NOEXCEPT;
 
 /** Reads one of the vCPU's control or offset registers. Errors: BAD_HANDLE,
  *  INVALID_ARGUMENT (unknown register, value NULL), UNSUPPORTED (a register
  *  the vCPU's features do not have). */
-VTIME_API vtime_status vtime_vcpu_get_reg(const vtime_vcpu *vcpu, vtime_vcpu_reg reg,
+VTIME_API vtime_status vtime_vcpu_get_reg(const vtime_vcpu *vcpu, uint32_t reg,
                                           uint64_t *value) VTIME_NOEXCEPT;
 
 /** Restores one of the vCPU's control or offset registers. Errors:
@@ -348,7 +355,7 @@ VTIME_API vtime_status vtime_vcpu_get_reg(const vtime_vcpu *vcpu, vtime_vcpu_reg
  *  CNTHCTL_EL2 value with bits the vCPU's features do not define, which a
  *  guest's own write could never have stored), UNSUPPORTED (a register the
  *  vCPU's features do not have). */
-VTIME_API vtime_status vtime_vcpu_set_reg(vtime_vcpu *vcpu, vtime_vcpu_reg reg,
+VTIME_API vtime_status vtime_vcpu_set_reg(vtime_vcpu *vcpu, uint32_t reg,
                                           uint64_t value) VTIME_NOEXCEPT;
 
 /** The earliest instant one of a vCPU's timer lines rises. */
@@ -419,7 +426,7 @@ typedef enum vtime_sysreg {
 
 /** The Arm name of a register ("CNTV_CVAL_EL0"), in static storage; NULL for
  *  VTIME_SYSREG_NONE or a value not in vtime_sysreg. */
-VTIME_API const char *vtime_sysreg_name(vtime_sysreg reg) VTIME_NOEXCEPT;
+VTIME_API const char *vtime_sysreg_name(uint32_t reg) VTIME_NOEXCEPT;
 
 /** One trapped MSR/MRS, decoded from ESR_EL2 (exception class 0x18). */
 typedef struct vtime_sysreg_access {
@@ -437,7 +444,7 @@ VTIME_API vtime_status vtime_decode_trap(uint64_t esr, vtime_sysreg_access *out)
 /** The ESR_EL2 value a trap of an access to reg would report (EC 0x18,
  *  IL 1), for tests and tools. Errors: INVALID_ARGUMENT (reg not a modelled
  *  register, rt > 31, esr NULL). */
-VTIME_API vtime_status vtime_encode_trap(vtime_sysreg reg, int is_read, uint8_t rt,
+VTIME_API vtime_status vtime_encode_trap(uint32_t reg, int is_read, uint8_t rt,
                                          uint64_t *esr) VTIME_NOEXCEPT;
 
 /** The exception level a trapped access came from, as the guest sees it. */
@@ -492,7 +499,7 @@ VTIME_API vtime_status vtime_emulate_trap(vtime_vcpu *vcpu, const vtime_clock *c
 
 /** The name of an outcome ("read", "UNDEFINED"), in static storage; NULL for
  *  a value not in vtime_outcome. */
-VTIME_API const char *vtime_outcome_name(vtime_outcome outcome) VTIME_NOEXCEPT;
+VTIME_API const char *vtime_outcome_name(uint32_t outcome) VTIME_NOEXCEPT;
 
 /* ---- saved guest time ----------------------------------------------------- */
 
@@ -640,7 +647,7 @@ typedef enum vtime_policy {
 } vtime_policy;
 
 /** "freeze" or "wallclock", in static storage; NULL for another value. */
-VTIME_API const char *vtime_policy_name(vtime_policy policy) VTIME_NOEXCEPT;
+VTIME_API const char *vtime_policy_name(uint32_t policy) VTIME_NOEXCEPT;
 
 /** Parses "freeze" or "wallclock" (nothing else). Errors: INVALID_ARGUMENT
  *  (name or out NULL, another name). */
@@ -673,7 +680,7 @@ typedef struct vtime_resume_plan {
  *  no counter frequency), UNSUPPORTED (the destination's frequency differs:
  *  a KVM guest's CNTFRQ cannot change, so its time would run at the wrong
  *  rate). */
-VTIME_API vtime_status vtime_plan_resume(const vtime_state *saved, vtime_policy policy,
+VTIME_API vtime_status vtime_plan_resume(const vtime_state *saved, uint32_t policy,
                                          const vtime_capture_pair *destination,
                                          uint64_t destination_frequency_hz,
                                          vtime_resume_plan *out) VTIME_NOEXCEPT;

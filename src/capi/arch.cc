@@ -56,12 +56,12 @@ static_assert(VTIME_CTL_ENABLE == arch::ctl::kEnable && VTIME_CTL_IMASK == arch:
               VTIME_CTL_ISTATUS == arch::ctl::kIstatus);
 
 // The timer a C caller names, if the vCPU has it.
-vtime_status CheckTimer(std::string_view fn, const vtime_vcpu* vcpu, vtime_timer timer) {
-  if (static_cast<unsigned>(timer) > unsigned{VTIME_TIMER_EL2_PHYSICAL}) {
+vtime_status CheckTimer(std::string_view fn, const vtime_vcpu* vcpu, std::uint32_t timer) {
+  if (timer > std::uint32_t{VTIME_TIMER_EL2_PHYSICAL}) {
     return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "timer ",
-                    Decimal(static_cast<unsigned>(timer)), " is not a vtime_timer (0..3)");
+                    Decimal(timer), " is not a vtime_timer (0..3)");
   }
-  if (timer >= VTIME_TIMER_EL2_VIRTUAL && !vcpu->model.features.el2) {
+  if (timer >= std::uint32_t{VTIME_TIMER_EL2_VIRTUAL} && !vcpu->model.features.el2) {
     return SetError(VTIME_ERR_UNSUPPORTED, fn, arch::NameOf(static_cast<TimerId>(timer)),
                     " timer: the vCPU has no EL2 (create it with VTIME_VCPU_EL2)");
   }
@@ -87,7 +87,7 @@ struct RegSlot {
 };
 
 template <class Model>
-vtime_status FindReg(std::string_view fn, Model& m, vtime_vcpu_reg reg, RegSlot<Model>& slot) {
+vtime_status FindReg(std::string_view fn, Model& m, std::uint32_t reg, RegSlot<Model>& slot) {
   const bool el2 = m.features.el2;
   switch (reg) {
     case VTIME_VCPU_REG_CNTKCTL_EL1:
@@ -110,7 +110,7 @@ vtime_status FindReg(std::string_view fn, Model& m, vtime_vcpu_reg reg, RegSlot<
       return VTIME_OK;
     default:
       return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "register ",
-                      Decimal(static_cast<unsigned>(reg)), " is not a vtime_vcpu_reg (0..3)");
+                      Decimal(reg), " is not a vtime_vcpu_reg (0..3)");
   }
   return SetError(VTIME_ERR_UNSUPPORTED, fn,
                   "an EL2 register: the vCPU has no EL2 (create it with VTIME_VCPU_EL2)");
@@ -160,7 +160,7 @@ vtime_status vtime_clock_on_vcpu_created(vtime_clock* clock, uint64_t host_count
   return VTIME_OK;
 }
 
-vtime_status vtime_clock_write_counter(vtime_clock* clock, vtime_counter counter, uint64_t value,
+vtime_status vtime_clock_write_counter(vtime_clock* clock, uint32_t counter, uint64_t value,
                                        uint64_t host_count, int nested_vcpu,
                                        vtime_counter_write_effect* effect) noexcept {
   constexpr std::string_view kFn = "vtime_clock_write_counter";
@@ -256,7 +256,7 @@ vtime_status vtime_vcpu_reset(vtime_vcpu* vcpu) noexcept {
   return VTIME_OK;
 }
 
-vtime_status vtime_vcpu_get_timer(const vtime_vcpu* vcpu, vtime_timer timer, uint64_t* ctl,
+vtime_status vtime_vcpu_get_timer(const vtime_vcpu* vcpu, uint32_t timer, uint64_t* ctl,
                                   uint64_t* cval) noexcept {
   constexpr std::string_view kFn = "vtime_vcpu_get_timer";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
@@ -269,7 +269,7 @@ vtime_status vtime_vcpu_get_timer(const vtime_vcpu* vcpu, vtime_timer timer, uin
   return VTIME_OK;
 }
 
-vtime_status vtime_vcpu_set_timer(vtime_vcpu* vcpu, vtime_timer timer, uint64_t ctl,
+vtime_status vtime_vcpu_set_timer(vtime_vcpu* vcpu, uint32_t timer, uint64_t ctl,
                                   uint64_t cval) noexcept {
   constexpr std::string_view kFn = "vtime_vcpu_set_timer";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
@@ -285,7 +285,7 @@ vtime_status vtime_vcpu_set_timer(vtime_vcpu* vcpu, vtime_timer timer, uint64_t 
   return VTIME_OK;
 }
 
-vtime_status vtime_vcpu_get_reg(const vtime_vcpu* vcpu, vtime_vcpu_reg reg,
+vtime_status vtime_vcpu_get_reg(const vtime_vcpu* vcpu, uint32_t reg,
                                 uint64_t* value) noexcept {
   constexpr std::string_view kFn = "vtime_vcpu_get_reg";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
@@ -296,7 +296,7 @@ vtime_status vtime_vcpu_get_reg(const vtime_vcpu* vcpu, vtime_vcpu_reg reg,
   return VTIME_OK;
 }
 
-vtime_status vtime_vcpu_set_reg(vtime_vcpu* vcpu, vtime_vcpu_reg reg, uint64_t value) noexcept {
+vtime_status vtime_vcpu_set_reg(vtime_vcpu* vcpu, uint32_t reg, uint64_t value) noexcept {
   constexpr std::string_view kFn = "vtime_vcpu_set_reg";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
   RegSlot<arch::VcpuTimerState> slot;
@@ -345,8 +345,8 @@ vtime_status vtime_vcpu_output_lines(const vtime_vcpu* vcpu, const vtime_clock* 
 
 // ---- trapped system-register accesses --------------------------------------
 
-const char* vtime_sysreg_name(vtime_sysreg reg) noexcept {
-  if (static_cast<unsigned>(reg) >= arch::kSysRegCount) return nullptr;
+const char* vtime_sysreg_name(uint32_t reg) noexcept {
+  if (reg >= arch::kSysRegCount) return nullptr;
   // NameOf returns views of string literals, which are NUL-terminated.
   return arch::NameOf(static_cast<arch::SysReg>(reg)).data();
 }
@@ -371,10 +371,10 @@ vtime_status vtime_decode_trap(uint64_t esr, vtime_sysreg_access* out) noexcept 
   });
 }
 
-vtime_status vtime_encode_trap(vtime_sysreg reg, int is_read, uint8_t rt, uint64_t* esr) noexcept {
+vtime_status vtime_encode_trap(uint32_t reg, int is_read, uint8_t rt, uint64_t* esr) noexcept {
   constexpr std::string_view kFn = "vtime_encode_trap";
   if (esr == nullptr) return NullArgument(kFn, "esr");
-  if (static_cast<unsigned>(reg) >= arch::kSysRegCount) {
+  if (reg >= arch::kSysRegCount) {
     return SetError(VTIME_ERR_INVALID_ARGUMENT, kFn, "reg is not a register vtime models");
   }
   if (rt > arch::kXzr) {
@@ -421,8 +421,8 @@ vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock,
   });
 }
 
-const char* vtime_outcome_name(vtime_outcome outcome) noexcept {
-  if (static_cast<unsigned>(outcome) > unsigned{VTIME_OUTCOME_TRAP_TO_EL2}) return nullptr;
+const char* vtime_outcome_name(uint32_t outcome) noexcept {
+  if (outcome > std::uint32_t{VTIME_OUTCOME_TRAP_TO_EL2}) return nullptr;
   return arch::NameOf(static_cast<arch::AccessOutcome>(outcome)).data();
 }
 

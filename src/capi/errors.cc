@@ -71,7 +71,8 @@ uint32_t vtime_version(void) noexcept { return VTIME_VERSION; }
 
 const char* vtime_version_string(void) noexcept { return kVersionString; }
 
-const char* vtime_status_name(vtime_status status) noexcept {
+const char* vtime_status_name(int status) noexcept {
+  // An int, not the enum: a caller may pass any value.
   switch (status) {
     case VTIME_OK:
       return "ok";

@@ -244,14 +244,10 @@ vtime_status vtime_state_to_json(const vtime_state* state, char* buffer, size_t*
   });
 }
 
-const char* vtime_policy_name(vtime_policy policy) noexcept {
-  switch (policy) {
-    case VTIME_POLICY_FREEZE:
-    case VTIME_POLICY_WALLCLOCK:
-      // NameOf returns views of string literals, which are NUL-terminated.
-      return state::NameOf(static_cast<state::Policy>(policy)).data();
-  }
-  return nullptr;
+const char* vtime_policy_name(uint32_t policy) noexcept {
+  if (policy > std::uint32_t{VTIME_POLICY_WALLCLOCK}) return nullptr;
+  // NameOf returns views of string literals, which are NUL-terminated.
+  return state::NameOf(static_cast<state::Policy>(policy)).data();
 }
 
 vtime_status vtime_policy_parse(const char* name, vtime_policy* out) noexcept {
@@ -266,7 +262,7 @@ vtime_status vtime_policy_parse(const char* name, vtime_policy* out) noexcept {
   });
 }
 
-vtime_status vtime_plan_resume(const vtime_state* saved, vtime_policy policy,
+vtime_status vtime_plan_resume(const vtime_state* saved, uint32_t policy,
                                const vtime_capture_pair* destination,
                                uint64_t destination_frequency_hz,
                                vtime_resume_plan* out) noexcept {
@@ -274,7 +270,7 @@ vtime_status vtime_plan_resume(const vtime_state* saved, vtime_policy policy,
   if (!IsHandle(saved)) return BadHandle(kFn, "saved");
   if (destination == nullptr) return NullArgument(kFn, "destination");
   if (out == nullptr) return NullArgument(kFn, "out");
-  if (policy != VTIME_POLICY_FREEZE && policy != VTIME_POLICY_WALLCLOCK) {
+  if (policy > std::uint32_t{VTIME_POLICY_WALLCLOCK}) {
     return SetError(VTIME_ERR_INVALID_ARGUMENT, kFn,
                     "policy is not VTIME_POLICY_FREEZE or VTIME_POLICY_WALLCLOCK");
   }
