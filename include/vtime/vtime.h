@@ -89,9 +89,10 @@
 #define VTIME_VERSION_MAJOR 0
 #define VTIME_VERSION_MINOR 1
 #define VTIME_VERSION_PATCH 0
-/** One number for a version: major << 16 | minor << 8 | patch. */
-#define VTIME_MAKE_VERSION(major, minor, patch) \
-  (((uint32_t)(major) << 16) | ((uint32_t)(minor) << 8) | (uint32_t)(patch))
+/** One number for a version: major << 16 | minor << 8 | patch, as an
+ *  unsigned int (no cast, so that C++ code built with -Wold-style-cast can
+ *  use it). */
+#define VTIME_MAKE_VERSION(major, minor, patch) ((major)*0x10000u + (minor)*0x100u + (patch)*1u)
 /** This header's version as one number. */
 #define VTIME_VERSION \
   VTIME_MAKE_VERSION(VTIME_VERSION_MAJOR, VTIME_VERSION_MINOR, VTIME_VERSION_PATCH)
@@ -156,7 +157,7 @@ VTIME_API const char *vtime_version_string(void) VTIME_NOEXCEPT;
 
 /** A fixed lowercase name for a status ("malformed", "buffer too small"),
  *  in static storage; "unknown status" for a value not in vtime_status. */
-VTIME_API const char *vtime_status_name(int status) VTIME_NOEXCEPT;
+VTIME_API const char *vtime_status_name(uint32_t status) VTIME_NOEXCEPT;
 
 /** The message of the last call on this thread that failed: one line that
  *  names the function and says what was wrong and, where it can, what to do.
@@ -185,8 +186,8 @@ typedef struct vtime_clock vtime_clock;
 
 /** The two counters a VMM can write by value. */
 typedef enum vtime_counter {
-  VTIME_COUNTER_VIRTUAL = 0,  /**< CNTVCT */
-  VTIME_COUNTER_PHYSICAL = 1  /**< CNTPCT */
+  VTIME_COUNTER_VIRTUAL = 0, /**< CNTVCT */
+  VTIME_COUNTER_PHYSICAL = 1 /**< CNTPCT */
 } vtime_counter;
 
 /** What a counter-value write did. */
@@ -199,29 +200,29 @@ typedef enum vtime_counter_write_effect {
 
 /** Which action last set an offset. */
 typedef enum vtime_offset_source {
-  VTIME_OFFSET_SOURCE_NONE = 0,           /**< nothing yet (no vCPU) */
-  VTIME_OFFSET_SOURCE_VCPU_CREATION = 1,  /**< legacy: a vCPU's creation reset it */
-  VTIME_OFFSET_SOURCE_COUNTER_WRITE = 2,  /**< legacy: a counter-value write */
-  VTIME_OFFSET_SOURCE_VM_OFFSET = 3       /**< the VMM set the VM offset */
+  VTIME_OFFSET_SOURCE_NONE = 0,          /**< nothing yet (no vCPU) */
+  VTIME_OFFSET_SOURCE_VCPU_CREATION = 1, /**< legacy: a vCPU's creation reset it */
+  VTIME_OFFSET_SOURCE_COUNTER_WRITE = 2, /**< legacy: a counter-value write */
+  VTIME_OFFSET_SOURCE_VM_OFFSET = 3      /**< the VMM set the VM offset */
 } vtime_offset_source;
 
 /** How a non-zero physical offset reaches the guest. */
 typedef enum vtime_physical_mechanism {
-  VTIME_PHYSICAL_UNAVAILABLE = 0,      /**< the host cannot offset the physical counter */
-  VTIME_PHYSICAL_CNTPOFF = 1,          /**< CNTPOFF_EL2 (FEAT_ECV) in hardware */
-  VTIME_PHYSICAL_TRAP_AND_EMULATE = 2  /**< CNTPCT and CNTP_* trap and are emulated */
+  VTIME_PHYSICAL_UNAVAILABLE = 0,     /**< the host cannot offset the physical counter */
+  VTIME_PHYSICAL_CNTPOFF = 1,         /**< CNTPOFF_EL2 (FEAT_ECV) in hardware */
+  VTIME_PHYSICAL_TRAP_AND_EMULATE = 2 /**< CNTPCT and CNTP_* trap and are emulated */
 } vtime_physical_mechanism;
 
 /** A snapshot of a clock's offsets and how they came to be. */
 typedef struct vtime_clock_info {
   uint64_t virtual_offset;
   uint64_t physical_offset;
-  uint32_t virtual_source;          /**< a vtime_offset_source */
-  uint32_t physical_source;         /**< a vtime_offset_source */
-  uint32_t physical_mechanism;      /**< a vtime_physical_mechanism */
-  uint8_t vm_offset_set;            /**< 1 once vtime_clock_set_vm_offset succeeded */
-  uint8_t physical_accesses_trap;   /**< 1 when CNTPCT/CNTP_* must trap (no CNTPOFF,
-                                         non-zero physical offset) */
+  uint32_t virtual_source;        /**< a vtime_offset_source */
+  uint32_t physical_source;       /**< a vtime_offset_source */
+  uint32_t physical_mechanism;    /**< a vtime_physical_mechanism */
+  uint8_t vm_offset_set;          /**< 1 once vtime_clock_set_vm_offset succeeded */
+  uint8_t physical_accesses_trap; /**< 1 when CNTPCT/CNTP_* must trap (no CNTPOFF,
+                                       non-zero physical offset) */
   uint8_t reserved[2];
 } vtime_clock_info;
 
@@ -242,7 +243,8 @@ VTIME_API void vtime_clock_destroy(vtime_clock *clock) VTIME_NOEXCEPT;
 VTIME_API vtime_status vtime_clock_on_vcpu_created(vtime_clock *clock,
                                                    uint64_t host_count) VTIME_NOEXCEPT;
 
-/** The VMM writes a counter value (CNTVCT or CNTPCT through KVM's ONE_REG) at
+/** The VMM writes a counter value (counter, a vtime_counter: CNTVCT or CNTPCT
+ *  through KVM's ONE_REG) at
  *  host count host_count. Before the VM offset is set this moves the VM-wide
  *  offset so that the vCPU reads value at host_count (for a nested vCPU,
  *  nested_vcpu != 0, a virtual write moves the physical offset its virtual
@@ -253,8 +255,7 @@ VTIME_API vtime_status vtime_clock_on_vcpu_created(vtime_clock *clock,
 VTIME_API vtime_status vtime_clock_write_counter(vtime_clock *clock, uint32_t counter,
                                                  uint64_t value, uint64_t host_count,
                                                  int nested_vcpu,
-                                                 vtime_counter_write_effect *effect)
-    VTIME_NOEXCEPT;
+                                                 vtime_counter_write_effect *effect) VTIME_NOEXCEPT;
 
 /** The VMM sets the VM offset (KVM_ARM_SET_COUNTER_OFFSET): both offsets take
  *  offset (the physical one only with VTIME_HOST_PHYSICAL_OFFSET); from then
@@ -271,8 +272,7 @@ VTIME_API vtime_status vtime_clock_get_info(const vtime_clock *clock,
 
 /** The counter frequency the clock was created with. Errors: BAD_HANDLE,
  *  INVALID_ARGUMENT (hz NULL). */
-VTIME_API vtime_status vtime_clock_frequency(const vtime_clock *clock,
-                                             uint64_t *hz) VTIME_NOEXCEPT;
+VTIME_API vtime_status vtime_clock_frequency(const vtime_clock *clock, uint64_t *hz) VTIME_NOEXCEPT;
 
 /** The guest's EL1 virtual count (CNTVCT_EL0, outside nested virtualization)
  *  and physical count (CNTPCT_EL0) at host count host_count.
@@ -298,10 +298,10 @@ typedef struct vtime_vcpu vtime_vcpu;
 
 /** The four timers of a vCPU (the EL2 ones exist only with VTIME_VCPU_EL2). */
 typedef enum vtime_timer {
-  VTIME_TIMER_EL1_VIRTUAL = 0,   /**< CNTV_*_EL0 */
-  VTIME_TIMER_EL1_PHYSICAL = 1,  /**< CNTP_*_EL0 */
-  VTIME_TIMER_EL2_VIRTUAL = 2,   /**< CNTHV_*_EL2 */
-  VTIME_TIMER_EL2_PHYSICAL = 3   /**< CNTHP_*_EL2 */
+  VTIME_TIMER_EL1_VIRTUAL = 0,  /**< CNTV_*_EL0 */
+  VTIME_TIMER_EL1_PHYSICAL = 1, /**< CNTP_*_EL0 */
+  VTIME_TIMER_EL2_VIRTUAL = 2,  /**< CNTHV_*_EL2 */
+  VTIME_TIMER_EL2_PHYSICAL = 3  /**< CNTHP_*_EL2 */
 } vtime_timer;
 
 /** CNTx_CTL bits. */
@@ -312,17 +312,16 @@ typedef enum vtime_timer {
 /** The vCPU control and offset registers vtime keeps besides the timers. */
 typedef enum vtime_vcpu_reg {
   VTIME_VCPU_REG_CNTKCTL_EL1 = 0,
-  VTIME_VCPU_REG_CNTHCTL_EL2 = 1,  /**< VTIME_VCPU_EL2 only */
-  VTIME_VCPU_REG_CNTVOFF_EL2 = 2,  /**< VTIME_VCPU_EL2 only */
-  VTIME_VCPU_REG_CNTPOFF_EL2 = 3   /**< VTIME_VCPU_EL2 with VTIME_VCPU_ECV_CNTPOFF only */
+  VTIME_VCPU_REG_CNTHCTL_EL2 = 1, /**< VTIME_VCPU_EL2 only */
+  VTIME_VCPU_REG_CNTVOFF_EL2 = 2, /**< VTIME_VCPU_EL2 only */
+  VTIME_VCPU_REG_CNTPOFF_EL2 = 3  /**< VTIME_VCPU_EL2 with VTIME_VCPU_ECV_CNTPOFF only */
 } vtime_vcpu_reg;
 
 /** Creates a vCPU with feature_flags (VTIME_VCPU_*), every register at its
  *  architectural reset (timers disabled, CVAL 0). Errors: INVALID_ARGUMENT
  *  (out NULL, unknown flag), NO_MEMORY. On failure *out is set to NULL when
  *  out is not NULL. */
-VTIME_API vtime_status vtime_vcpu_create(uint32_t feature_flags,
-                                         vtime_vcpu **out) VTIME_NOEXCEPT;
+VTIME_API vtime_status vtime_vcpu_create(uint32_t feature_flags, vtime_vcpu **out) VTIME_NOEXCEPT;
 
 /** Destroys a vCPU. NULL, or a pointer that is not a vCPU, is ignored. */
 VTIME_API void vtime_vcpu_destroy(vtime_vcpu *vcpu) VTIME_NOEXCEPT;
@@ -331,26 +330,30 @@ VTIME_API void vtime_vcpu_destroy(vtime_vcpu *vcpu) VTIME_NOEXCEPT;
  *  stay). Errors: BAD_HANDLE. */
 VTIME_API vtime_status vtime_vcpu_reset(vtime_vcpu *vcpu) VTIME_NOEXCEPT;
 
-/** A timer's stored CTL (ENABLE and IMASK only, never ISTATUS) and CVAL.
+/** The stored CTL (ENABLE and IMASK only, never ISTATUS) and CVAL of timer
+ *  (a vtime_timer).
  *  Errors: BAD_HANDLE, INVALID_ARGUMENT (unknown timer, ctl or cval NULL),
  *  UNSUPPORTED (an EL2 timer on a vCPU without VTIME_VCPU_EL2). */
-VTIME_API vtime_status vtime_vcpu_get_timer(const vtime_vcpu *vcpu, uint32_t timer,
-                                            uint64_t *ctl, uint64_t *cval) VTIME_NOEXCEPT;
+VTIME_API vtime_status vtime_vcpu_get_timer(const vtime_vcpu *vcpu, uint32_t timer, uint64_t *ctl,
+                                            uint64_t *cval) VTIME_NOEXCEPT;
 
-/** Restores a timer's CTL and CVAL (a VMM's restore path: set the clock's
+/** Restores the CTL and CVAL of timer (a vtime_timer): a VMM's restore
+ *  path (set the clock's
  *  offsets first, then the timers). Errors: BAD_HANDLE, INVALID_ARGUMENT
  *  (unknown timer; ctl with bits other than ENABLE and IMASK, since ISTATUS
  *  is derived), UNSUPPORTED (an EL2 timer without VTIME_VCPU_EL2). */
 VTIME_API vtime_status vtime_vcpu_set_timer(vtime_vcpu *vcpu, uint32_t timer, uint64_t ctl,
                                             uint64_t cval) VTIME_NOEXCEPT;
 
-/** Reads one of the vCPU's control or offset registers. Errors: BAD_HANDLE,
+/** Reads one of the vCPU's control or offset registers (reg, a
+ *  vtime_vcpu_reg). Errors: BAD_HANDLE,
  *  INVALID_ARGUMENT (unknown register, value NULL), UNSUPPORTED (a register
  *  the vCPU's features do not have). */
 VTIME_API vtime_status vtime_vcpu_get_reg(const vtime_vcpu *vcpu, uint32_t reg,
                                           uint64_t *value) VTIME_NOEXCEPT;
 
-/** Restores one of the vCPU's control or offset registers. Errors:
+/** Restores one of the vCPU's control or offset registers (reg, a
+ *  vtime_vcpu_reg). Errors:
  *  BAD_HANDLE, INVALID_ARGUMENT (unknown register; a CNTKCTL_EL1 or
  *  CNTHCTL_EL2 value with bits the vCPU's features do not define, which a
  *  guest's own write could never have stored), UNSUPPORTED (a register the
@@ -384,8 +387,7 @@ VTIME_API vtime_status vtime_vcpu_next_deadline(const vtime_vcpu *vcpu, const vt
  *  i of *lines is the line of vtime_timer i. Errors: BAD_HANDLE,
  *  INVALID_ARGUMENT (lines NULL). */
 VTIME_API vtime_status vtime_vcpu_output_lines(const vtime_vcpu *vcpu, const vtime_clock *clock,
-                                               uint64_t host_count,
-                                               uint32_t *lines) VTIME_NOEXCEPT;
+                                               uint64_t host_count, uint32_t *lines) VTIME_NOEXCEPT;
 
 /* ---- trapped system-register accesses ------------------------------------ */
 
@@ -424,16 +426,16 @@ typedef enum vtime_sysreg {
   VTIME_SYSREG_NONE = 255
 } vtime_sysreg;
 
-/** The Arm name of a register ("CNTV_CVAL_EL0"), in static storage; NULL for
+/** The Arm name of reg, a vtime_sysreg ("CNTV_CVAL_EL0"), in static storage; NULL for
  *  VTIME_SYSREG_NONE or a value not in vtime_sysreg. */
 VTIME_API const char *vtime_sysreg_name(uint32_t reg) VTIME_NOEXCEPT;
 
 /** One trapped MSR/MRS, decoded from ESR_EL2 (exception class 0x18). */
 typedef struct vtime_sysreg_access {
-  uint32_t sysreg;  /**< a vtime_sysreg, VTIME_SYSREG_NONE if not a timer register */
-  uint8_t op0, op1, crn, crm, op2;  /**< the encoding as the syndrome gave it */
-  uint8_t rt;       /**< the general-purpose register Xt; 31 is XZR */
-  uint8_t is_read;  /**< 1 for MRS (a read), 0 for MSR */
+  uint32_t sysreg;                 /**< a vtime_sysreg, VTIME_SYSREG_NONE if not a timer register */
+  uint8_t op0, op1, crn, crm, op2; /**< the encoding as the syndrome gave it */
+  uint8_t rt;                      /**< the general-purpose register Xt; 31 is XZR */
+  uint8_t is_read;                 /**< 1 for MRS (a read), 0 for MSR */
   uint8_t reserved;
 } vtime_sysreg_access;
 
@@ -441,7 +443,7 @@ typedef struct vtime_sysreg_access {
  *  (exception class not 0x18, IL 0, or a RES0 bit set). */
 VTIME_API vtime_status vtime_decode_trap(uint64_t esr, vtime_sysreg_access *out) VTIME_NOEXCEPT;
 
-/** The ESR_EL2 value a trap of an access to reg would report (EC 0x18,
+/** The ESR_EL2 value a trap of an access to reg (a vtime_sysreg) would report (EC 0x18,
  *  IL 1), for tests and tools. Errors: INVALID_ARGUMENT (reg not a modelled
  *  register, rt > 31, esr NULL). */
 VTIME_API vtime_status vtime_encode_trap(uint32_t reg, int is_read, uint8_t rt,
@@ -458,30 +460,30 @@ typedef enum vtime_el { VTIME_EL0 = 0, VTIME_EL1 = 1, VTIME_EL2 = 2 } vtime_el;
 
 /** One trapped access and the guest's state at it. */
 typedef struct vtime_trap {
-  uint64_t esr;          /**< ESR_EL2 as the hypervisor reported it */
-  uint64_t write_value;  /**< for an MSR: the content of Xt (0 for XZR) */
-  uint64_t host_count;   /**< the host's physical count at the access */
-  uint32_t el;           /**< a vtime_el */
-  uint32_t context_flags;/**< VTIME_CONTEXT_* */
+  uint64_t esr;           /**< ESR_EL2 as the hypervisor reported it */
+  uint64_t write_value;   /**< for an MSR: the content of Xt (0 for XZR) */
+  uint64_t host_count;    /**< the host's physical count at the access */
+  uint32_t el;            /**< a vtime_el */
+  uint32_t context_flags; /**< VTIME_CONTEXT_* */
 } vtime_trap;
 
 /** How a trapped access ends; the VMM carries it out. */
 typedef enum vtime_outcome {
-  VTIME_OUTCOME_READ = 0,           /**< put value into Xt (unless XZR), step over */
-  VTIME_OUTCOME_WRITTEN = 1,        /**< the model took the write; step over */
-  VTIME_OUTCOME_WRITE_IGNORED = 2,  /**< allowed, no effect (CNTFRQ_EL0); step over */
-  VTIME_OUTCOME_UNDEFINED = 3,      /**< inject an UNDEF into the guest */
-  VTIME_OUTCOME_TRAP_TO_EL1 = 4,    /**< EL0 denied by CNTKCTL_EL1: deliver to guest EL1 */
-  VTIME_OUTCOME_TRAP_TO_EL2 = 5     /**< the guest hypervisor's: deliver to virtual EL2 */
+  VTIME_OUTCOME_READ = 0,          /**< put value into Xt (unless XZR), step over */
+  VTIME_OUTCOME_WRITTEN = 1,       /**< the model took the write; step over */
+  VTIME_OUTCOME_WRITE_IGNORED = 2, /**< allowed, no effect (CNTFRQ_EL0); step over */
+  VTIME_OUTCOME_UNDEFINED = 3,     /**< inject an UNDEF into the guest */
+  VTIME_OUTCOME_TRAP_TO_EL1 = 4,   /**< EL0 denied by CNTKCTL_EL1: deliver to guest EL1 */
+  VTIME_OUTCOME_TRAP_TO_EL2 = 5    /**< the guest hypervisor's: deliver to virtual EL2 */
 } vtime_outcome;
 
 /** The result of emulating one access. */
 typedef struct vtime_emulation {
-  uint64_t value;    /**< for VTIME_OUTCOME_READ: the value for Xt; else 0 */
-  uint32_t outcome;  /**< a vtime_outcome */
-  uint32_t sysreg;   /**< the register accessed, VTIME_SYSREG_NONE if none */
-  uint8_t rt;        /**< Xt from the syndrome; 31 is XZR */
-  uint8_t is_read;   /**< 1 for MRS */
+  uint64_t value;   /**< for VTIME_OUTCOME_READ: the value for Xt; else 0 */
+  uint32_t outcome; /**< a vtime_outcome */
+  uint32_t sysreg;  /**< the register accessed, VTIME_SYSREG_NONE if none */
+  uint8_t rt;       /**< Xt from the syndrome; 31 is XZR */
+  uint8_t is_read;  /**< 1 for MRS */
   uint8_t reserved[6];
 } vtime_emulation;
 
@@ -497,7 +499,7 @@ VTIME_API vtime_status vtime_emulate_trap(vtime_vcpu *vcpu, const vtime_clock *c
                                           const vtime_trap *trap,
                                           vtime_emulation *out) VTIME_NOEXCEPT;
 
-/** The name of an outcome ("read", "UNDEFINED"), in static storage; NULL for
+/** The name of outcome, a vtime_outcome ("read", "UNDEFINED"), in static storage; NULL for
  *  a value not in vtime_outcome. */
 VTIME_API const char *vtime_outcome_name(uint32_t outcome) VTIME_NOEXCEPT;
 
@@ -522,8 +524,8 @@ typedef enum vtime_offset_api {
 
 /** One instant seen by two clocks read back to back. */
 typedef struct vtime_capture_pair {
-  uint64_t host_counter;  /**< the host's physical count */
-  int64_t wall_clock_ns;  /**< CLOCK_REALTIME in nanoseconds since the epoch */
+  uint64_t host_counter; /**< the host's physical count */
+  int64_t wall_clock_ns; /**< CLOCK_REALTIME in nanoseconds since the epoch */
 } vtime_capture_pair;
 
 /** The VM-level fields of a saved state. */
@@ -532,11 +534,11 @@ typedef struct vtime_state_vm {
    *  this library writes (a fresh state has the newest). An older one lets a
    *  state be written for an older destination. */
   uint32_t format_version;
-  uint32_t offset_api;  /**< a vtime_offset_api */
-  uint64_t counter_frequency_hz;  /**< CNTFRQ; must not be 0 to validate */
-  uint64_t virtual_offset;        /**< guest virtual = host - this */
-  uint64_t physical_offset;       /**< guest physical = host - this */
-  vtime_capture_pair pause;       /**< the pause instant */
+  uint32_t offset_api;           /**< a vtime_offset_api */
+  uint64_t counter_frequency_hz; /**< CNTFRQ; must not be 0 to validate */
+  uint64_t virtual_offset;       /**< guest virtual = host - this */
+  uint64_t physical_offset;      /**< guest physical = host - this */
+  vtime_capture_pair pause;      /**< the pause instant */
 } vtime_state_vm;
 
 /** Flags of a saved vCPU. */
@@ -545,15 +547,15 @@ typedef struct vtime_state_vm {
 
 /** One vCPU of a saved state. */
 typedef struct vtime_state_vcpu {
-  uint64_t timer_ctl[4];   /**< indexed by vtime_timer: ENABLE and IMASK only */
-  uint64_t timer_cval[4];  /**< indexed by vtime_timer: absolute CVAL */
+  uint64_t timer_ctl[4];  /**< indexed by vtime_timer: ENABLE and IMASK only */
+  uint64_t timer_cval[4]; /**< indexed by vtime_timer: absolute CVAL */
   uint64_t cntkctl_el1;
-  uint64_t cnthctl_el2;    /**< the guest hypervisor's; nested only */
-  uint64_t cntvoff_el2;    /**< the guest hypervisor's; nested only */
-  uint64_t pvtime_ipa;     /**< the stolen-time record's 64-byte aligned IPA */
+  uint64_t cnthctl_el2; /**< the guest hypervisor's; nested only */
+  uint64_t cntvoff_el2; /**< the guest hypervisor's; nested only */
+  uint64_t pvtime_ipa;  /**< the stolen-time record's 64-byte aligned IPA */
   uint64_t pvtime_stolen_ns;
-  uint32_t pvtime_revision;/**< the record revision the source host served */
-  uint32_t flags;          /**< VTIME_STATE_VCPU_* */
+  uint32_t pvtime_revision; /**< the record revision the source host served */
+  uint32_t flags;           /**< VTIME_STATE_VCPU_* */
 } vtime_state_vcpu;
 
 /** Creates an empty state: the newest format version, no vCPUs, every other
@@ -585,8 +587,7 @@ VTIME_API vtime_status vtime_state_vcpu_count(const vtime_state *state,
 /** Grows or shrinks the state to count vCPUs; new ones are all zero.
  *  Errors: BAD_HANDLE, OUT_OF_RANGE (count > VTIME_STATE_MAX_VCPUS),
  *  NO_MEMORY. */
-VTIME_API vtime_status vtime_state_set_vcpu_count(vtime_state *state,
-                                                  size_t count) VTIME_NOEXCEPT;
+VTIME_API vtime_status vtime_state_set_vcpu_count(vtime_state *state, size_t count) VTIME_NOEXCEPT;
 
 /** vCPU index of the state. Errors: BAD_HANDLE, INVALID_ARGUMENT (out NULL),
  *  OUT_OF_RANGE (index >= the vCPU count). */
@@ -646,7 +647,8 @@ typedef enum vtime_policy {
   VTIME_POLICY_WALLCLOCK = 1
 } vtime_policy;
 
-/** "freeze" or "wallclock", in static storage; NULL for another value. */
+/** The name of policy, a vtime_policy: "freeze" or "wallclock", in static
+ *  storage; NULL for another value. */
 VTIME_API const char *vtime_policy_name(uint32_t policy) VTIME_NOEXCEPT;
 
 /** Parses "freeze" or "wallclock" (nothing else). Errors: INVALID_ARGUMENT
@@ -663,16 +665,16 @@ typedef struct vtime_resume_plan {
    *  (legacy counter-value writes): each counter resumes exactly. */
   uint64_t virtual_offset;
   uint64_t physical_offset;
-  uint64_t virtual_count_at_resume;   /**< with virtual_offset */
-  uint64_t physical_count_at_resume;  /**< with physical_offset */
-  uint64_t advanced_ticks;  /**< guest time added for the time away (wallclock) */
+  uint64_t virtual_count_at_resume;  /**< with virtual_offset */
+  uint64_t physical_count_at_resume; /**< with physical_offset */
+  uint64_t advanced_ticks;           /**< guest time added for the time away (wallclock) */
   /** 1 when the destination's wall clock read before the pause: the guest
    *  then advances by nothing rather than going backwards. */
   uint32_t wall_clock_went_backwards;
   uint32_t reserved;
 } vtime_resume_plan;
 
-/** Plans the resume of saved under policy on a destination that captured
+/** Plans the resume of saved under policy (a vtime_policy) on a destination that captured
  *  *destination (its host counter and wall clock, read back to back just
  *  before resuming) and whose counter runs at destination_frequency_hz.
  *  Deterministic: the same inputs give the same plan. Errors: BAD_HANDLE,

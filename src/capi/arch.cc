@@ -58,8 +58,8 @@ static_assert(VTIME_CTL_ENABLE == arch::ctl::kEnable && VTIME_CTL_IMASK == arch:
 // The timer a C caller names, if the vCPU has it.
 vtime_status CheckTimer(std::string_view fn, const vtime_vcpu* vcpu, std::uint32_t timer) {
   if (timer > std::uint32_t{VTIME_TIMER_EL2_PHYSICAL}) {
-    return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "timer ",
-                    Decimal(timer), " is not a vtime_timer (0..3)");
+    return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "timer ", Decimal(timer),
+                    " is not a vtime_timer (0..3)");
   }
   if (timer >= std::uint32_t{VTIME_TIMER_EL2_VIRTUAL} && !vcpu->model.features.el2) {
     return SetError(VTIME_ERR_UNSUPPORTED, fn, arch::NameOf(static_cast<TimerId>(timer)),
@@ -109,8 +109,8 @@ vtime_status FindReg(std::string_view fn, Model& m, std::uint32_t reg, RegSlot<M
       slot.value = &m.cntpoff_el2.value;
       return VTIME_OK;
     default:
-      return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "register ",
-                      Decimal(reg), " is not a vtime_vcpu_reg (0..3)");
+      return SetError(VTIME_ERR_INVALID_ARGUMENT, fn, "register ", Decimal(reg),
+                      " is not a vtime_vcpu_reg (0..3)");
   }
   return SetError(VTIME_ERR_UNSUPPORTED, fn,
                   "an EL2 register: the vCPU has no EL2 (create it with VTIME_VCPU_EL2)");
@@ -146,8 +146,8 @@ vtime_status vtime_clock_create(uint64_t cntfrq_hz, uint32_t host_flags,
     features.vm_offset_api = (host_flags & VTIME_HOST_VM_OFFSET_API) != 0;
     features.physical_offset = (host_flags & VTIME_HOST_PHYSICAL_OFFSET) != 0;
     features.ecv_cntpoff = (host_flags & VTIME_HOST_ECV_CNTPOFF) != 0;
-    *out = new vtime_clock{kTag<vtime_clock>, arch::VmClock(features),
-                           vtime::FrequencyHz(cntfrq_hz)};
+    *out =
+        new vtime_clock{kTag<vtime_clock>, arch::VmClock(features), vtime::FrequencyHz(cntfrq_hz)};
     return VTIME_OK;
   });
 }
@@ -177,7 +177,7 @@ vtime_status vtime_clock_write_counter(vtime_clock* clock, uint32_t counter, uin
     if (!done) return FailWith(kFn, done.error());
     if (effect != nullptr) {
       *effect = *done == arch::CounterWriteEffect::kApplied ? VTIME_COUNTER_WRITE_APPLIED
-                                                           : VTIME_COUNTER_WRITE_IGNORED;
+                                                            : VTIME_COUNTER_WRITE_IGNORED;
     }
     return VTIME_OK;
   });
@@ -285,8 +285,7 @@ vtime_status vtime_vcpu_set_timer(vtime_vcpu* vcpu, uint32_t timer, uint64_t ctl
   return VTIME_OK;
 }
 
-vtime_status vtime_vcpu_get_reg(const vtime_vcpu* vcpu, uint32_t reg,
-                                uint64_t* value) noexcept {
+vtime_status vtime_vcpu_get_reg(const vtime_vcpu* vcpu, uint32_t reg, uint64_t* value) noexcept {
   constexpr std::string_view kFn = "vtime_vcpu_get_reg";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
   if (value == nullptr) return NullArgument(kFn, "value");
@@ -358,8 +357,8 @@ vtime_status vtime_decode_trap(uint64_t esr, vtime_sysreg_access* out) noexcept 
     const auto access = arch::DecodeSysRegTrap(esr);
     if (!access) return FailWith(kFn, access.error());
     *out = vtime_sysreg_access{};
-    out->sysreg = access->reg ? static_cast<std::uint32_t>(*access->reg)
-                              : std::uint32_t{VTIME_SYSREG_NONE};
+    out->sysreg =
+        access->reg ? static_cast<std::uint32_t>(*access->reg) : std::uint32_t{VTIME_SYSREG_NONE};
     out->op0 = access->encoding.op0;
     out->op1 = access->encoding.op1;
     out->crn = access->encoding.crn;
@@ -384,8 +383,8 @@ vtime_status vtime_encode_trap(uint32_t reg, int is_read, uint8_t rt, uint64_t* 
   return VTIME_OK;
 }
 
-vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock,
-                                const vtime_trap* trap, vtime_emulation* out) noexcept {
+vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock, const vtime_trap* trap,
+                                vtime_emulation* out) noexcept {
   constexpr std::string_view kFn = "vtime_emulate_trap";
   if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
   if (!IsHandle(clock)) return BadHandle(kFn, "clock");
@@ -412,8 +411,8 @@ vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock,
         arch::EmulateSysRegAccess(*access, trap->write_value, vcpu->model, context, env);
     out->value = e.value;
     out->outcome = static_cast<std::uint32_t>(e.outcome);
-    out->sysreg = access->reg ? static_cast<std::uint32_t>(*access->reg)
-                              : std::uint32_t{VTIME_SYSREG_NONE};
+    out->sysreg =
+        access->reg ? static_cast<std::uint32_t>(*access->reg) : std::uint32_t{VTIME_SYSREG_NONE};
     out->rt = access->rt;
     out->is_read = access->is_read ? 1 : 0;
     for (std::uint8_t& r : out->reserved) r = 0;

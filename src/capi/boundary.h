@@ -78,7 +78,8 @@ void DestroyHandle(T* p) {
 class Decimal {
  public:
   explicit Decimal(std::uint64_t v) noexcept
-      : size_(static_cast<std::size_t>(std::to_chars(text_, text_ + sizeof text_, v).ptr - text_)) {}
+      : size_(static_cast<std::size_t>(std::to_chars(text_, text_ + sizeof text_, v).ptr - text_)) {
+  }
   explicit operator std::string_view() const noexcept { return {text_, size_}; }
 
  private:
@@ -89,9 +90,11 @@ class Decimal {
 // Records the message of a failing call, "function: part part ...",
 // truncated to the thread's buffer, and returns its status. It allocates
 // nothing, so it is safe in the handlers of Guard.
-vtime_status SetErrorParts(vtime_status status, std::initializer_list<std::string_view> parts) noexcept;
+vtime_status SetErrorParts(vtime_status status,
+                           std::initializer_list<std::string_view> parts) noexcept;
 template <class... Parts>
-vtime_status SetError(vtime_status status, std::string_view function, const Parts&... parts) noexcept {
+vtime_status SetError(vtime_status status, std::string_view function,
+                      const Parts&... parts) noexcept {
   return SetErrorParts(status, {function, ": ", std::string_view(parts)...});
 }
 // The same for an Error from the C++ layers, its code mapped to a status.
@@ -99,7 +102,8 @@ vtime_status FailWith(std::string_view function, const Error& error);
 vtime_status StatusOf(ErrorCode code) noexcept;
 
 inline vtime_status BadHandle(std::string_view function, std::string_view which) noexcept {
-  return SetError(VTIME_ERR_BAD_HANDLE, function, which, " is NULL or not a live handle of its kind");
+  return SetError(VTIME_ERR_BAD_HANDLE, function, which,
+                  " is NULL or not a live handle of its kind");
 }
 inline vtime_status NullArgument(std::string_view function, std::string_view which) noexcept {
   return SetError(VTIME_ERR_INVALID_ARGUMENT, function, which, " is NULL");
@@ -114,8 +118,7 @@ vtime_status Guard(std::string_view function, Body&& body) noexcept {
   } catch (const std::bad_alloc&) {
     return SetError(VTIME_ERR_NO_MEMORY, function, "out of memory");
   } catch (const std::exception& e) {
-    return SetError(VTIME_ERR_INTERNAL, function, "unexpected exception (a vtime bug): ",
-                    e.what());
+    return SetError(VTIME_ERR_INTERNAL, function, "unexpected exception (a vtime bug): ", e.what());
   } catch (...) {
     return SetError(VTIME_ERR_INTERNAL, function, "unexpected exception (a vtime bug)");
   }

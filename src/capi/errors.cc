@@ -71,8 +71,8 @@ uint32_t vtime_version(void) noexcept { return VTIME_VERSION; }
 
 const char* vtime_version_string(void) noexcept { return kVersionString; }
 
-const char* vtime_status_name(int status) noexcept {
-  // An int, not the enum: a caller may pass any value.
+const char* vtime_status_name(uint32_t status) noexcept {
+  // A uint32_t, not the enum: a caller may pass any value.
   switch (status) {
     case VTIME_OK:
       return "ok";

@@ -42,9 +42,8 @@ vtime_status CopyOut(std::string_view fn, std::span<const std::uint8_t> bytes, v
   if (*size < bytes.size()) {
     const std::size_t capacity = *size;
     *size = bytes.size();
-    return SetError(VTIME_ERR_BUFFER_TOO_SMALL, fn, "the buffer holds ",
-                    Decimal(capacity), " bytes but ", Decimal(bytes.size()),
-                    " are needed (*size now says so)");
+    return SetError(VTIME_ERR_BUFFER_TOO_SMALL, fn, "the buffer holds ", Decimal(capacity),
+                    " bytes but ", Decimal(bytes.size()), " are needed (*size now says so)");
   }
   if (!bytes.empty()) std::memcpy(buffer, bytes.data(), bytes.size());
   *size = bytes.size();
@@ -144,8 +143,7 @@ vtime_status vtime_state_get_vcpu(const vtime_state* state, size_t index,
   if (out == nullptr) return NullArgument(kFn, "out");
   if (index >= state->model.vcpus.size()) {
     return SetError(VTIME_ERR_OUT_OF_RANGE, kFn, "vCPU ", Decimal(index),
-                    " does not exist (the state has ", Decimal(state->model.vcpus.size()),
-                    ")");
+                    " does not exist (the state has ", Decimal(state->model.vcpus.size()), ")");
   }
   const state::VcpuTime& v = state->model.vcpus[index];
   *out = vtime_state_vcpu{};
@@ -160,8 +158,8 @@ vtime_status vtime_state_get_vcpu(const vtime_state* state, size_t index,
   out->pvtime_ipa = v.pvtime.ipa;
   out->pvtime_stolen_ns = v.pvtime.stolen_ns;
   out->pvtime_revision = v.pvtime.revision;
-  out->flags = (v.nested ? VTIME_STATE_VCPU_NESTED : 0U) |
-               (v.pvtime.enabled ? VTIME_STATE_VCPU_PVTIME : 0U);
+  out->flags =
+      (v.nested ? VTIME_STATE_VCPU_NESTED : 0U) | (v.pvtime.enabled ? VTIME_STATE_VCPU_PVTIME : 0U);
   return VTIME_OK;
 }
 
@@ -264,8 +262,7 @@ vtime_status vtime_policy_parse(const char* name, vtime_policy* out) noexcept {
 
 vtime_status vtime_plan_resume(const vtime_state* saved, uint32_t policy,
                                const vtime_capture_pair* destination,
-                               uint64_t destination_frequency_hz,
-                               vtime_resume_plan* out) noexcept {
+                               uint64_t destination_frequency_hz, vtime_resume_plan* out) noexcept {
   constexpr std::string_view kFn = "vtime_plan_resume";
   if (!IsHandle(saved)) return BadHandle(kFn, "saved");
   if (destination == nullptr) return NullArgument(kFn, "destination");

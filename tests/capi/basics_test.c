@@ -5,8 +5,8 @@
 
 static void test_version(void) {
   CHECK_EQ(vtime_version(), VTIME_VERSION);
-  CHECK_EQ(VTIME_VERSION, VTIME_MAKE_VERSION(VTIME_VERSION_MAJOR, VTIME_VERSION_MINOR,
-                                             VTIME_VERSION_PATCH));
+  CHECK_EQ(VTIME_VERSION,
+           VTIME_MAKE_VERSION(VTIME_VERSION_MAJOR, VTIME_VERSION_MINOR, VTIME_VERSION_PATCH));
   char expected[32];
   snprintf(expected, sizeof expected, "%d.%d.%d", VTIME_VERSION_MAJOR, VTIME_VERSION_MINOR,
            VTIME_VERSION_PATCH);
@@ -20,14 +20,14 @@ static void test_status_names(void) {
   CHECK(strcmp(vtime_status_name(VTIME_ERR_BAD_HANDLE), "bad handle") == 0);
   /* Every code has its own name, and a value outside the enumeration one
    * that says so. */
-  for (int a = VTIME_OK; a <= VTIME_ERR_INTERNAL; ++a) {
+  for (uint32_t a = VTIME_OK; a <= VTIME_ERR_INTERNAL; ++a) {
     CHECK(strcmp(vtime_status_name(a), "unknown status") != 0);
-    for (int b = a + 1; b <= VTIME_ERR_INTERNAL; ++b) {
+    for (uint32_t b = a + 1; b <= VTIME_ERR_INTERNAL; ++b) {
       CHECK(strcmp(vtime_status_name(a), vtime_status_name(b)) != 0);
     }
   }
   CHECK(strcmp(vtime_status_name(13), "unknown status") == 0);
-  CHECK(strcmp(vtime_status_name(-1), "unknown status") == 0);
+  CHECK(strcmp(vtime_status_name(0xffffffffu), "unknown status") == 0);
 }
 
 static int other_thread_message_was_empty;

@@ -24,8 +24,8 @@ static inline void harness_check(int ok, const char *what, const char *file, int
   if (!ok) harness_fail(file, line, what);
 }
 
-static inline void harness_check_u64(uint64_t have, uint64_t want, const char *what, const char *file,
-                              int line) {
+static inline void harness_check_u64(uint64_t have, uint64_t want, const char *what,
+                                     const char *file, int line) {
   ++harness_checks;
   if (have != want) {
     harness_fail(file, line, what);
@@ -48,7 +48,7 @@ static inline size_t harness_function_name(const char *call, char *name, size_t 
 /* Checks that a call returned `want`; for a failure, also that the thread's
  * message was written by this call: it starts with the function's name. */
 static inline void harness_check_status(vtime_status have, vtime_status want, const char *call,
-                                 const char *file, int line) {
+                                        const char *file, int line) {
   ++harness_checks;
   if (have != want) {
     harness_fail(file, line, call);

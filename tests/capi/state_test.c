@@ -113,7 +113,8 @@ static void test_fields_round_trip(void) {
   CHECK_OK(vtime_state_validate(state));
 
   /* Refusals of the accessors. */
-  CHECK_STATUS(vtime_state_set_vcpu_count(state, VTIME_STATE_MAX_VCPUS + 1), VTIME_ERR_OUT_OF_RANGE);
+  CHECK_STATUS(vtime_state_set_vcpu_count(state, VTIME_STATE_MAX_VCPUS + 1),
+               VTIME_ERR_OUT_OF_RANGE);
   CHECK_MESSAGE_HAS("513");
   CHECK_STATUS(vtime_state_set_vcpu_count(state, (size_t)-1), VTIME_ERR_OUT_OF_RANGE);
   size_t n = 0;

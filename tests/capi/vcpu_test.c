@@ -71,8 +71,7 @@ static void test_encode_decode(void) {
   CHECK_STATUS(vtime_encode_trap(VTIME_SYSREG_CNTVCT_EL0, 1, 2, NULL), VTIME_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(vtime_encode_trap(28, 1, 2, &esr), VTIME_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(vtime_encode_trap(VTIME_SYSREG_NONE, 1, 2, &esr), VTIME_ERR_INVALID_ARGUMENT);
-  CHECK_STATUS(vtime_encode_trap(VTIME_SYSREG_CNTVCT_EL0, 1, 32, &esr),
-               VTIME_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(vtime_encode_trap(VTIME_SYSREG_CNTVCT_EL0, 1, 32, &esr), VTIME_ERR_INVALID_ARGUMENT);
 }
 
 static void test_registers(void) {
@@ -99,11 +98,9 @@ static void test_registers(void) {
   CHECK_STATUS(vtime_vcpu_get_timer(vcpu, VTIME_TIMER_EL2_VIRTUAL, &ctl, &cval),
                VTIME_ERR_UNSUPPORTED);
   CHECK_STATUS(vtime_vcpu_set_timer(vcpu, VTIME_TIMER_EL2_PHYSICAL, 0, 0), VTIME_ERR_UNSUPPORTED);
-  CHECK_STATUS(vtime_vcpu_get_reg(vcpu, VTIME_VCPU_REG_CNTHCTL_EL2, &value),
-               VTIME_ERR_UNSUPPORTED);
+  CHECK_STATUS(vtime_vcpu_get_reg(vcpu, VTIME_VCPU_REG_CNTHCTL_EL2, &value), VTIME_ERR_UNSUPPORTED);
   CHECK_STATUS(vtime_vcpu_set_reg(vcpu, VTIME_VCPU_REG_CNTVOFF_EL2, 1), VTIME_ERR_UNSUPPORTED);
-  CHECK_STATUS(vtime_vcpu_get_reg(vcpu, VTIME_VCPU_REG_CNTPOFF_EL2, &value),
-               VTIME_ERR_UNSUPPORTED);
+  CHECK_STATUS(vtime_vcpu_get_reg(vcpu, VTIME_VCPU_REG_CNTPOFF_EL2, &value), VTIME_ERR_UNSUPPORTED);
   /* Unknown timers and registers, NULL outputs. */
   CHECK_STATUS(vtime_vcpu_get_timer(vcpu, 4, &ctl, &cval), VTIME_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(vtime_vcpu_set_timer(vcpu, 0xffffffffu, 0, 0), VTIME_ERR_INVALID_ARGUMENT);
@@ -155,8 +152,8 @@ static void test_emulation(void) {
   CHECK_OK(vtime_vcpu_create(0, &vcpu));
 
   /* MRS x2, CNTVCT_EL0 at EL1: host count minus the VM offset. */
-  vtime_emulation e = emulate(vcpu, clock, esr_for(VTIME_SYSREG_CNTVCT_EL0, 1, 2), 0, 5000,
-                              VTIME_EL1, 0);
+  vtime_emulation e =
+      emulate(vcpu, clock, esr_for(VTIME_SYSREG_CNTVCT_EL0, 1, 2), 0, 5000, VTIME_EL1, 0);
   CHECK_EQ(e.outcome, VTIME_OUTCOME_READ);
   CHECK_EQ(e.value, 4000);
   CHECK_EQ(e.sysreg, VTIME_SYSREG_CNTVCT_EL0);
@@ -240,8 +237,8 @@ static void test_nested(void) {
   CHECK_OK(vtime_vcpu_create(VTIME_VCPU_EL2, &vcpu));
   /* The guest hypervisor at EL2 sets its CNTVOFF_EL2; EL1 below it sees the
    * virtual count less that offset. */
-  vtime_emulation e = emulate(vcpu, clock, esr_for(VTIME_SYSREG_CNTVOFF_EL2, 0, 1), 300, 5000,
-                              VTIME_EL2, 0);
+  vtime_emulation e =
+      emulate(vcpu, clock, esr_for(VTIME_SYSREG_CNTVOFF_EL2, 0, 1), 300, 5000, VTIME_EL2, 0);
   CHECK_EQ(e.outcome, VTIME_OUTCOME_WRITTEN);
   e = emulate(vcpu, clock, esr_for(VTIME_SYSREG_CNTVCT_EL0, 1, 1), 0, 5000, VTIME_EL1, 0);
   CHECK_EQ(e.value, 5000 - 1000 - 300);
