@@ -2,8 +2,10 @@
 // VcpuTimerState for vtime_vcpu, and EmulateSysRegAccess for trapped
 // accesses. Each function checks its handles and pointers, calls the model
 // once, and maps a Result's Error to a status and message.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -21,7 +23,6 @@ using arch::TimerId;
 constexpr std::uint32_t kHostFlags =
     VTIME_HOST_VM_OFFSET_API | VTIME_HOST_PHYSICAL_OFFSET | VTIME_HOST_ECV_CNTPOFF;
 constexpr std::uint32_t kVcpuFlags = VTIME_VCPU_EL2 | VTIME_VCPU_ECV | VTIME_VCPU_ECV_CNTPOFF;
-constexpr std::uint32_t kContextFlags = VTIME_CONTEXT_E2H | VTIME_CONTEXT_TGE | VTIME_CONTEXT_NV;
 
 // The C enumerations mirror the C++ ones value for value, so the mapping is
 // a cast; these keep the two from drifting apart.
@@ -114,6 +115,45 @@ vtime_status FindReg(std::string_view fn, Model& m, std::uint32_t reg, RegSlot<M
   }
   return SetError(VTIME_ERR_UNSUPPORTED, fn,
                   "an EL2 register: the vCPU has no EL2 (create it with VTIME_VCPU_EL2)");
+}
+
+constexpr std::string_view kEmulateTrap = "vtime_emulate_trap";
+constexpr std::uint32_t kContextFlagsKnown =
+    VTIME_CONTEXT_E2H | VTIME_CONTEXT_TGE | VTIME_CONTEXT_NV;
+
+// The model's GuestContext is four bytes (EL, E2H, TGE, NV) in that order:
+// one shift-and-or per flag builds it without a byte store each.
+static_assert(sizeof(arch::GuestContext) == 4 && offsetof(arch::GuestContext, e2h) == 1 &&
+              offsetof(arch::GuestContext, tge) == 2 && offsetof(arch::GuestContext, nv) == 3);
+static_assert(VTIME_CONTEXT_E2H == 1u << 0 && VTIME_CONTEXT_TGE == 1u << 1 &&
+              VTIME_CONTEXT_NV == 1u << 2);
+// Precondition: trap.el <= VTIME_EL2 and no unknown context flag.
+inline arch::GuestContext ContextOf(const vtime_trap& trap) {
+  const std::uint32_t f = trap.context_flags;
+  const std::uint32_t bytes = trap.el | (f & 1U) << 8 | (f & 2U) << 15 | (f & 4U) << 22;
+  return std::bit_cast<arch::GuestContext>(bytes);  // little endian, as every vtime host
+}
+
+// Which argument of vtime_emulate_trap is wrong, once its single check
+// failed; out of line so that the hot path carries none of the messages.
+[[gnu::cold, gnu::noinline]] vtime_status RefuseEmulation(const vtime_vcpu* vcpu,
+                                                          const vtime_clock* clock,
+                                                          const vtime_trap* trap,
+                                                          const vtime_emulation* out) noexcept {
+  if (!IsHandle(vcpu)) return BadHandle(kEmulateTrap, "vcpu");
+  if (!IsHandle(clock)) return BadHandle(kEmulateTrap, "clock");
+  if (trap == nullptr) return NullArgument(kEmulateTrap, "trap");
+  if (out == nullptr) return NullArgument(kEmulateTrap, "out");
+  if (trap->el > std::uint32_t{VTIME_EL2}) {
+    return SetError(VTIME_ERR_INVALID_ARGUMENT, kEmulateTrap, "trap->el is not VTIME_EL0, 1 or 2");
+  }
+  if ((trap->context_flags & ~kContextFlagsKnown) != 0) {
+    return SetError(VTIME_ERR_INVALID_ARGUMENT, kEmulateTrap,
+                    "trap->context_flags has bits this version does not define "
+                    "(VTIME_CONTEXT_*)");
+  }
+  return SetError(VTIME_ERR_INTERNAL, kEmulateTrap,
+                  "arguments refused for no reason (a vtime bug)");
 }
 
 }  // namespace
@@ -385,37 +425,32 @@ vtime_status vtime_encode_trap(uint32_t reg, int is_read, uint8_t rt, uint64_t* 
 
 vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock, const vtime_trap* trap,
                                 vtime_emulation* out) noexcept {
-  constexpr std::string_view kFn = "vtime_emulate_trap";
-  if (!IsHandle(vcpu)) return BadHandle(kFn, "vcpu");
-  if (!IsHandle(clock)) return BadHandle(kFn, "clock");
-  if (trap == nullptr) return NullArgument(kFn, "trap");
-  if (out == nullptr) return NullArgument(kFn, "out");
-  if (trap->el > std::uint32_t{VTIME_EL2}) {
-    return SetError(VTIME_ERR_INVALID_ARGUMENT, kFn, "trap->el is not VTIME_EL0, 1 or 2");
+  // The hottest call of the API: one branch for all the argument checks,
+  // and the messages built out of line, keep its frame as small as the C++
+  // path's (see bench/capi_bench.cc).
+  if (!IsHandle(vcpu) || !IsHandle(clock) || trap == nullptr || out == nullptr ||
+      trap->el > std::uint32_t{VTIME_EL2} || (trap->context_flags & ~kContextFlagsKnown) != 0)
+      [[unlikely]] {
+    return RefuseEmulation(vcpu, clock, trap, out);
   }
-  if ((trap->context_flags & ~kContextFlags) != 0) {
-    return SetError(VTIME_ERR_INVALID_ARGUMENT, kFn,
-                    "trap->context_flags has bits this version does not define "
-                    "(VTIME_CONTEXT_*)");
-  }
-  return Guard(kFn, [&] {
+  return Guard(kEmulateTrap, [&] {
     const auto access = arch::DecodeSysRegTrap(trap->esr);
-    if (!access) return FailWith(kFn, access.error());
-    arch::GuestContext context;
-    context.el = static_cast<arch::ExceptionLevel>(trap->el);
-    context.e2h = (trap->context_flags & VTIME_CONTEXT_E2H) != 0;
-    context.tge = (trap->context_flags & VTIME_CONTEXT_TGE) != 0;
-    context.nv = (trap->context_flags & VTIME_CONTEXT_NV) != 0;
+    if (!access) [[unlikely]] {
+      return FailWith(kEmulateTrap, access.error());
+    }
+    const arch::GuestContext context = ContextOf(*trap);
     const arch::EmulationEnv env{&clock->model, HostCount{trap->host_count}, clock->cntfrq};
     const arch::Emulation e =
         arch::EmulateSysRegAccess(*access, trap->write_value, vcpu->model, context, env);
+    // Field by field: a struct built on the stack and copied out in one
+    // piece costs a failed store-to-load forwarding on x86.
     out->value = e.value;
     out->outcome = static_cast<std::uint32_t>(e.outcome);
     out->sysreg =
         access->reg ? static_cast<std::uint32_t>(*access->reg) : std::uint32_t{VTIME_SYSREG_NONE};
     out->rt = access->rt;
     out->is_read = access->is_read ? 1 : 0;
-    for (std::uint8_t& r : out->reserved) r = 0;
+    std::memset(out->reserved, 0, sizeof out->reserved);
     return VTIME_OK;
   });
 }
