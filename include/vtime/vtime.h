@@ -39,8 +39,10 @@
  *   Handles. A NULL handle, or a pointer that is not a live handle of the
  *   expected kind (a vtime_state where a vtime_clock is wanted, say), is
  *   refused with VTIME_ERR_BAD_HANDLE: every handle carries a type tag that
- *   each call checks, and destroy clears it. Using a handle after destroying
- *   it remains undefined behaviour: the memory is gone.
+ *   each call checks, and destroy clears it. (The check reads the first 8
+ *   bytes the pointer points at, so a stray pointer must at least point at
+ *   8 readable bytes.) Using a handle after destroying it remains undefined
+ *   behaviour: the memory is gone.
  *
  *   Buffers. Variable-size output goes into a caller-owned buffer described
  *   by a pointer and a size_t *size: on entry *size is the buffer's capacity

@@ -127,11 +127,12 @@ static_assert(sizeof(arch::GuestContext) == 4 && offsetof(arch::GuestContext, e2
               offsetof(arch::GuestContext, tge) == 2 && offsetof(arch::GuestContext, nv) == 3);
 static_assert(VTIME_CONTEXT_E2H == 1u << 0 && VTIME_CONTEXT_TGE == 1u << 1 &&
               VTIME_CONTEXT_NV == 1u << 2);
+static_assert(std::endian::native == std::endian::little, "byte 0 of the word is the EL");
 // Precondition: trap.el <= VTIME_EL2 and no unknown context flag.
 inline arch::GuestContext ContextOf(const vtime_trap& trap) {
   const std::uint32_t f = trap.context_flags;
   const std::uint32_t bytes = trap.el | (f & 1U) << 8 | (f & 2U) << 15 | (f & 4U) << 22;
-  return std::bit_cast<arch::GuestContext>(bytes);  // little endian, as every vtime host
+  return std::bit_cast<arch::GuestContext>(bytes);
 }
 
 // Which argument of vtime_emulate_trap is wrong, once its single check
