@@ -30,8 +30,7 @@ endif()
 
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libvtime${PROJECT_VERSION_MAJOR})
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
-# Installable for several architectures at once, like any Debian library.
-set(CPACK_DEBIAN_RUNTIME_PACKAGE_MULTIARCH same)
+# (No Multi-Arch: same field: CMake 3.25's CPack cannot write one.)
 string(CONCAT CPACK_DEBIAN_RUNTIME_DESCRIPTION
     "vtime's C API: the VM clock model, timer emulation, saved guest time\n"
     "A library a virtual machine monitor links to give arm64 guests correct, migratable time "
