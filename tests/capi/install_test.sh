@@ -30,7 +30,9 @@ done
 echo "ok: installed under $prefix: $(cd "$prefix" && find . -type f -o -type l | sort | tr '\n' ' ')"
 
 check_program() {  # how, binary
-  if ! readelf -d "$2" | grep -q 'NEEDED.*\[libvtime\.so\.0\]'; then
+  local dynamic
+  dynamic=$(readelf -d "$2")  # not piped into grep -q, which could fail it under pipefail
+  if ! grep -q 'NEEDED.*\[libvtime\.so\.0\]' <<<"$dynamic"; then
     echo "FAIL: the $1 build does not need libvtime.so.0"; exit 1
   fi
   LD_LIBRARY_PATH=$libdir "$2" >"$scratch/out" || { echo "FAIL: the $1 build failed to run"; exit 1; }
