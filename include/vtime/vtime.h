@@ -17,7 +17,7 @@
  *   - saved guest time: build, inspect, validate, encode, decode and a JSON
  *     view of the binary format                             (vtime_state_*)
  *   - the migration policies, freeze and wallclock, as a resume plan
- *                                                           (vtime_policy_*)
+ *                                        (vtime_policy_*, vtime_plan_resume)
  * Everything here is pure: no function reads a clock, opens a file or issues
  * a system call. "Now" always comes in as an argument (a host count, a wall
  * clock in nanoseconds) read by the caller.
@@ -59,10 +59,9 @@
  *   its enumerators.
  *
  *   Structs. Every struct here has a fixed layout of fixed-width fields and
- *   is part of the ABI: a field is
- *   never added to one within an ABI version; a new need gets a new struct
- *   and a new function. Fields named "reserved" are written as 0 by vtime
- *   and ignored on input.
+ *   is part of the ABI: a field is never added to one within an ABI
+ *   version; a new need gets a new struct and a new function. Fields named
+ *   "reserved" are written as 0 by vtime and ignored on input.
  *
  *   Flags. Sets of options are uint32_t bit masks; a bit this version does
  *   not define is refused with VTIME_ERR_INVALID_ARGUMENT, so that a later
