@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The C API's Debian packages on a clean Debian 12: builds them
+# (scripts/package), installs them with apt into a fresh debootstrap chroot,
+# builds the consumer program against the installed files through
+# find_package and through pkg-config inside the chroot, runs it, then
+# purges the packages and checks that nothing of them is left.
+#
+# The chroot's base (minbase plus a compiler, CMake and pkg-config) is made
+# once with debootstrap from this machine's own apt mirror and kept as a
+# tarball in CACHE_DIR; every run unpacks a fresh copy, so the packages are
+# always installed on a system that has never seen them. Needs root.
+# Usage: deb_install_test.sh CACHE_DIR
+set -euo pipefail
+cache=$1
+root_dir=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root_dir/tests/capi
+arch=$(dpkg --print-architecture)
+suite=bookworm
+[ "$(id -u)" -eq 0 ] || { echo "deb_install_test: needs root (debootstrap, chroot)"; exit 1; }
+
+# The packages under test.
+"$root_dir/scripts/package" "$arch" >/dev/null
+debs=("$root_dir/build-deb-$arch"/libvtime*_"$arch".deb)
+[ "${#debs[@]}" -eq 2 ] || { echo "FAIL: expected two .deb files, found ${debs[*]}"; exit 1; }
+
+# The base, once. The mirror is the one apt on this machine already uses for
+# the suite: no host name is written here.
+mkdir -p "$cache"
+base=$cache/debian-$suite-$arch-capi.tar
+if [ ! -f "$base" ]; then
+  mirror=$(apt-get indextargets --format '$(REPO_URI)' "Release: $suite" 'Identifier: Packages' |
+           head -n 1)
+  [ -n "$mirror" ] || { echo "deb_install_test: no apt source for $suite on this machine"; exit 1; }
+  echo "making the $suite base from $mirror (once; cached in $base)"
+  work=$(mktemp -d "$cache/debootstrap.XXXXXX")
+  debootstrap --variant=minbase --include=gcc,libc6-dev,cmake,make,pkgconf "$suite" "$work" \
+    "$mirror" >"$cache/debootstrap.log" 2>&1 || { tail -20 "$cache/debootstrap.log"; exit 1; }
+  tar -C "$work" -cf "$base.tmp" .
+  rm -rf "$work"
+  mv "$base.tmp" "$base"
+fi
+
+chroot_dir=$(mktemp -d /var/tmp/vtime-deb-test.XXXXXX)
+cleanup() {
+  umount "$chroot_dir/proc" 2>/dev/null || true
+  rm -rf "$chroot_dir"
+}
+trap cleanup EXIT
+tar -C "$chroot_dir" -xf "$base"
+mount -t proc proc "$chroot_dir/proc"
+in_chroot() { chroot "$chroot_dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
+
+if in_chroot dpkg -s libvtime0 >/dev/null 2>&1; then
+  echo "FAIL: the fresh chroot already has libvtime0"; exit 1
+fi
+mkdir -p "$chroot_dir/tmp/debs" "$chroot_dir/tmp/consumer"
+cp "${debs[@]}" "$chroot_dir/tmp/debs/"
+cp "$here/install/consumer.c" "$here/install/CMakeLists.txt" "$chroot_dir/tmp/consumer/"
+
+# apt, as a user would: the local files, their dependencies from the base.
+inside=()
+for deb in "${debs[@]}"; do inside+=("/tmp/debs/$(basename "$deb")"); done
+in_chroot apt-get install -y --no-install-recommends "${inside[@]}" >"$chroot_dir/tmp/apt.log" 2>&1 ||
+  { cat "$chroot_dir/tmp/apt.log"; echo "FAIL: apt could not install the packages"; exit 1; }
+echo "ok: apt installed $(in_chroot dpkg-query -W -f '${Package} ${Version}  ' libvtime0 libvtime-dev)"
+# (Captured first: grep -q ending the pipe early would fail it under pipefail.)
+cache_listing=$(in_chroot ldconfig -p)
+grep -q 'libvtime\.so\.0 ' <<<"$cache_listing" ||
+  { echo "FAIL: the dynamic linker's cache does not know libvtime.so.0"; exit 1; }
+
+in_chroot sh -c 'cmake -S /tmp/consumer -B /tmp/fp >/tmp/fp.log 2>&1 &&
+                 cmake --build /tmp/fp >>/tmp/fp.log 2>&1' ||
+  { cat "$chroot_dir/tmp/fp.log"; echo "FAIL: find_package build"; exit 1; }
+echo "ok: find_package: $(in_chroot /tmp/fp/consumer)"
+in_chroot sh -c 'cc -std=c11 -Wall -Wextra -Wpedantic -Werror /tmp/consumer/consumer.c \
+                   -o /tmp/pc $(pkg-config --cflags --libs vtime)' ||
+  { echo "FAIL: pkg-config build"; exit 1; }
+echo "ok: pkg-config: $(in_chroot /tmp/pc)"
+
+in_chroot apt-get purge -y libvtime-dev libvtime0 >"$chroot_dir/tmp/apt.log" 2>&1 ||
+  { cat "$chroot_dir/tmp/apt.log"; echo "FAIL: apt could not remove the packages"; exit 1; }
+left=$(cd "$chroot_dir" && find usr -name 'libvtime*' -o -name 'vtime.pc' -o -path '*vtime/vtime.h' \
+       -o -path '*cmake/vtime*' | head)
+[ -z "$left" ] || { echo "FAIL: left after purge: $left"; exit 1; }
+echo "ok: purged without a trace"
