@@ -21,6 +21,7 @@ constexpr std::uint8_t kMagic[7] = {'V', 'T', 'M', 'I', 'G', 'R', '\0'};
 constexpr std::uint32_t kFlagPrecopy = 1;
 constexpr std::uint8_t kRecordPages = 1;
 constexpr std::uint8_t kRecordSnapshot = 2;
+constexpr std::uint8_t kRecordZeroPages = 3;  // version 4
 constexpr std::uint32_t kMaxRunPages = 4096;  // 16 MiB per pages record
 // A destination takes at most this many copies of RAM in pages records
 // before it calls the stream runaway.
@@ -46,6 +47,11 @@ Result<void> Wait(int fd, short events, unsigned timeout_ms, const std::string& 
     }
     if (errno != EINTR) return SysFail(what);
   }
+}
+
+bool IsZeroPage(std::span<const std::uint8_t> page) {
+  static const std::uint8_t kZeros[kPageSize] = {};
+  return std::memcmp(page.data(), kZeros, kPageSize) == 0;
 }
 
 // The kCorrupt test fault: a copy with one byte in the middle flipped.
@@ -188,13 +194,22 @@ Result<std::uint64_t> SendPages(Link& link, std::span<const std::uint8_t> ram,
       ++i;
       continue;
     }
+    // A run of set pages that are all zero, or all not.
+    auto zero = [&](std::uint64_t p) { return IsZeroPage(ram.subspan(p * kPageSize, kPageSize)); };
+    const bool zeros = zero(i);
     std::uint64_t n = 1;
-    while (i + n < total && n < kMaxRunPages && is_set(i + n)) ++n;
+    while (i + n < total && n < kMaxRunPages && is_set(i + n) && zero(i + n) == zeros) ++n;
     wire::Writer w;
-    w.U8(kRecordPages);
+    w.U8(zeros ? kRecordZeroPages : kRecordPages);
     w.U64(i);
     w.U32(static_cast<std::uint32_t>(n));
     if (auto r = link.WriteAll(w.Take()); !r) return tl::unexpected(r.error());
+    if (zeros) {
+      sent += n;
+      i += n;
+      if (progress) progress(sent * kPageSize, wanted * kPageSize);
+      continue;
+    }
     auto data = ram.subspan(i * kPageSize, n * kPageSize);
     if (fault == StreamFault::kTruncate) {
       (void)link.WriteAll(data.first(data.size() / 2));
@@ -232,16 +247,17 @@ Result<StreamHello> ReceiveHello(Link& link, const IncomingLimits& limits) {
                 "migration stream: version " + std::to_string(magic[7]) +
                     " comes from a vtvmm without the hand-over protocol, with which a failure "
                     "after the verdict could lose the VM: upgrade the source (this vtvmm "
-                    "speaks version 3)");
+                    "speaks versions 3 and 4)");
   }
-  if (magic[7] != kStreamVersion) {
+  if (magic[7] != 3 && magic[7] != kStreamVersion) {
     return Fail(ErrorCode::kUnsupported, "migration stream: version " + std::to_string(magic[7]) +
-                                             ", this vtvmm speaks version 3");
+                                             ", this vtvmm speaks versions 3 and 4");
   }
   std::uint8_t body[16];
   if (auto r = link.ReadAll(body, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
   wire::Reader rd(body, "migration stream");
   StreamHello hello;
+  hello.version = magic[7];
   hello.ram_size = *rd.U64();
   hello.cpus = *rd.U32();
   const std::uint32_t flags = *rd.U32();
@@ -313,7 +329,8 @@ Result<IncomingMigration> ReceiveMigration(Link& link, const IncomingLimits& lim
       }
       return in;
     }
-    if (kind != kRecordPages) {
+    const bool zeros = kind == kRecordZeroPages && hello->version >= 4;
+    if (kind != kRecordPages && !zeros) {
       return Fail(ErrorCode::kMalformed,
                   "migration stream: unknown record kind " + std::to_string(kind));
     }
@@ -334,7 +351,16 @@ Result<IncomingMigration> ReceiveMigration(Link& link, const IncomingLimits& lim
                                               " copies of RAM: refusing a runaway stream");
     }
     auto dest = ram->subspan(first * kPageSize, std::uint64_t{count} * kPageSize);
-    if (auto r = link.ReadAll(dest, kStreamTimeoutMs); !r) return tl::unexpected(r.error());
+    if (zeros) {
+      // Only a page that holds something is written: reading one never
+      // touched costs no memory, writing it would.
+      for (std::uint64_t p = 0; p < count; ++p) {
+        auto page = dest.subspan(p * kPageSize, kPageSize);
+        if (!IsZeroPage(page)) std::memset(page.data(), 0, page.size());
+      }
+    } else if (auto r = link.ReadAll(dest, kStreamTimeoutMs); !r) {
+      return tl::unexpected(r.error());
+    }
     if (progress && first_copy < hello->ram_size) {
       first_copy = std::min(hello->ram_size, first_copy + dest.size());
       progress(first_copy, hello->ram_size);

@@ -1,13 +1,17 @@
 // The migration stream between two vtvmm processes, and its hand-over.
 //
-// Stream (version 3), source -> destination, over a Link (link.h):
-//   "VTMIGR\0" + u8 version 3;
+// Stream (version 4), source -> destination, over a Link (link.h):
+//   "VTMIGR\0" + u8 version 4 (a destination also takes version 3, which
+//   is the same without zero-pages records);
 //   hello: u64 RAM size (whole 4 KiB pages), u32 vCPUs, u32 flags (bit 0:
 //     pre-copy: pages come while the guest still runs on the source);
 //   records, each a u8 kind:
 //     1 pages:    u64 first page, u32 count (1..4096), count x 4 KiB;
 //     2 snapshot: u64 length, a snapshot without RAM
-//                 (RamContents::kSentSeparately); the last record.
+//                 (RamContents::kSentSeparately); the last record;
+//     3 zero pages (version 4): u64 first page, u32 count (1..4096), no
+//                 data: those pages hold only zeros (most of a Linux
+//                 guest's RAM, never written, costs the link nothing).
 //   Pages may come more than once (a later copy wins). Pre-copy sends all of
 //   RAM while the guest runs, then what it dirtied, round by round, then
 //   pauses it and sends the last dirty pages and the snapshot; stop-and-copy
@@ -70,13 +74,15 @@ Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer =
 enum class StreamFault : std::uint8_t { kNone, kCorrupt, kTruncate };
 
 inline constexpr std::uint64_t kPageSize = 4096;
-inline constexpr std::uint8_t kStreamVersion = 3;
+inline constexpr std::uint8_t kStreamVersion = 4;
 
 /// What the source announces before any page.
 struct StreamHello {
   std::uint64_t ram_size = 0;
   std::uint32_t cpus = 0;
   bool precopy = false;
+  /// The stream's version as received (SendHello sends kStreamVersion).
+  std::uint8_t version = kStreamVersion;
   friend bool operator==(const StreamHello&, const StreamHello&) = default;
 };
 

@@ -1,4 +1,4 @@
-// The migration stream (version 3) and its hand-over, over a socketpair:
+// The migration stream (version 4, and the version 3 it still takes) and its hand-over, over a socketpair:
 // what a source sends arrives whole, straight into guest memory; what a
 // broken or hostile peer sends is refused with the reason before anything
 // is allocated; each side of the hand-over ends as handover.h says for
@@ -141,6 +141,51 @@ TEST(MigrationStream, PagesGoStraightIntoGuestMemoryAndLaterCopiesWin) {
   EXPECT_EQ(seen.back(), ram.size());
 }
 
+TEST(MigrationStream, ZeroPagesCrossWithoutTheirDataAndClearWhatWasThere) {
+  // Pages 0-5 and 12-15 zero, 6-11 not: one data run between two zero runs.
+  std::vector<std::uint8_t> ram(16 * kPageSize, 0);
+  for (std::size_t p = 6; p < 12; ++p) ram[p * kPageSize + 7] = static_cast<std::uint8_t>(p);
+  auto r = Exchange([&](Link& l) {
+    ASSERT_TRUE(SendHello(l, StreamHello{ram.size(), 1, true}).has_value());
+    const std::vector<std::uint64_t> all = {0xffff};
+    ASSERT_TRUE(SendPages(l, ram, all).has_value());
+    // Page 8 became zero, page 2 did not stay zero: the newer copies win.
+    std::vector<std::uint8_t> newer = ram;
+    newer[8 * kPageSize + 7] = 0;
+    newer[2 * kPageSize] = 0x55;
+    const std::vector<std::uint64_t> dirty = {(1U << 2) | (1U << 8)};
+    auto again = SendPages(l, newer, dirty);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(*again, 2U);
+    ASSERT_TRUE(SendFinalSnapshot(l, std::vector<std::uint8_t>{9}).has_value());
+  });
+  ASSERT_TRUE(r.in.has_value()) << Why(r.in);
+  EXPECT_EQ(r.in->hello.version, kStreamVersion);
+  EXPECT_EQ(r.in->pages_received, 18U);
+  for (std::size_t p = 0; p < 16; ++p) {
+    const std::uint8_t want = p >= 6 && p < 12 && p != 8 ? static_cast<std::uint8_t>(p) : 0;
+    EXPECT_EQ(r.ram[p * kPageSize + 7], want) << "page " << p;
+  }
+  EXPECT_EQ(r.ram[2 * kPageSize], 0x55);
+}
+
+TEST(MigrationStream, AZeroPagesRecordIsForVersion4StreamsOnly) {
+  wire::Writer w;
+  w.U8(3);
+  w.U64(0);
+  w.U32(1);
+  std::vector<std::uint8_t> v3 = Hello(3, 16 * kPageSize, 1);
+  Append(v3, w.Take());
+  EXPECT_NE(Why(Raw(v3).in).find("unknown record kind 3"), std::string::npos) << Why(Raw(v3).in);
+  wire::Writer bad;
+  bad.U8(3);
+  bad.U64(15);
+  bad.U32(2);  // one page past the end of RAM
+  std::vector<std::uint8_t> v4 = Hello(4, 16 * kPageSize, 1);
+  Append(v4, bad.Take());
+  EXPECT_NE(Why(Raw(v4).in).find("outside 16 pages"), std::string::npos) << Why(Raw(v4).in);
+}
+
 TEST(MigrationStream, RefusesWhatABrokenOrHostilePeerSendsBeforeAllocating) {
   struct Case {
     std::vector<std::uint8_t> bytes;
@@ -151,7 +196,7 @@ TEST(MigrationStream, RefusesWhatABrokenOrHostilePeerSendsBeforeAllocating) {
   cases.push_back({{'N', 'O', 'T', 'A', 'M', 'I', 'G', 3}, "bad magic"});
   cases.push_back({Hello(1, 0, 0), "without the hand-over protocol"});
   cases.push_back({Hello(2, 0, 0), "upgrade the source"});
-  cases.push_back({Hello(4, 0, 0), "version 4, this vtvmm speaks version 3"});
+  cases.push_back({Hello(5, 0, 0), "version 5, this vtvmm speaks versions 3 and 4"});
   cases.push_back({Hello(3, 0, 1), "RAM of 0 bytes"});
   cases.push_back({Hello(3, kPageSize + 1, 1), "4 KiB pages"});
   cases.push_back({Hello(3, kLimits.max_ram + kPageSize, 1), "--max-memory"});
