@@ -4,6 +4,7 @@
 // consecutive reads that is larger than a threshold, and every backward
 // step, so that a pause of the VM (snapshot, migration) or a clock that
 // goes backwards shows up as one line.
+#include <signal.h>
 #include <time.h>
 
 #include <array>
@@ -32,7 +33,8 @@ constexpr const char* kHelp =
 
 Reads CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME and, on arm64, CNTVCT_EL0
 (isb first; frequency from CNTFRQ_EL0) once per iteration for SECS seconds of
-CLOCK_MONOTONIC (default 10), and keeps every step between two consecutive
+CLOCK_MONOTONIC (default 10; SIGTERM or SIGINT end it early, with the same
+report), and keeps every step between two consecutive
 reads of one clock that is larger than N us (default 1000), and every step
 backwards. They are printed at the end, so that printing never adds to a
 step:
@@ -52,6 +54,8 @@ line.
 )";
 
 constexpr std::uint64_t kNsPerSec = 1'000'000'000;
+// Set by SIGTERM or SIGINT: the watch ends at the next iteration and reports.
+volatile sig_atomic_t g_stop = 0;
 constexpr const char* kProg = "vtime-clockwatch";
 
 struct Options {
@@ -185,6 +189,11 @@ int Run(const Options& options) {
   const timespec interval{static_cast<time_t>(options.interval_us / 1'000'000),
                           static_cast<long>(options.interval_us % 1'000'000 * 1000)};
 
+  struct sigaction stop {};
+  stop.sa_handler = [](int) { g_stop = 1; };
+  sigemptyset(&stop.sa_mask);
+  sigaction(SIGTERM, &stop, nullptr);
+  sigaction(SIGINT, &stop, nullptr);
   const std::uint64_t start = ReadClock(CLOCK_MONOTONIC);
   std::uint64_t previous_mono = start;
   const std::uint64_t duration_ns = options.duration_s * kNsPerSec;
@@ -206,7 +215,8 @@ int Run(const Options& options) {
     previous_mono = now[kMonotonic];
     // Elapsed is taken modulo 2^64 as signed: a monotonic clock that went
     // backwards does not end the run early.
-    if (Signed(now[kMonotonic] - start) >= static_cast<std::int64_t>(duration_ns)) break;
+    if (Signed(now[kMonotonic] - start) >= static_cast<std::int64_t>(duration_ns) || g_stop != 0)
+      break;
     if (options.interval_us != 0) clock_nanosleep(CLOCK_MONOTONIC, 0, &interval, nullptr);
   }
 
