@@ -1,6 +1,7 @@
 #!/bin/sh
 # Lab test (runs on the host): a Linux guest (Debian's 6.12 arm64 kernel and
-# the mkinitramfs initramfs, 2 vCPUs, on the virtio console) is live-migrated
+# the mkinitramfs initramfs, 2 vCPUs, 192 MiB (with 128 it sometimes ran out
+# of memory at boot, silently on hvc0), on the virtio console) is live-migrated
 # between two lab machines, A (10.0.0.1) and B (10.0.0.2), HOPS times under
 # POLICY (A -> B -> A ...), then snapshotted to a file on A and restored from
 # it, while the guest runs vtime-clockwatch (CLOCK_MONOTONIC, CLOCK_REALTIME,
@@ -59,7 +60,7 @@ initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vti
 link="--tls-psk $guest_psk"
 common="--timeout 300 --policy $policy $link"
 a="vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk >/tmp/cs.out 2>&1 || exit 1;
-vtvmm --timeout 300 --memory 128 --cpus 2 --console virtio $link --kernel /boot/Image \
+vtvmm --timeout 300 --memory 192 --cpus 2 --console virtio $link --kernel /boot/Image \
   --initrd /boot/initrd.gz --append 'quiet vtime.pair=1' --migrate-to 10.0.0.2:4444 \
   --migrate-after $boot_ms </dev/null || exit 1"
 h=2
