@@ -59,8 +59,11 @@ boot() {
   fi
 }
 
+# (The kernel irqchip's 2-vCPU quiet boot on the PL011 is the first of the
+# rounds below.)
 for chip in kernel user; do
   for cpus in 1 2 4; do
+    [ "$chip/$cpus" = kernel/2 ] && continue
     boot "linux/$chip/cpus$cpus" "$cpus" "$chip" "console=ttyAMA0 quiet"
   done
 done
@@ -106,7 +109,9 @@ session() {
   start "shell on the console" "$@" --kernel "$img" --initrd "$initrd" \
     --append "${append:-console=ttyAMA0 quiet}"
 }
-for console in "kernel pl011" "user pl011" "kernel virtio" "user virtio"; do
+# Two sessions cover both consoles and both irqchips; the virtio console
+# with the kernel irqchip has its own session below, around a snapshot.
+for console in "kernel pl011" "user virtio"; do
   set -- $console
   chip=$1
   if [ "$2" = virtio ]; then chip="$1/virtio" append=quiet; else append=; fi
@@ -168,6 +173,24 @@ if [ "$status" = 0 ] && grep -qx 'before-42' "$out" && [ -s /tmp/vc.snap ]; then
     fail "virtio console after a restore: status $status, no 'after-42'"
 else
   fail "no snapshot of the Linux guest on the virtio console (status $status; before-42 seen: $(grep -c before-42 "$out"))"
+fi
+
+# The same snapshot (a Linux guest with PV stolen time) is refused by a
+# vtvmm told --pvtime off, with a message that names the problem; restored
+# as it is, its state checks out.
+if [ -s /tmp/vc.snap ]; then
+  vtvmm --restore /tmp/vc.snap --pvtime off >"$out" 2>&1
+  status=$?
+  sed "s|^|  [linux snapshot, --pvtime off] |" "$out"
+  [ "$status" = 125 ] && grep -q "uses PV stolen time.*--pvtime off" "$out" &&
+    pass "a Linux snapshot with PV time is refused by a vtvmm with --pvtime off, saying why" ||
+    fail "--pvtime off restore of a Linux snapshot: status $status"
+  vtvmm --restore /tmp/vc.snap --restore-check >"$out" 2>&1
+  status=$?
+  [ "$status" = 0 ] && pass "the same Linux snapshot restores where PV time is on (--restore-check)" ||
+    { fail "Linux snapshot --restore-check: status $status"; sed 's|^|  [restore-check] |' "$out"; }
+else
+  fail "no Linux snapshot to restore with --pvtime off"
 fi
 rm -f /tmp/vc.snap
 
@@ -231,29 +254,6 @@ steal() {  # PVTIME
 }
 steal on
 steal off
-
-# A Linux guest with PV stolen time, snapshotted, is refused by a vtvmm told
-# --pvtime off, with a message that names the problem; restored as it is,
-# its timer state reads back.
-vtvmm --timeout 60 --memory 128 --kernel "$img" --initrd "$initrd" --append "console=ttyAMA0 quiet" \
-  --snapshot /tmp/linux.snap --snapshot-after 6000 </dev/null >"$out" 2>&1
-status=$?
-if [ "$status" = 0 ] && grep -q "written to /tmp/linux.snap" "$out"; then
-  vtvmm --restore /tmp/linux.snap --pvtime off >"$out" 2>&1
-  status=$?
-  sed "s|^|  [linux snapshot, --pvtime off] |" "$out"
-  [ "$status" = 125 ] && grep -q "uses PV stolen time.*--pvtime off" "$out" &&
-    pass "a Linux snapshot with PV time is refused by a vtvmm with --pvtime off, saying why" ||
-    fail "--pvtime off restore of a Linux snapshot: status $status"
-  vtvmm --restore /tmp/linux.snap --restore-check >"$out" 2>&1
-  status=$?
-  [ "$status" = 0 ] && pass "the same Linux snapshot restores where PV time is on (--restore-check)" ||
-    { fail "Linux snapshot --restore-check: status $status"; sed 's|^|  [restore-check] |' "$out"; }
-else
-  fail "no snapshot of a Linux guest (status $status)"
-  tail -n 5 "$out" | sed 's|^|  [linux snapshot] |'
-fi
-rm -f /tmp/linux.snap
 
 # The bare-metal programs keep working, bootargs or not.
 vtvmm --timeout 60 --append "console=ttyAMA0 vtime.test=1" "$g/timer.elf" >"$out" 2>&1

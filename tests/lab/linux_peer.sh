@@ -2,14 +2,15 @@
 # Runs inside the arm64 lab: the same Debian arm64 Linux Image and the same
 # initramfs (guests/linux/mkinitramfs) booted to userspace by two VMMs on the
 # same KVM, side by side: vtvmm and Debian's arm64 QEMU (lab/setup-qemu-peer,
-# -accel kvm), alternating, two runs each, 2 vCPUs, 256 MiB, `quiet`.
+# -accel kvm), alternating, RUNS runs each (environment, default 1; the
+# README's figures are from 2), 2 vCPUs, 256 MiB, `quiet`.
 # vtime.test=1 makes the guest's /init print one line (uptime, CPU count,
 # date) and power off. Checks for each run: userspace reached, 2 CPUs, the
 # guest's date (from the PL031 each VMM provides) is the lab's. Prints the
 # wall time to userspace and the guest's uptime there for both (FIGURE
 # lines) and the mean of each. Exits non-zero on any failure.
 # Usage (host): linux_peer.sh host VTVMM [LAB/RUN OPTIONS...]
-#        (lab):  linux_peer.sh lab IMAGE INITRD PEER_DIR   (vtvmm on PATH)
+#        (lab):  linux_peer.sh lab IMAGE INITRD PEER_DIR [RUNS]   (vtvmm on PATH)
 mode=${1:?usage: linux_peer.sh host|lab ...}
 shift
 if [ "$mode" = host ]; then
@@ -26,11 +27,12 @@ if [ "$mode" = host ]; then
     --add "$kernel:/boot/Image" --add "$initrd:/boot/initrd.gz" \
     --add "$here/linux_peer.sh:/bin/linux_peer.sh" \
     --add "$here/linux_common.sh:/bin/linux_common.sh" \
-    -- sh /bin/linux_peer.sh lab /boot/Image /boot/initrd.gz /peer
+    -- sh /bin/linux_peer.sh lab /boot/Image /boot/initrd.gz /peer "${RUNS:-1}"
 fi
 img=${1:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
 initrd=${2:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
 peer=${3:?usage: linux_peer.sh lab IMAGE INITRD PEER_DIR}
+runs=${4:-1}
 out=/tmp/linux_peer.out
 rcfile=/tmp/linux_peer.rc
 . "$(dirname "$0")/linux_common.sh"
@@ -65,7 +67,7 @@ boot() {
 }
 
 # Alternating, so that a change in the lab's load falls on both.
-for run in 1 2; do
+for run in $(seq "$runs"); do
   boot vtvmm "$run"
   boot qemu "$run"
 done
