@@ -18,9 +18,14 @@
  *     view of the binary format                             (vtime_state_*)
  *   - the migration policies, freeze and wallclock, as a resume plan
  *                                        (vtime_policy_*, vtime_plan_resume)
- * Everything here is pure: no function reads a clock, opens a file or issues
- * a system call. "Now" always comes in as an argument (a host count, a wall
- * clock in nanoseconds) read by the caller.
+ *   - for a VMM that lets vtime drive KVM (Linux arm64): the capture of guest
+ *     time at a pause and its restore with a policy, on the VM and vCPU file
+ *     descriptors the VMM already owns                     (vtime_kvm_*)
+ * Everything but vtime_kvm_* is pure: no function reads a clock, opens a
+ * file or issues a system call. "Now" always comes in as an argument (a host
+ * count, a wall clock in nanoseconds) read by the caller. vtime_kvm_* issue
+ * KVM ioctls on the descriptors they are given and read the host's counter
+ * and CLOCK_REALTIME; they open, close and run nothing.
  *
  * CONVENTIONS
  *   Errors. Every function that can fail returns a vtime_status; VTIME_OK is
@@ -74,11 +79,12 @@
  *   Counter arithmetic is modulo 2^64, as the architecture defines it.
  *
  * VERSIONS
- *   The library's soname is libvtime.so.0 while vtime is 0.x, and every
- *   symbol is bound to the version node VTIME_0. A change that breaks this
- *   ABI gets a new soname and a new node; additions get a new node beside
- *   VTIME_0. VTIME_VERSION_* are the version of this header;
- *   vtime_version() is the version of the library actually loaded.
+ *   The library's soname is libvtime.so.0 while vtime is 0.x. The symbols of
+ *   0.1 are bound to the version node VTIME_0, those added in 0.2 (the
+ *   vtime_kvm_* functions) to VTIME_0.2. A change that breaks this ABI gets
+ *   a new soname and a new node; additions get a new node beside the old
+ *   ones. VTIME_VERSION_* are the version of this header; vtime_version()
+ *   is the version of the library actually loaded.
  */
 #ifndef VTIME_VTIME_H_
 #define VTIME_VTIME_H_
@@ -88,7 +94,7 @@
 
 /** The version of this header (major, minor, patch). */
 #define VTIME_VERSION_MAJOR 0
-#define VTIME_VERSION_MINOR 1
+#define VTIME_VERSION_MINOR 2
 #define VTIME_VERSION_PATCH 0
 /** One number for a version: major << 16 | minor << 8 | patch, as an
  *  unsigned int (no cast, so that C++ code built with -Wold-style-cast can
@@ -687,6 +693,97 @@ VTIME_API vtime_status vtime_plan_resume(const vtime_state *saved, uint32_t poli
                                          const vtime_capture_pair *destination,
                                          uint64_t destination_frequency_hz,
                                          vtime_resume_plan *out) VTIME_NOEXCEPT;
+
+
+/* ---- KVM: guest time on the VMM's own file descriptors (since 0.2) ------ */
+
+/* For a VMM on Linux arm64 that lets vtime carry guest time to and from KVM.
+ * The VMM creates the VM and its vCPUs, owns their file descriptors, and
+ * calls these while no vCPU is in KVM_RUN: vtime issues KVM_CHECK_EXTENSION,
+ * KVM_ARM_SET_COUNTER_OFFSET, KVM_GET/SET_ONE_REG and KVM_GET_DEVICE_ATTR on
+ * the descriptors given and nothing else (it never opens /dev/kvm, creates,
+ * closes or runs anything). Guest time is the offsets and the timer
+ * registers; the VMM saves the rest of the vCPU (the registers
+ * vtime_kvm_is_time_register() says no to), the guest's RAM and its devices
+ * itself, and restores them before calling vtime_kvm_restore.
+ *
+ * Order on the destination: create the VM and every vCPU, KVM_ARM_VCPU_INIT
+ * each, set the PV-time IPA if the source had one, restore the VMM's own
+ * registers, then vtime_kvm_restore, then run. A VMM that calls
+ * vtime_kvm_set_vm_offset right after creating the VM (recommended) also
+ * makes the order of vCPU creation irrelevant.
+ *
+ * Kernels: the VM offset needs KVM_CAP_COUNTER_OFFSET (Linux 6.4). Without
+ * it vtime falls back to KVM's legacy counter-value writes (CNTVCT, and
+ * CNTPCT where the kernel offsets the physical counter); vtime_kvm_probe
+ * says which the VM has. On a host that is not Linux arm64 every function in
+ * this section returns VTIME_ERR_UNSUPPORTED and says so. */
+
+/** What KVM offers a VM for guest time: *host_flags (VTIME_HOST_*, for
+ *  vtime_clock_create; VTIME_HOST_ECV_CNTPOFF is never set, as KVM does not
+ *  report it, which only changes what vtime_clock_get_info calls the
+ *  physical mechanism) and *cntfrq_hz, the counter frequency (CNTFRQ_EL0)
+ *  the host and its guests run at. Either output may be NULL. Errors:
+ *  SYSTEM (vm_fd is not a KVM VM: the message has errno's text),
+ *  UNSUPPORTED. */
+VTIME_API vtime_status vtime_kvm_probe(int vm_fd, uint32_t *host_flags,
+                                       uint64_t *cntfrq_hz) VTIME_NOEXCEPT;
+
+/** The host's physical count now (CNTVCT_EL0 read on a Linux host, where
+ *  KVM runs with VHE and it carries no offset): the count KVM's offsets and
+ *  vtime_clock's host_count arguments refer to. Errors: INVALID_ARGUMENT
+ *  (count NULL), UNSUPPORTED. */
+VTIME_API vtime_status vtime_kvm_host_counter(uint64_t *count) VTIME_NOEXCEPT;
+
+/** Sets the VM offset on vm_fd (KVM_ARM_SET_COUNTER_OFFSET) and in clock
+ *  (vtime_clock_set_vm_offset), in that order, so the model changes only
+ *  when KVM took it. Errors: BAD_HANDLE, UNSUPPORTED (the clock's host has
+ *  no VTIME_HOST_VM_OFFSET_API), SYSTEM (KVM refused: EBUSY while a vCPU
+ *  ioctl runs). */
+VTIME_API vtime_status vtime_kvm_set_vm_offset(vtime_clock *clock, int vm_fd,
+                                               uint64_t offset) VTIME_NOEXCEPT;
+
+/** 1 when reg_id (a KVM ONE_REG id, as KVM_GET_REG_LIST lists them) is one
+ *  vtime saves and restores as guest time: the two counters, the EL1
+ *  timers' CTL and CVAL, CNTKCTL_EL1. A VMM leaves these out of its own
+ *  register save, and never writes a counter value itself. 0 otherwise. */
+VTIME_API int vtime_kvm_is_time_register(uint64_t reg_id) VTIME_NOEXCEPT;
+
+/** Captures the guest time of a paused VM into out (which is overwritten;
+ *  it keeps its format version): the offsets from clock (the VM offset as
+ *  set, or, when the VMM never set it, the offsets KVM is using, measured
+ *  on the first vCPU by reading its counters between two host counter
+ *  reads), one (host counter, CLOCK_REALTIME) pair read back to back now,
+ *  and per vCPU the EL1 timers' CTL (without ISTATUS) and CVAL, CNTKCTL_EL1
+ *  and the PV stolen-time record's IPA if the VMM set one (the record lives
+ *  in the guest's RAM, which the VMM saves; pvtime_stolen_ns is left 0 and
+ *  the revision is the one KVM serves, 0). vcpu_fds are the VM's vCPUs in
+ *  the order a restore gives them. The result validates. Errors:
+ *  BAD_HANDLE, INVALID_ARGUMENT (vcpu_fds NULL, vcpu_count 0 or above
+ *  VTIME_STATE_MAX_VCPUS), SYSTEM (an ioctl failed: the message names it and
+ *  the vCPU), UNSUPPORTED. On failure out is unchanged. */
+VTIME_API vtime_status vtime_kvm_capture(const vtime_clock *clock, const int *vcpu_fds,
+                                         size_t vcpu_count, vtime_state *out) VTIME_NOEXCEPT;
+
+/** Restores saved on a VM whose vCPUs have been created and initialised but
+ *  have not run since: reads the host counter and CLOCK_REALTIME, plans the
+ *  resume under policy (vtime_plan_resume), applies the offset (the VM
+ *  offset where clock's host has it, else counter-value writes on the first
+ *  vCPU) to KVM and to clock, then each vCPU's CNTKCTL_EL1 and timers, CTL
+ *  before CVAL, so no timer compares a CVAL against a count it was not
+ *  programmed for. *plan (if plan is not NULL) says what was applied.
+ *  Refused before anything is written: a state that does not validate, a
+ *  vCPU count other than vcpu_count, a nested vCPU, a frequency other than
+ *  the host's, a vCPU saved with PV time whose counterpart here has no
+ *  record at the same IPA. Errors: BAD_HANDLE, INVALID_ARGUMENT (vcpu_fds
+ *  NULL, unknown policy), MALFORMED, OUT_OF_RANGE (vcpu_count),
+ *  UNSUPPORTED, BAD_STATE (PV time), SYSTEM (an ioctl failed: the message
+ *  names it and the vCPU; KVM may then hold part of the state, so the VMM
+ *  must not run this VM). */
+VTIME_API vtime_status vtime_kvm_restore(vtime_clock *clock, int vm_fd, const int *vcpu_fds,
+                                         size_t vcpu_count, const vtime_state *saved,
+                                         uint32_t policy,
+                                         vtime_resume_plan *plan) VTIME_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -16,6 +16,7 @@
 #include "vtime/arch/emulate.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/result.h"
+#include "vtime/state/policy.h"
 #include "vtime/state/saved_state.h"
 #include "vtime/units.h"
 #include "vtime/vtime.h"
@@ -100,6 +101,19 @@ vtime_status SetError(vtime_status status, std::string_view function,
 // The same for an Error from the C++ layers, its code mapped to a status.
 vtime_status FailWith(std::string_view function, const Error& error);
 vtime_status StatusOf(ErrorCode code) noexcept;
+
+// A resume plan as the C struct.
+inline vtime_resume_plan ToC(const state::ResumePlan& plan) noexcept {
+  vtime_resume_plan out{};
+  out.vm_offset = plan.vm_offset;
+  out.virtual_offset = plan.virtual_offset;
+  out.physical_offset = plan.physical_offset;
+  out.virtual_count_at_resume = plan.virtual_count_at_resume;
+  out.physical_count_at_resume = plan.physical_count_at_resume;
+  out.advanced_ticks = plan.advanced_ticks;
+  out.wall_clock_went_backwards = plan.wall_clock_went_backwards ? 1 : 0;
+  return out;
+}
 
 inline vtime_status BadHandle(std::string_view function, std::string_view which) noexcept {
   return SetError(VTIME_ERR_BAD_HANDLE, function, which,

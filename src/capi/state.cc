@@ -276,14 +276,7 @@ vtime_status vtime_plan_resume(const vtime_state* saved, uint32_t policy,
     const auto plan = state::PlanResume(saved->model, static_cast<state::Policy>(policy), pair,
                                         destination_frequency_hz);
     if (!plan) return FailWith(kFn, plan.error());
-    *out = vtime_resume_plan{};
-    out->vm_offset = plan->vm_offset;
-    out->virtual_offset = plan->virtual_offset;
-    out->physical_offset = plan->physical_offset;
-    out->virtual_count_at_resume = plan->virtual_count_at_resume;
-    out->physical_count_at_resume = plan->physical_count_at_resume;
-    out->advanced_ticks = plan->advanced_ticks;
-    out->wall_clock_went_backwards = plan->wall_clock_went_backwards ? 1 : 0;
+    *out = ToC(*plan);
     return VTIME_OK;
   });
 }

@@ -32,6 +32,7 @@
 #include "vmm/virtio_console.h"
 #include "vmm/pl031.h"
 #include "vtime/arch/vm_clock.h"
+#include "vtime/backend/guest_time.h"
 #include "vtime/backend/kvm.h"
 #include "vtime/backend/vgic_state.h"
 #include "vtime/hex.h"
@@ -49,13 +50,6 @@ constexpr int kSnapshotSignal = SIGUSR2;
 std::atomic<bool> g_snapshot_requested{false};
 
 // CLOCK_REALTIME in ns, read right after the host counter for a capture pair.
-state::CapturePair CapturePairNow() {
-  const HostCount host = kvm::ReadHostCounter();
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return state::CapturePair{host.value, static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 +
-                                            static_cast<std::int64_t>(ts.tv_nsec)};
-}
 
 std::uint64_t LoadLe(const std::uint8_t* p, int n) {
   std::uint64_t v = 0;
@@ -317,28 +311,13 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
 
 Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
                                              std::uint64_t physical_offset) {
-  // The model decides what the host can do; this only carries it to KVM.
-  if (clock_.features().vm_offset_api) {
-    // One offset for both counters (the caller passes the one to follow).
-    if (auto r = clock_.SetVmOffset(Ticks{virtual_offset}); !r) return r;
-    ++counter_offset_ioctls_;
-    return vm_.SetCounterOffset(virtual_offset);
-  }
-  // Legacy kernels: a counter-value write moves the VM-wide offset from
-  // "now", once per counter for the whole VM (physical only from 6.4).
-  for (const auto kind : {arch::CounterKind::kVirtual, arch::CounterKind::kPhysical}) {
-    const bool physical = kind == arch::CounterKind::kPhysical;
-    if (physical && !clock_.features().physical_offset) break;
-    const HostCount now = kvm::ReadHostCounter();
-    const Ticks value = GuestView(now, Ticks{physical ? physical_offset : virtual_offset});
-    auto effect = clock_.WriteCounterValue(kind, value, now);
-    if (!effect) return tl::unexpected(effect.error());
-    ++counter_value_writes_;
-    if (auto r =
-            vcpus_.front().SetOneReg(physical ? kvm::reg::kCntpct : kvm::reg::kCntvct, value.value);
-        !r)
-      return r;
-  }
+  // The model decides what the host can do; ApplyOffsets only carries it to
+  // KVM (one VM offset, or legacy counter-value writes on vCPU 0).
+  auto done =
+      kvm::ApplyOffsets(clock_, vm_.fd(), vcpus_.front().fd(), virtual_offset, physical_offset);
+  if (!done) return tl::unexpected(done.error());
+  counter_offset_ioctls_ += done->vm_offset_ioctls;
+  counter_value_writes_ += done->counter_value_writes;
   return Ok();
 }
 
@@ -479,7 +458,7 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   }
   // Guest time first: the offsets, then each timer's CTL and CVAL, so that
   // no CVAL is ever compared against a count it was not programmed for.
-  const state::CapturePair here = CapturePairNow();
+  const state::CapturePair here = kvm::CaptureHostNow();
   auto plan = state::PlanResume(snap.time, config_.policy, here, kvm::ReadCounterFrequency());
   if (!plan) return tl::unexpected(plan.error());
   if (values_restore_) {
@@ -494,14 +473,9 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
     kvm::Vcpu& vcpu = vcpus_[i];
     const state::VcpuTime& t = snap.time.vcpus[i];
-    for (const auto& [id, value] : {std::pair{kvm::reg::kCntvCtl, t.el1_virtual.ctl},
-                                    {kvm::reg::kCntvCval, t.el1_virtual.cval},
-                                    {kvm::reg::kCntpCtl, t.el1_physical.ctl},
-                                    {kvm::reg::kCntpCval, t.el1_physical.cval},
-                                    {kvm::reg::kCntkctlEl1, t.cntkctl_el1}}) {
-      if (auto r = vcpu.SetOneReg(id, value); !r) return r;
-      ++timer_register_writes_;
-    }
+    auto written = kvm::RestoreVcpuTimers(vcpu.fd(), i, t);
+    if (!written) return tl::unexpected(written.error());
+    timer_register_writes_ += *written;
     for (const RegisterValue& reg : snap.vcpus[i].registers) {
       if (auto r = vcpu.SetOneRegRaw(reg.id, reg.bytes); !r) return r;
       if (reg.id == kvm::reg::kCntvct || reg.id == kvm::reg::kCntpct) ++counter_value_writes_;
@@ -979,7 +953,7 @@ void KvmMachine::ServeMonitor() {
 }
 
 state::CapturePair KvmMachine::PauseCapturePair() const {
-  const state::CapturePair now = CapturePairNow();
+  const state::CapturePair now = kvm::CaptureHostNow();
   std::uint64_t stopped = 0;
   for (std::uint64_t c : last_exit_count_) stopped = std::max(stopped, c);
   // No vCPU ran the guest, or a counter read that is not behind now: take now.
@@ -1012,7 +986,7 @@ Result<void> KvmMachine::FinishResume() {
   // vCPUs run, so the time spent restoring is not added to (or, under
   // freeze, lost from) the guest's step. The plan is the same function of
   // the saved state, so the guest-visible counts do not change.
-  resumed_at_ = CapturePairNow();
+  resumed_at_ = kvm::CaptureHostNow();
   auto plan = state::PlanResume(*restored_time_, config_.policy, resumed_at_,
                                 kvm::ReadCounterFrequency());
   if (!plan) return tl::unexpected(plan.error());
@@ -1027,7 +1001,7 @@ Result<void> KvmMachine::ReportRestoreStep() {
   // comparison method): the step the guest would see, up to the time the
   // vCPUs take to enter. One line, for the comparison table.
   if (!values_restore_) {
-    auto plan = state::PlanResume(*restored_time_, config_.policy, CapturePairNow(),
+    auto plan = state::PlanResume(*restored_time_, config_.policy, kvm::CaptureHostNow(),
                                   kvm::ReadCounterFrequency());
     if (!plan) return tl::unexpected(plan.error());
     if (auto r = ApplyResumePlan(*plan); !r) return r;
@@ -1076,19 +1050,9 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   std::vector<std::uint64_t> mpidrs;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
     kvm::Vcpu& vcpu = vcpus_[i];
-    state::VcpuTime vt;
-    std::uint64_t regs[5];
-    const std::uint64_t ids[5] = {kvm::reg::kCntvCtl, kvm::reg::kCntvCval, kvm::reg::kCntpCtl,
-                                  kvm::reg::kCntpCval, kvm::reg::kCntkctlEl1};
-    for (int k = 0; k < 5; ++k) {
-      auto v = vcpu.GetOneReg(ids[k]);
-      if (!v) return tl::unexpected(v.error());
-      regs[k] = *v;
-    }
-    // CTL is saved without ISTATUS: it is derived, never state.
-    vt.el1_virtual = state::TimerState{regs[0] & arch::ctl::kWritable, regs[1]};
-    vt.el1_physical = state::TimerState{regs[2] & arch::ctl::kWritable, regs[3]};
-    vt.cntkctl_el1 = regs[4];
+    auto timers = kvm::CaptureVcpuTimers(vcpu.fd(), i);
+    if (!timers) return tl::unexpected(timers.error());
+    state::VcpuTime vt = *timers;
     if (pvtime_) {
       // The revision saved is the one KVM served, never the guest-writable
       // word in the record; the count has no other copy than the record.

@@ -86,8 +86,28 @@ std::string Name(std::uint64_t id);
 std::size_t Size(std::uint64_t id);
 /// True for the timer registers and CNTKCTL_EL1, which vtime saves and
 /// restores as guest time (offsets first, then CTL/CVAL), not as plain state.
-bool IsTimeRegister(std::uint64_t id);
+constexpr bool IsTimeRegister(std::uint64_t id) {
+  return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
+         id == kCntpct || id == kCntkctlEl1;
+}
 }  // namespace reg
+
+/// The ioctls vtime issues on descriptors it does not own (a VMM's, through
+/// the C API): the same calls the classes below make on their own, with
+/// `index` naming the vCPU in errors.
+namespace borrowed {
+/// KVM_CHECK_EXTENSION on a VM descriptor.
+Result<int> CheckExtension(int vm_fd, int capability);
+/// KVM_ARM_SET_COUNTER_OFFSET: the one offset of both counters (Linux 6.4).
+Result<void> SetCounterOffset(int vm_fd, std::uint64_t offset);
+/// KVM_GET_ONE_REG / KVM_SET_ONE_REG of a 64-bit register.
+Result<std::uint64_t> GetOneReg(int vcpu_fd, unsigned index, std::uint64_t id);
+Result<void> SetOneReg(int vcpu_fd, unsigned index, std::uint64_t id, std::uint64_t value);
+/// KVM_HAS_DEVICE_ATTR / KVM_GET_DEVICE_ATTR on a vCPU.
+Result<bool> HasAttr(int vcpu_fd, unsigned index, std::uint32_t group, std::uint64_t attr);
+Result<void> GetAttr(int vcpu_fd, unsigned index, std::uint32_t group, std::uint64_t attr,
+                     void* value);
+}  // namespace borrowed
 
 /// What a host's KVM offers for guest time, probed once.
 struct Capabilities {

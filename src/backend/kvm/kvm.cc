@@ -156,11 +156,6 @@ std::size_t Size(std::uint64_t id) {
   return std::size_t{1} << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT);
 }
 
-bool IsTimeRegister(std::uint64_t id) {
-  return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
-         id == kCntpct || id == kCntkctlEl1;
-}
-
 std::string Name(std::uint64_t id) {
   switch (id) {
     case kCntvCtl:
@@ -279,9 +274,7 @@ Result<Vm> System::CreateVm(unsigned ipa_bits) const {
 }
 
 Result<int> Vm::CheckExtension(int capability) const {
-  const int r = IoctlValue(fd_.get(), KVM_CHECK_EXTENSION, static_cast<unsigned long>(capability));
-  if (r < 0) return SysFail("KVM_CHECK_EXTENSION (VM) " + std::to_string(capability));
-  return r;
+  return borrowed::CheckExtension(fd_.get(), capability);
 }
 
 Result<void> Vm::SetUserMemoryRegion(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size,
@@ -320,10 +313,49 @@ Result<Vcpu> Vm::CreateVcpu(unsigned index) {
 }
 
 Result<void> Vm::SetCounterOffset(std::uint64_t offset) {
+  return borrowed::SetCounterOffset(fd_.get(), offset);
+}
+
+namespace borrowed {
+
+Result<int> CheckExtension(int vm_fd, int capability) {
+  const int r = IoctlValue(vm_fd, KVM_CHECK_EXTENSION, static_cast<unsigned long>(capability));
+  if (r < 0) return SysFail("KVM_CHECK_EXTENSION (VM) " + std::to_string(capability));
+  return r;
+}
+
+Result<std::uint64_t> GetOneReg(int vcpu_fd, unsigned index, std::uint64_t id) {
+  std::uint64_t value = 0;
+  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(&value)};
+  if (Ioctl(vcpu_fd, KVM_GET_ONE_REG, &r) < 0) {
+    return SysFail("KVM_GET_ONE_REG " + reg::Name(id) + OnVcpu(index));
+  }
+  return value;
+}
+
+Result<void> SetOneReg(int vcpu_fd, unsigned index, std::uint64_t id, std::uint64_t value) {
+  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(&value)};
+  if (Ioctl(vcpu_fd, KVM_SET_ONE_REG, &r) < 0) {
+    return SysFail("KVM_SET_ONE_REG " + reg::Name(id) + " = " + Hex(value) + OnVcpu(index));
+  }
+  return Ok();
+}
+
+Result<bool> HasAttr(int vcpu_fd, unsigned index, std::uint32_t group, std::uint64_t attr) {
+  return HasAttrIoctl(vcpu_fd, group, attr, OnVcpu(index));
+}
+
+Result<void> GetAttr(int vcpu_fd, unsigned index, std::uint32_t group, std::uint64_t attr,
+                     void* value) {
+  return AttrIoctl(vcpu_fd, KVM_GET_DEVICE_ATTR, "KVM_GET_DEVICE_ATTR", group, attr, value,
+                   OnVcpu(index));
+}
+
+Result<void> SetCounterOffset(int vm_fd, std::uint64_t offset) {
   kvm_arm_counter_offset arg{};
   arg.counter_offset = offset;
   arg.reserved = 0;
-  if (Ioctl(fd_.get(), KVM_ARM_SET_COUNTER_OFFSET, &arg) < 0) {
+  if (Ioctl(vm_fd, KVM_ARM_SET_COUNTER_OFFSET, &arg) < 0) {
     const int err = errno;
     std::string hint;
     if (err == EBUSY) hint = ": a vCPU ioctl is in flight (pause every vCPU first)";
@@ -332,6 +364,8 @@ Result<void> Vm::SetCounterOffset(std::uint64_t offset) {
   }
   return Ok();
 }
+
+}  // namespace borrowed
 
 Result<void> Vm::IrqLine(std::uint32_t irq, bool level) {
   kvm_irq_level arg{};
@@ -428,20 +462,11 @@ Result<void> Vcpu::Init(const VcpuInit& init) {
 }
 
 Result<std::uint64_t> Vcpu::GetOneReg(std::uint64_t id) const {
-  std::uint64_t value = 0;
-  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(&value)};
-  if (Ioctl(fd_.get(), KVM_GET_ONE_REG, &r) < 0) {
-    return SysFail("KVM_GET_ONE_REG " + reg::Name(id) + OnVcpu(index_));
-  }
-  return value;
+  return borrowed::GetOneReg(fd_.get(), index_, id);
 }
 
 Result<void> Vcpu::SetOneReg(std::uint64_t id, std::uint64_t value) {
-  kvm_one_reg r{id, reinterpret_cast<std::uint64_t>(&value)};
-  if (Ioctl(fd_.get(), KVM_SET_ONE_REG, &r) < 0) {
-    return SysFail("KVM_SET_ONE_REG " + reg::Name(id) + " = " + Hex(value) + OnVcpu(index_));
-  }
-  return Ok();
+  return borrowed::SetOneReg(fd_.get(), index_, id, value);
 }
 
 Result<std::vector<std::uint64_t>> Vcpu::GetRegList() const {
@@ -508,12 +533,11 @@ Result<void> Vcpu::SetAttr(std::uint32_t group, std::uint64_t attr, const void* 
 }
 
 Result<void> Vcpu::GetAttr(std::uint32_t group, std::uint64_t attr, void* value) const {
-  return AttrIoctl(fd_.get(), KVM_GET_DEVICE_ATTR, "KVM_GET_DEVICE_ATTR", group, attr, value,
-                   OnVcpu(index_));
+  return borrowed::GetAttr(fd_.get(), index_, group, attr, value);
 }
 
 Result<bool> Vcpu::HasAttr(std::uint32_t group, std::uint64_t attr) const {
-  return HasAttrIoctl(fd_.get(), group, attr, OnVcpu(index_));
+  return borrowed::HasAttr(fd_.get(), index_, group, attr);
 }
 
 Result<void> Vcpu::SetTimerPpi(std::uint64_t timer, int ppi) {
