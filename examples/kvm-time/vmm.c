@@ -73,12 +73,6 @@ static void vtime_die(vtime_status status) {
     if (vt_status_ != VTIME_OK) vtime_die(vt_status_); \
   } while (0)
 
-static void put_u64(FILE *f, uint64_t v) {
-  uint8_t b[8];
-  for (int i = 0; i < 8; ++i) b[i] = (uint8_t)(v >> (8 * i));
-  if (fwrite(b, 1, 8, f) != 8) die("write");
-}
-
 static uint64_t get_u64(FILE *f) {
   uint8_t b[8];
   if (fread(b, 1, 8, f) != 8) {
@@ -88,13 +82,6 @@ static uint64_t get_u64(FILE *f) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v |= (uint64_t)b[i] << (8 * i);
   return v;
-}
-
-/* The guest's virtual count at the pause a state describes. */
-static uint64_t paused_count(const vtime_state *state) {
-  vtime_state_vm vm;
-  VT(vtime_state_get_vm(state, &vm));
-  return vm.pause.host_counter - vm.virtual_offset;
 }
 
 /* Reads a snapshot file: the guest time into a new state, the registers
@@ -160,6 +147,19 @@ static int cmd_show(const char *path) {
 }
 
 #if defined(__aarch64__)
+
+static void put_u64(FILE *f, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; ++i) b[i] = (uint8_t)(v >> (8 * i));
+  if (fwrite(b, 1, 8, f) != 8) die("write");
+}
+
+/* The guest's virtual count at the pause a state describes. */
+static uint64_t paused_count(const vtime_state *state) {
+  vtime_state_vm vm;
+  VT(vtime_state_get_vm(state, &vm));
+  return vm.pause.host_counter - vm.virtual_offset;
+}
 
 struct vm {
   int kvm, vm, vcpu;

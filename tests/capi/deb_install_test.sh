@@ -5,7 +5,9 @@
 # against the installed files through find_package and through pkg-config
 # inside the chroot, runs them (the example's KVM path is arm64-only: here
 # the library must refuse it, saying why; lab.capi_kvm runs it on KVM), then
-# purges the packages and checks that nothing of them is left.
+# purges the packages and checks that nothing of them is left. On amd64 it
+# then does the same with the arm64 packages (scripts/package arm64) through
+# dpkg's multiarch: apt installs them with their arm64 dependencies.
 #
 # The chroot's base (minbase plus a compiler, CMake and pkg-config) is made
 # once with debootstrap from this machine's own apt mirror and kept as a
@@ -110,3 +112,34 @@ left=$(cd "$chroot_dir" && find usr -name 'libvtime*' -o -name 'vtime.pc' -o -pa
        -o -path '*cmake/vtime*' | head)
 [ -z "$left" ] || { echo "FAIL: left after purge: $left"; exit 1; }
 echo "ok: purged without a trace"
+
+# The arm64 packages on the same fresh Debian 12, as a multiarch system
+# installs a foreign architecture's library: apt resolves their
+# dependencies (libc6, libstdc++6, libgcc-s1) from Debian's arm64 archive.
+# (lab.capi_kvm runs the packaged arm64 library on KVM.)
+if [ "$arch" = amd64 ] && [ -d "$root_dir/lab/cache/sysroot" ]; then
+  "$root_dir/scripts/package" arm64 >/dev/null
+  arm_debs=("$root_dir/build-deb-arm64"/libvtime*_arm64.deb)
+  [ "${#arm_debs[@]}" -eq 2 ] || { echo "FAIL: expected two arm64 .deb files"; exit 1; }
+  cp "${arm_debs[@]}" "$chroot_dir/tmp/debs/"
+  cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf" 2>/dev/null || true
+  inside=()
+  for deb in "${arm_debs[@]}"; do inside+=("/tmp/debs/$(basename "$deb")"); done
+  in_chroot dpkg --add-architecture arm64
+  in_chroot sh -c 'apt-get update && apt-get install -y --no-install-recommends "$@"' sh \
+    "${inside[@]}" >"$chroot_dir/tmp/apt.log" 2>&1 ||
+    { tail -n 30 "$chroot_dir/tmp/apt.log"; echo "FAIL: apt could not install the arm64 packages"; exit 1; }
+  echo "ok: apt installed $(in_chroot dpkg-query -W -f '${Package}:${Architecture} ${Version}  ' \
+    libvtime0:arm64 libvtime-dev:arm64)"
+  so=$chroot_dir/usr/lib/aarch64-linux-gnu/libvtime.so.0
+  [ -f "$so" ] && file -L "$so" | grep -q 'ARM aarch64' ||
+    { echo "FAIL: no arm64 libvtime.so.0 in /usr/lib/aarch64-linux-gnu"; exit 1; }
+  [ -f "$chroot_dir/usr/lib/aarch64-linux-gnu/pkgconfig/vtime.pc" ] &&
+    [ -f "$chroot_dir/usr/lib/aarch64-linux-gnu/cmake/vtime/vtimeConfig.cmake" ] ||
+    { echo "FAIL: the arm64 dev package lacks vtime.pc or the CMake package"; exit 1; }
+  in_chroot apt-get purge -y libvtime-dev:arm64 libvtime0:arm64 >"$chroot_dir/tmp/apt.log" 2>&1 ||
+    { cat "$chroot_dir/tmp/apt.log"; echo "FAIL: apt could not remove the arm64 packages"; exit 1; }
+  left=$(cd "$chroot_dir" && find usr -name 'libvtime*' -o -name 'vtime.pc' -o -path '*cmake/vtime*' | head)
+  [ -z "$left" ] || { echo "FAIL: left after purging the arm64 packages: $left"; exit 1; }
+  echo "ok: the arm64 packages purged without a trace"
+fi
