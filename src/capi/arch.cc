@@ -121,17 +121,22 @@ constexpr std::string_view kEmulateTrap = "vtime_emulate_trap";
 constexpr std::uint32_t kContextFlagsKnown =
     VTIME_CONTEXT_E2H | VTIME_CONTEXT_TGE | VTIME_CONTEXT_NV;
 
-// The model's GuestContext is four bytes (EL, E2H, TGE, NV) in that order:
-// one shift-and-or per flag builds it without a byte store each.
+// The model's GuestContext is four bytes (EL, E2H, TGE, NV) in that order.
+// Flag bits 0, 1, 2 go to bits 8, 16, 24 with one multiply: f * 0x408100
+// places copies of f at bits 8, 15 and 22, which cannot carry into each
+// other for f < 8, and the mask keeps bit 0 of the first copy, bit 1 of
+// the second and bit 2 of the third.
 static_assert(sizeof(arch::GuestContext) == 4 && offsetof(arch::GuestContext, e2h) == 1 &&
               offsetof(arch::GuestContext, tge) == 2 && offsetof(arch::GuestContext, nv) == 3);
 static_assert(VTIME_CONTEXT_E2H == 1u << 0 && VTIME_CONTEXT_TGE == 1u << 1 &&
               VTIME_CONTEXT_NV == 1u << 2);
 static_assert(std::endian::native == std::endian::little, "byte 0 of the word is the EL");
 // Precondition: trap.el <= VTIME_EL2 and no unknown context flag.
+static_assert(offsetof(vtime_emulation, outcome) == 8 && offsetof(vtime_emulation, sysreg) == 12 &&
+              offsetof(vtime_emulation, rt) == 16 && offsetof(vtime_emulation, is_read) == 17 &&
+              offsetof(vtime_emulation, reserved) == 18 && sizeof(vtime_emulation) == 24);
 inline arch::GuestContext ContextOf(const vtime_trap& trap) {
-  const std::uint32_t f = trap.context_flags;
-  const std::uint32_t bytes = trap.el | (f & 1U) << 8 | (f & 2U) << 15 | (f & 4U) << 22;
+  const std::uint32_t bytes = trap.el | ((trap.context_flags * 0x408100U) & 0x01010100U);
   return std::bit_cast<arch::GuestContext>(bytes);
 }
 
@@ -443,15 +448,16 @@ vtime_status vtime_emulate_trap(vtime_vcpu* vcpu, const vtime_clock* clock, cons
     const arch::EmulationEnv env{&clock->model, HostCount{trap->host_count}, clock->cntfrq};
     const arch::Emulation e =
         arch::EmulateSysRegAccess(*access, trap->write_value, vcpu->model, context, env);
-    // Field by field: a struct built on the stack and copied out in one
-    // piece costs a failed store-to-load forwarding on x86.
-    out->value = e.value;
-    out->outcome = static_cast<std::uint32_t>(e.outcome);
-    out->sysreg =
+    // Three 64-bit stores from registers: value; outcome and sysreg; rt,
+    // is_read and the reserved bytes (0). (A struct built on the stack and
+    // copied out in one piece costs a failed store-to-load forwarding.)
+    const std::uint64_t sysreg =
         access->reg ? static_cast<std::uint32_t>(*access->reg) : std::uint32_t{VTIME_SYSREG_NONE};
-    out->rt = access->rt;
-    out->is_read = access->is_read ? 1 : 0;
-    std::memset(out->reserved, 0, sizeof out->reserved);
+    const std::uint64_t words[2] = {static_cast<std::uint64_t>(e.outcome) | sysreg << 32,
+                                    std::uint64_t{access->rt} |
+                                        std::uint64_t{access->is_read ? 1U : 0U} << 8};
+    out->value = e.value;
+    std::memcpy(&out->outcome, words, sizeof words);
     return VTIME_OK;
   });
 }
