@@ -3,7 +3,8 @@
 // emulated. Each pair runs the same access against the same state, once
 // through vtime::arch directly (linked statically) and once through
 // vtime_emulate_trap in libvtime.so (a PLT call, handle checks, the
-// exception guard and the output struct); the difference is the overhead.
+// exception guard and the output struct; the library is built with LTO, so
+// the model is inlined into it); the difference is the overhead.
 //
 // The BM_Overhead_* benchmarks measure that difference directly, robustly
 // on a busy machine: each iteration times a short batch of C++ calls and a
