@@ -6,6 +6,7 @@
 #include <linux/ptp_clock.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/timex.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,7 +38,7 @@ using vtime::guest_tools::OffsetEstimate;
 using vtime::guest_tools::OptionValue;
 
 constexpr const char* kHelp = R"(Usage: vtime-ptp [--device PATH] [--method auto|precise|sys-offset]
-                 [--samples N] [--count N] [--interval-ms MS]
+                 [--samples N] [--count N] [--interval-ms MS] [--step-over-us US]
 
 Measures the offset of a PTP clock (default /dev/ptp0; in a KVM guest that is
 KVM's "KVM virtual PTP", the host's CLOCK_REALTIME) from this machine's
@@ -48,6 +50,15 @@ CLOCK_REALTIME, COUNT times (default 1), MS ms apart (default 1000):
              samples=N best=K bracket_ns=W rejected=R
 offset_ns = PTP time - CLOCK_REALTIME. The true offset lies within
 offset_ns +- uncertainty_ns.
+
+  --step-over-us US    after a measurement whose |offset_ns| exceeds US
+                       microseconds (and its uncertainty), step
+                       CLOCK_REALTIME by offset_ns (clock_adjtime
+                       ADJ_SETOFFSET, needs CAP_SYS_TIME) and say so:
+                         vtime-ptp: measurement=I stepped_ns=D
+                       With a large --count and a short --interval-ms this
+                       keeps a guest's wall clock on its host's, e.g. after
+                       its VMM resumed it with its counters frozen.
 
   --method precise     PTP_SYS_OFFSET_PRECISE: one cross-timestamp, both
                        times from one counter value; uncertainty_ns=1 (the
@@ -76,6 +87,7 @@ struct Options {
   unsigned samples = 10;
   unsigned count = 1;
   unsigned interval_ms = 1000;
+  std::optional<std::uint64_t> step_over_ns;
 };
 
 Result<Options> ParseOptions(const std::vector<std::string_view>& args) {
@@ -111,6 +123,9 @@ Result<Options> ParseOptions(const std::vector<std::string_view>& args) {
     } else if (arg == "--interval-ms") {
       value = OptionValue<unsigned>(args, i, 0, 3'600'000);
       if (value) options.interval_ms = *value;
+    } else if (arg == "--step-over-us") {
+      value = OptionValue<unsigned>(args, i, 1, 3'600'000'000U);
+      if (value) options.step_over_ns = std::uint64_t{*value} * 1000;
     } else {
       return Fail(ErrorCode::kInvalidArgument,
                   "unknown argument '" + std::string(arg) + "' (see --help)");
@@ -199,7 +214,13 @@ class PtpClock {
 
 ClockStamp Stamp(const ptp_clock_time& t) { return ClockStamp{t.sec, t.nsec}; }
 
-Result<void> MeasurePrecise(const PtpClock& clock, unsigned index) {
+// What one measurement found.
+struct Measured {
+  std::int64_t offset_ns = 0;
+  std::uint64_t uncertainty_ns = 0;
+};
+
+Result<Measured> MeasurePrecise(const PtpClock& clock, unsigned index) {
   auto precise = clock.SysOffsetPrecise();
   if (!precise) return tl::unexpected(precise.error());
   auto device = vtime::guest_tools::ToNanoseconds(Stamp(precise->device));
@@ -211,10 +232,10 @@ Result<void> MeasurePrecise(const PtpClock& clock, unsigned index) {
   std::printf("%s: measurement=%u method=precise offset_ns=%" PRId64 " uncertainty_ns=%" PRIu64
               " device_ns=%" PRId64 " sys_realtime_ns=%" PRId64 "\n",
               kProg, index, estimate->offset_ns, estimate->uncertainty_ns, *device, *sys);
-  return Ok();
+  return Measured{estimate->offset_ns, estimate->uncertainty_ns};
 }
 
-Result<void> MeasureSysOffset(const PtpClock& clock, unsigned index, unsigned samples) {
+Result<Measured> MeasureSysOffset(const PtpClock& clock, unsigned index, unsigned samples) {
   auto raw = clock.SysOffset(samples);
   if (!raw) return tl::unexpected(raw.error());
   std::vector<ClockStamp> stamps;
@@ -227,6 +248,32 @@ Result<void> MeasureSysOffset(const PtpClock& clock, unsigned index, unsigned sa
               " samples=%u best=%zu bracket_ns=%" PRIu64 " rejected=%zu\n",
               kProg, index, estimate->offset_ns, estimate->uncertainty_ns, raw->n_samples,
               estimate->sample_index, estimate->bracket_ns, estimate->rejected);
+  return Measured{estimate->offset_ns, estimate->uncertainty_ns};
+}
+
+// Steps CLOCK_REALTIME by offset_ns when it is over the threshold and its
+// uncertainty: the host's wall clock, as the PTP clock gave it.
+Result<void> MaybeStep(const Options& options, unsigned index, const Measured& m) {
+  if (!options.step_over_ns) return Ok();
+  const std::uint64_t size = m.offset_ns < 0 ? 0 - static_cast<std::uint64_t>(m.offset_ns)
+                                             : static_cast<std::uint64_t>(m.offset_ns);
+  if (size <= *options.step_over_ns || size <= m.uncertainty_ns) return Ok();
+  timex tx{};
+  tx.modes = ADJ_SETOFFSET | ADJ_NANO;
+  // ADJ_SETOFFSET takes a normalised timeval: tv_usec (nanoseconds with
+  // ADJ_NANO) in [0, 1e9), tv_sec carrying the sign.
+  std::int64_t sec = m.offset_ns / 1'000'000'000;
+  std::int64_t nsec = m.offset_ns % 1'000'000'000;
+  if (nsec < 0) {
+    nsec += 1'000'000'000;
+    --sec;
+  }
+  tx.time.tv_sec = static_cast<time_t>(sec);
+  tx.time.tv_usec = static_cast<suseconds_t>(nsec);
+  if (clock_adjtime(CLOCK_REALTIME, &tx) < 0) {
+    return Fail(ErrorCode::kSystem, "clock_adjtime(CLOCK_REALTIME, ADJ_SETOFFSET)", errno);
+  }
+  std::printf("%s: measurement=%u stepped_ns=%" PRId64 "\n", kProg, index, m.offset_ns);
   return Ok();
 }
 
@@ -257,17 +304,20 @@ Result<void> Run(const Options& options) {
     if (precise) {
       auto r = MeasurePrecise(*clock, i);
       if (r) {
+        if (auto s = MaybeStep(options, i, *r); !s) return s;
         std::fflush(stdout);
         continue;
       }
-      if (options.method == Method::kPrecise) return r;
+      if (options.method == Method::kPrecise) return tl::unexpected(r.error());
       // A clock can advertise cross-timestamping and still refuse one (the
       // ioctl then fails, e.g. with EOPNOTSUPP), so auto falls back to
       // PTP_SYS_OFFSET for this and every later measurement.
       std::printf("%s: %s: using PTP_SYS_OFFSET\n", kProg, r.error().Message().c_str());
       precise = false;
     }
-    if (auto r = MeasureSysOffset(*clock, i, options.samples); !r) return r;
+    auto r = MeasureSysOffset(*clock, i, options.samples);
+    if (!r) return tl::unexpected(r.error());
+    if (auto s = MaybeStep(options, i, *r); !s) return s;
     std::fflush(stdout);
   }
   return Ok();

@@ -54,4 +54,11 @@ grep -q "not a PTP clock" "$out" || fail "no clear message for a device that is 
 status=$?
 [ "$status" -eq 2 ] || fail "vtime-ptp --samples 26 exited $status, not 2"
 
+for bad in 0 x 3600000001; do
+  "$dir/vtime-ptp" --step-over-us "$bad" >"$out" 2>&1
+  status=$?
+  [ "$status" -eq 2 ] && grep -q "step-over-us needs a number from 1" "$out" ||
+    fail "vtime-ptp --step-over-us $bad exited $status: $(cat "$out")"
+done
+
 [ "$failures" -eq 0 ] && echo "PASS" || exit 1
