@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -47,6 +48,8 @@ constexpr int kKickSignal = SIGUSR1;
 constexpr int kResumeSignal = SIGCONT;  // an operator's "resume" for a source in doubt
 std::atomic<bool> g_resume_requested{false};
 constexpr int kSnapshotSignal = SIGUSR2;
+// The longest in-place pause the monitor takes (a day).
+constexpr std::uint64_t kMaxPauseMs = 86'400'000;
 std::atomic<bool> g_snapshot_requested{false};
 
 // CLOCK_REALTIME in ns, read right after the host counter for a capture pair.
@@ -228,6 +231,7 @@ class KvmMachine final : public Machine {
   Result<void> FinishResume();
   void DrainKick();
   Result<void> WriteSnapshot();
+  Result<std::string> PauseFor(std::uint64_t ms);
 
   MachineConfig config_;
   kvm::System system_;
@@ -910,6 +914,16 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
     }
     return "ok: " + result_.detail;
   }
+  if (verb == "pause" && !arg.empty()) {
+    std::uint64_t ms = 0;
+    const auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), ms);
+    if (ec != std::errc{} || end != arg.data() + arg.size() || ms == 0 || ms > kMaxPauseMs) {
+      return "error: pause needs a time in milliseconds, 1 to " + std::to_string(kMaxPauseMs);
+    }
+    auto r = PauseFor(ms);
+    if (!r) return "error: " + r.error().Message();
+    return "ok: " + *r;
+  }
   if (verb == "migrate" && !arg.empty()) {
     config_.migrate_to = arg;
     if (auto r = MigrateOut(); !r) {
@@ -926,8 +940,8 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
            " physical_offset=" + std::to_string(clock_.physical_offset().value) + StealReport();
   }
   return "error: unknown command '" + line +
-         "'; commands: snapshot FILE, migrate ADDRESS:PORT, stats (and, while a migration is "
-         "in doubt, resume or quit)";
+         "'; commands: snapshot FILE, migrate ADDRESS:PORT, pause MS, stats (and, while a "
+         "migration is in doubt, resume or quit)";
 }
 
 void KvmMachine::ServeMonitor() {
@@ -1107,6 +1121,39 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());
   return s;
+}
+
+Result<std::string> KvmMachine::PauseFor(std::uint64_t ms) {
+  // A pause in place: the guest's time is captured as a snapshot would
+  // capture it, and resumed under the policy as a restore would resume it,
+  // with the same VM, so only the time away differs from a restore.
+  PauseAll();
+  auto snap = Capture(/*with_ram=*/false);
+  if (!snap) {
+    ResumeAll();
+    return tl::unexpected(snap.error());
+  }
+  const timespec away{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1'000'000};
+  timespec left{};
+  for (timespec t = away; clock_nanosleep(CLOCK_MONOTONIC, 0, &t, &left) == EINTR;) t = left;
+  const state::CapturePair now = kvm::CaptureHostNow();
+  auto plan = state::PlanResume(snap->time, config_.policy, now, kvm::ReadCounterFrequency());
+  if (!plan) {
+    ResumeAll();
+    return tl::unexpected(plan.error());
+  }
+  if (auto r = ApplyResumePlan(*plan); !r) {
+    ResumeAll();
+    return tl::unexpected(r.error());
+  }
+  ResumeAll();
+  const std::uint64_t paused = snap->time.VirtualCountAtPause();
+  return "paused " + std::to_string(ms) + " ms, resumed (policy " +
+         std::string(state::NameOf(config_.policy)) + "): CNTVCT paused at " +
+         std::to_string(paused) + ", resumes at " + std::to_string(plan->virtual_count_at_resume) +
+         " (+" + std::to_string(plan->virtual_count_at_resume - paused) + " ticks); away " +
+         std::to_string(now.wall_clock_ns - snap->time.pause.wall_clock_ns) +
+         " ns by the wall clock";
 }
 
 Result<void> KvmMachine::WriteSnapshot() {

@@ -170,6 +170,10 @@ Options:
                          send them with `vtvmm monitor SOCKET COMMAND`:
                            snapshot FILE        (as --snapshot; the VM stops)
                            migrate ADDRESS:PORT (as --migrate-to)
+                           pause MS             (stop the guest for MS ms,
+                                                then resume it in place
+                                                under --policy, as a
+                                                restore would)
                            stats                (exits, offsets)
                            resume | quit        (only while a migration's
                                                 hand-over is in doubt: the
