@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -229,6 +230,7 @@ class KvmMachine final : public Machine {
   state::CapturePair PauseCapturePair() const;
   Result<void> ApplyResumePlan(const state::ResumePlan& plan);
   Result<void> FinishResume();
+  void ReportOwnResumePart();
   void DrainKick();
   Result<void> WriteSnapshot();
   Result<std::string> PauseFor(std::uint64_t ms);
@@ -275,13 +277,16 @@ class KvmMachine final : public Machine {
   std::condition_variable parked_cv_;
   std::condition_variable resume_cv_;
   unsigned parked_ = 0;
-  unsigned ready_ = 0;    // vCPU threads at the start gate
-  bool started_ = false;  // the start gate is open
+  unsigned ready_ = 0;                 // vCPU threads at the start gate
+  std::atomic<bool> started_{false};  // the start gate is open
   // Each vCPU's host counter read right after its last KVM_RUN that ran the
   // guest: the guest stopped there, so a pause is captured at the latest of
   // these rather than when the VMM gets round to it. Written by the vCPU
   // thread, read by the main thread once every vCPU is parked.
   std::vector<std::uint64_t> last_exit_count_;
+  // Each vCPU's host count read just before its first KVM_RUN into the
+  // guest (0 until then): with resumed_at_, vtvmm's own part of a resume.
+  std::vector<std::atomic<std::uint64_t>> first_entry_count_;
   // Each vCPU thread's id, and its run delay and its PV-time record's
   // stolen time as the thread ended (the thread is gone after that).
   std::vector<std::atomic<pid_t>> vcpu_tids_;
@@ -291,6 +296,7 @@ class KvmMachine final : public Machine {
   // reach the start gate.
   std::optional<state::ResumePlan> final_plan_;
   state::CapturePair resumed_at_{};
+  std::uint64_t offset_set_at_ = 0;  // host count once the final offset is in KVM
   RunResult result_;
   std::optional<state::ResumePlan> restored_plan_;
   std::optional<state::SavedState> restored_time_;
@@ -1005,8 +1011,39 @@ Result<void> KvmMachine::FinishResume() {
                                 kvm::ReadCounterFrequency());
   if (!plan) return tl::unexpected(plan.error());
   if (auto r = ApplyResumePlan(*plan); !r) return r;
+  offset_set_at_ = kvm::ReadHostCounter().value;
   final_plan_ = *plan;
   return Ok();
+}
+
+void KvmMachine::ReportOwnResumePart() {
+  // The resume's parts up to the guest: the final offset's ioctl (from the
+  // capture pair it is computed from, where the guest's time restarts, to
+  // KVM having it), then vtvmm's own part (from there to each vCPU's first
+  // KVM_RUN). The kernel's part after that (the entry, stage-2 faults) and
+  // the guest's are not in either.
+  const FrequencyHz hz{kvm::ReadCounterFrequency()};
+  auto us = [&hz](std::uint64_t from, std::uint64_t to) {
+    return static_cast<double>(TicksToNanosecondsCeil(Ticks{to - from}, hz).value) / 1000.0;
+  };
+  std::string per_vcpu;
+  std::uint64_t last = 0;
+  for (unsigned i = 0; i < first_entry_count_.size(); ++i) {
+    std::uint64_t entry = 0;
+    for (int waited = 0; (entry = first_entry_count_[i].load()) == 0 && waited < 1000; ++waited) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (entry == 0 || entry < offset_set_at_) return;  // stopped before it ran
+    last = std::max(last, entry);
+    char one[32];
+    std::snprintf(one, sizeof one, "%s%.1f", i == 0 ? "" : " ", us(offset_set_at_, entry));
+    per_vcpu += one;
+  }
+  std::fprintf(stderr,
+               "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair); then "
+               "vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: %s us)\n",
+               us(resumed_at_.host_counter, offset_set_at_), us(offset_set_at_, last),
+               per_vcpu.c_str());
 }
 
 Result<void> KvmMachine::ReportRestoreStep() {
@@ -1345,25 +1382,30 @@ void KvmMachine::VcpuLoop(unsigned index) {
   (void)vcpu.Run();
   DrainKick();
   Result<void> resumed = Ok();
+  bool last = false;
   {
-    std::unique_lock lock(stop_mutex_);
-    if (++ready_ == vcpus_.size()) {
-      // A restore that cannot set the guest's time does not start it.
-      resumed = FinishResume();
-      if (resumed) {
-        started_ = true;
-        resume_cv_.notify_all();
-        parked_cv_.notify_all();
-      }
-    } else {
-      resume_cv_.wait(lock, [this] { return started_ || stop_.load(); });
-    }
+    std::lock_guard lock(stop_mutex_);
+    last = ++ready_ == vcpus_.size();
   }
-  if (!resumed) {
-    Stop(GuestEnd::kError, 1, resumed.error().Message());
-    return;
+  if (last) {
+    // A restore that cannot set the guest's time does not start it. Between
+    // the final offset and this thread's KVM_RUN only a store: no wake-up
+    // call, no lock (the others watch the flag, the main thread too).
+    resumed = FinishResume();
+    if (!resumed) {
+      Stop(GuestEnd::kError, 1, resumed.error().Message());
+      return;
+    }
+    started_.store(true, std::memory_order_release);
+  } else {
+    // The gate opens within the time the last thread takes to arrive and
+    // set the offset (milliseconds): yielding, not sleeping, so that this
+    // thread enters the guest right after it opens, not a wake-up later.
+    while (!started_.load(std::memory_order_acquire) && !stop_.load()) sched_yield();
+    if (stop_.load()) return;
   }
   vcpu.SetImmediateExit(false);
+  bool first_entry = true;
   while (!stop_.load()) {
     if (pause_.load()) {
       // With immediate_exit set, KVM_RUN completes a pending MMIO or other
@@ -1380,6 +1422,10 @@ void KvmMachine::VcpuLoop(unsigned index) {
       if (stop_.load()) return;
       vcpu.SetImmediateExit(false);
       continue;
+    }
+    if (first_entry) {
+      first_entry = false;
+      first_entry_count_[index].store(kvm::ReadHostCounter().value);
     }
     auto exit = vcpu.Run();
     last_exit_count_[index] = kvm::ReadHostCounter().value;
@@ -1430,6 +1476,7 @@ Result<RunResult> KvmMachine::Run() {
     if (auto r = ReportRestoreStep(); !r) return tl::unexpected(r.error());
   }
   last_exit_count_.assign(vcpus_.size(), 0);
+  first_entry_count_ = std::vector<std::atomic<std::uint64_t>>(vcpus_.size());
   vcpu_tids_ = std::vector<std::atomic<pid_t>>(vcpus_.size());
   final_run_delay_ns_.assign(vcpus_.size(), 0);
   final_stolen_ns_.assign(vcpus_.size(), 0);
@@ -1464,11 +1511,10 @@ Result<RunResult> KvmMachine::Run() {
     return Fail(ErrorCode::kSystem, thread_error);
   }
   bool started = false;
-  {
-    std::unique_lock lock(stop_mutex_);
-    parked_cv_.wait(lock, [this] { return started_ || stop_.load(); });
-    started = started_;
+  while (!started_.load(std::memory_order_acquire) && !stop_.load()) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+  started = started_.load();
   if (started && config_.on_started) config_.on_started();
   std::optional<RawTerminal> raw;
   if (started && config_.console_input) {
@@ -1496,6 +1542,7 @@ Result<RunResult> KvmMachine::Run() {
                  final_plan_->wall_clock_went_backwards
                      ? " (this host's clock is behind the pause: no time added)"
                      : "");
+    ReportOwnResumePart();
   }
   if (!config_.snapshot_path.empty() || !config_.migrate_to.empty()) {
     struct sigaction snap {};

@@ -153,7 +153,8 @@ for m in $MODES; do
     sleep "$OBSERVE"
     echo "@$(up) host: window end" >>"$log"
     echo "--- $m, away $away s (snapshot at lab uptime $t_snap, restore at $t_restore)"
-    tail -n +"$mark" "$log" | grep -vE "vtime-ptp: measurement|sleep [0-9]+ (start|end)" | sed 's/^/  /'
+    tail -n +"$mark" "$log" | grep -vE "vtime-ptp: measurement=[0-9]+ method|sleep [0-9]+ (start|end)|klog [4-7] " |
+      sed 's/^/  /'
     # The figures of this window.
     win=$(tail -n +"$mark" "$log")
     res=$(echo "$win" | grep -n "vtvmm: resumed" | head -n 1 | cut -d: -f1)
@@ -175,8 +176,12 @@ for m in $MODES; do
       / sleep [0-9]+ end / { n = $4; if ((n in start) && start[n] < ts && t > tr && !done) {
           took = $0; sub(/.*took_mono=/, "", took); printf "real_s=%.2f mono_s=%s", t - start[n], took; done = 1 } }')
     ends=$(echo "$win" | grep -c "sleep [0-9]* end")
+    # How long after the resume the guest's wall clock was stepped back
+    # onto the host's (freeze+ptp).
+    step_at=$(echo "$after" | grep -m1 "stepped_ns=" | cut -d' ' -f1 | tr -d @)
+    step_delay=$( [ -n "$step_at" ] && awk -v a="$t_restore" -v b="$step_at" 'BEGIN { printf "%.2f", b - a }')
     away_ns=$(echo "$win" | sed -n 's/.*away \(-\{0,1\}[0-9]*\) ns by the.*/\1/p' | head -n 1)
-    echo "FIGURE linux_jump method=$METHOD mode=$m away_s=$away away_ns=${away_ns:-?} ptp_offset_before_ns=${before:-none} ptp_offset_first_ns=${first:-none} ptp_offset_last_ns=${last:-none} stepped_ns=${stepped:-none}$kinds spanning_sleep: ${sl:-none} sleeps_ended_in_window=$ends"
+    echo "FIGURE linux_jump method=$METHOD mode=$m away_s=$away away_ns=${away_ns:-?} ptp_offset_before_ns=${before:-none} ptp_offset_first_ns=${first:-none} ptp_offset_last_ns=${last:-none} stepped_ns=${stepped:-none} step_after_resume_s=${step_delay:-none}$kinds spanning_sleep: ${sl:-none} sleeps_ended_in_window=$ends"
   done
   mark=$(($(wc -l <"$log") + 1))
   echo "stop" >&3
