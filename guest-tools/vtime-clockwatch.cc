@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <array>
+#include <atomic>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -29,7 +30,7 @@ using vtime::guest_tools::StepWatch;
 
 constexpr const char* kHelp =
     R"(Usage: vtime-clockwatch [--duration SECS] [--threshold-us N] [--interval-us N]
-                        [--max-log N]
+                        [--max-log N] [--timer-s SECS]
 
 Reads CLOCK_MONOTONIC, CLOCK_REALTIME, CLOCK_BOOTTIME and, on arm64, CNTVCT_EL0
 (isb first; frequency from CNTFRQ_EL0) once per iteration for SECS seconds of
@@ -48,6 +49,12 @@ line per clock ("never went backwards").
                    threshold should then exceed the interval
   --max-log N      keep at most N step lines (default 1000); the rest are
                    counted as lost
+  --timer-s SECS   also arm a one-shot POSIX timer (timer_create on
+                   CLOCK_MONOTONIC, SIGEV_SIGNAL) SECS seconds after the
+                   start, and report at the end how often it fired and
+                   when, by CLOCK_MONOTONIC and CLOCK_REALTIME from the arming:
+  vtime-clockwatch: timer armed_s=N fired=K mono_after_ns=M real_after_ns=R
+                   (fired must be 1; M - N s is how late it was)
 
 Exit status: 0 if no clock went backwards, 1 if one did, 2 for a bad command
 line.
@@ -56,6 +63,10 @@ line.
 constexpr std::uint64_t kNsPerSec = 1'000'000'000;
 // Set by SIGTERM or SIGINT: the watch ends at the next iteration and reports.
 volatile sig_atomic_t g_stop = 0;
+// The --timer-s timer's firings, and the clocks at the first (set in the
+// signal handler: clock_gettime is async-signal-safe).
+std::atomic<int> g_timer_fired{0};  // lock-free, so async-signal-safe
+timespec g_timer_mono{}, g_timer_real{};
 constexpr const char* kProg = "vtime-clockwatch";
 
 struct Options {
@@ -63,6 +74,7 @@ struct Options {
   std::uint64_t threshold_us = 1000;
   std::uint64_t interval_us = 0;
   std::size_t max_log = 1000;
+  std::uint64_t timer_s = 0;  // 0: no timer
 };
 
 Result<Options> ParseOptions(const std::vector<std::string_view>& args) {
@@ -79,6 +91,9 @@ Result<Options> ParseOptions(const std::vector<std::string_view>& args) {
     } else if (arg == "--interval-us") {
       value = OptionValue<std::uint64_t>(args, i, 0, 60'000'000);
       if (value) options.interval_us = *value;
+    } else if (arg == "--timer-s") {
+      value = OptionValue<std::uint64_t>(args, i, 1, 86'400 * 365);
+      if (value) options.timer_s = *value;
     } else if (arg == "--max-log") {
       value = OptionValue<std::uint64_t>(args, i, 0, 10'000'000);
       if (value) options.max_log = static_cast<std::size_t>(*value);
@@ -195,6 +210,28 @@ int Run(const Options& options) {
   sigaction(SIGTERM, &stop, nullptr);
   sigaction(SIGINT, &stop, nullptr);
   const std::uint64_t start = ReadClock(CLOCK_MONOTONIC);
+  const std::uint64_t start_real = ReadClock(CLOCK_REALTIME);
+  timer_t timer{};
+  if (options.timer_s != 0) {
+    struct sigaction fired {};
+    fired.sa_handler = [](int) {
+      if (g_timer_fired.fetch_add(1) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &g_timer_mono);
+        clock_gettime(CLOCK_REALTIME, &g_timer_real);
+      }
+    };
+    sigemptyset(&fired.sa_mask);
+    sigaction(SIGALRM, &fired, nullptr);
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGALRM;
+    itimerspec at{};
+    at.it_value.tv_sec = static_cast<time_t>(options.timer_s);
+    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &at, nullptr) != 0) {
+      std::printf("%s: cannot arm the POSIX timer\n", kProg);
+      return 1;
+    }
+  }
   std::uint64_t previous_mono = start;
   const std::uint64_t duration_ns = options.duration_s * kNsPerSec;
   for (;;) {
@@ -236,6 +273,19 @@ int Run(const Options& options) {
   }
   std::printf("%s: steps_logged=%zu lost=%" PRIu64 "\n", kProg, log.size(), lost);
   int status = 0;
+  if (options.timer_s != 0) {
+    const int fired = g_timer_fired.load();
+    std::printf("%s: timer armed_s=%" PRIu64 " fired=%d", kProg, options.timer_s, fired);
+    if (fired > 0) {
+      auto ns = [](const timespec& t) {
+        return static_cast<std::uint64_t>(std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec);
+      };
+      std::printf(" mono_after_ns=%" PRId64 " real_after_ns=%" PRId64,
+                  Signed(ns(g_timer_mono) - start), Signed(ns(g_timer_real) - start_real));
+    }
+    std::printf("\n");
+    timer_delete(timer);
+  }
   for (std::size_t c = 0; c < clocks; ++c) {
     const auto& st = watches[c].stats();
     const bool ok = st.backwards == 0;

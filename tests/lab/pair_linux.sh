@@ -10,7 +10,7 @@
 # went backwards, that the sleep ended once, and that every move resumed the
 # guest; it prints the guest's wall-clock offset from its host through
 # /dev/ptp0 before and after, and the largest steps the guest saw.
-# Not yet a CTest test (issue 15): each hop takes 10-20 s in the lab, so ten
+# Not yet a CTest test (issue 15): each hop took 10-20 s in the lab, so ten
 # of them under each policy would add minutes to the suite. Run it by hand,
 # e.g. with HOPS=4:
 #   HOPS=4 tests/lab/pair_linux.sh freeze build/aarch64/tools/vtvmm \
@@ -39,14 +39,21 @@ cat >"$watch" <<'GUEST'
 #!/bin/sh
 grep -qw vtime.pair=1 /proc/cmdline || exit 0
 vtime-ptp --count 1 | sed 's/^/vtime-guest: before: /'
+# The wall-clock offset from whichever host runs the guest, twice a second
+# throughout: each move shows as the change between the last offset on one
+# host and the first on the next.
+vtime-ptp --count 1000000 --interval-ms 500 >/dev/console &
+ptp=$!
 t0=$(cut -d' ' -f1 /proc/uptime)
 (sleep 20; echo "vtime-guest: sleep 20 ended after $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.3f", b - a }') s of uptime") &
 # The watch runs until the host types "stop" on the console (after the last
 # restore), however long the moves took.
-vtime-clockwatch --duration 3600 --threshold-us 100000 --max-log 40 &
+# ... with a POSIX timer (CLOCK_MONOTONIC) due 45 s after it starts, after
+# the first move (at 40 s of the first vtvmm's run).
+vtime-clockwatch --duration 3600 --threshold-us 100000 --max-log 40 --timer-s 45 &
 cw=$!
 while read -r line; do [ "$line" = stop ] && break; done
-kill -TERM "$cw"
+kill -TERM "$cw" "$ptp"
 wait
 vtime-ptp --count 1 | sed 's/^/vtime-guest: after: /'
 poweroff -f
@@ -101,5 +108,51 @@ ended=$(grep -c "vtime-guest: sleep 20 ended" "$out")
 [ "$ended" = 1 ] && pass "a sleep pending across the moves ended once: $(grep -o 'ended after [0-9.]* s' "$out")" ||
   fail "the pending sleep ended $ended times"
 grep -E "vtime-guest: (before|after): .*offset_ns" "$out" | sed 's/^.*vtime-guest: /FIGURE ptp /'
+timer=$(grep -m1 "vtime-clockwatch: timer armed_s=" "$out")
+mono_after=$(echo "$timer" | sed -n 's/.* mono_after_ns=\([0-9]*\).*/\1/p')
+if echo "$timer" | grep -q " fired=1 " && [ -n "$mono_after" ] &&
+  [ "$mono_after" -ge 45000000000 ] && [ "$mono_after" -lt 50000000000 ]; then
+  pass "a POSIX timer due 45 s after the start, past the first move, fired once: ${timer#*timer }"
+else
+  fail "the POSIX timer: '${timer:-no report}'"
+fi
+
+# Each move's change in the wall-clock offset (host minus guest, by
+# /dev/ptp0), from the last measurement on one host to the first on the
+# next. Stays alternate A, B, A, ...; a later stay on a machine starts at
+# its "vtvmm: resumed" line; the last one on A is the restore from a file.
+moves=$(awk '
+  /^\[[AB]\] / { m = substr($1, 2, 1) }
+  /^\[[AB]\] .*vtvmm: resumed \(policy/ { stay[m]++ }
+  /^\[[AB]\] vtime-ptp: measurement=.* offset_ns=/ {
+    o = $0; sub(/.* offset_ns=/, "", o); sub(/ .*/, "", o)
+    k = (m == "A") ? 2 * stay[m] : 2 * stay[m] - 1
+    if (!(k in first)) first[k] = o
+    last[k] = o
+    if (k > top) top = k
+  }
+  END { prev = -1
+        for (k = 0; k <= top; k++) if (k in first) {
+          if (prev >= 0) printf "%d %s %s\n", k, last[prev], first[k]
+          prev = k } }' "$out")
+bound=$(grep "clocksync: after " "$out" | sed -n 's/.* error_bound_ns=\([0-9]*\).*/\1/p' | head -n 1)
+n_moves=0 worst=0
+while read -r k before after; do
+  [ -n "$k" ] || continue
+  d=$((after - before))
+  echo "FIGURE $policy move $k: wall-clock offset $before -> $after ns (change $d ns)"
+  [ "${d#-}" -gt "$worst" ] && worst=${d#-}
+  n_moves=$((n_moves + 1))
+done <<MOVES
+$moves
+MOVES
+echo "FIGURE $policy: $n_moves moves measured; largest wall-clock offset change $worst ns; clock-sync error bound ${bound:-?} ns"
+if [ "$policy" = wallclock ]; then
+  if [ "$n_moves" -ge "$hops" ] && [ -n "$bound" ] && [ "$worst" -le $((bound + 1000000)) ]; then
+    pass "every move changed the guest's wall-clock offset by at most the clock-sync error + 1 ms ($worst <= $bound + 1000000 ns)"
+  else
+    fail "wall-clock offset across the moves: $n_moves measured, largest change $worst ns, bound ${bound:-?} + 1 ms"
+  fi
+fi
 echo "pair_linux ($policy): $failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -32,6 +32,13 @@ case $(uname -m) in
 esac
 grep -qx "vtime-clockwatch: exit 0" "$out" || fail "no exit line"
 
+# A POSIX timer due 1 s in: it fires once, not before 1 s, and on time
+# (within half a second on a loaded machine).
+"$dir/vtime-clockwatch" --duration 2 --interval-us 1000 --timer-s 1 >"$out" 2>&1
+mono=$(sed -n 's/^vtime-clockwatch: timer armed_s=1 fired=1 mono_after_ns=\([0-9]*\) .*/\1/p' "$out")
+[ -n "$mono" ] && [ "$mono" -ge 1000000000 ] && [ "$mono" -lt 1500000000 ] ||
+    fail "the --timer-s 1 timer: $(grep 'timer armed' "$out")"
+
 "$dir/vtime-clockwatch" --threshold-us x >"$out" 2>&1
 status=$?
 [ "$status" -eq 2 ] || fail "vtime-clockwatch with a bad option exited $status, not 2"
