@@ -150,7 +150,11 @@ class KvmMachine final : public Machine {
         uart_([this](char c) { Console(c); }),
         virtio_console_(config_.console == MachineConfig::Console::kVirtio
                             ? std::optional<VirtioConsole>(std::in_place,
-                                                           GuestRam{layout::kRam, ram_.writable()},
+                                                           GuestRam{layout::kRam, ram_.writable(),
+                                                                    [this](std::uint64_t off,
+                                                                           std::uint64_t len) {
+                                                                      MarkDeviceWrite(off, len);
+                                                                    }},
                                                            [this](std::span<const std::uint8_t> b) {
                                                              ConsoleBytes(b);
                                                            })
@@ -247,6 +251,13 @@ class KvmMachine final : public Machine {
   // The console: the PL011 (vCPU threads and the input thread), its line,
   // and the input thread that feeds it from stdin.
   std::mutex uart_mutex_;
+  // Pages of guest RAM a device model wrote (the virtio console's rings and
+  // receive buffers), which KVM's dirty log does not see; guarded by
+  // uart_mutex_, the device's lock. A pre-copy round sends them with the
+  // guest's own.
+  std::vector<std::uint64_t> device_dirty_;
+  void MarkDeviceWrite(std::uint64_t offset, std::uint64_t len);
+  void TakeDeviceDirty(std::vector<std::uint64_t>& into);
   Pl011 uart_;
   std::mutex rtc_mutex_;  // vCPU threads share the RTC
   Pl031 rtc_;
@@ -692,9 +703,30 @@ std::uint64_t CountPages(const std::vector<std::uint64_t>& bits) {
 }
 }  // namespace
 
+void KvmMachine::MarkDeviceWrite(std::uint64_t offset, std::uint64_t len) {
+  if (len == 0) return;
+  if (device_dirty_.empty()) device_dirty_.assign((ram_.size() / kPageSize + 63) / 64, 0);
+  for (std::uint64_t page = offset / kPageSize; page <= (offset + len - 1) / kPageSize; ++page) {
+    device_dirty_[page / 64] |= std::uint64_t{1} << (page % 64);
+  }
+}
+
+void KvmMachine::TakeDeviceDirty(std::vector<std::uint64_t>& into) {
+  std::lock_guard lock(uart_mutex_);
+  for (std::size_t i = 0; i < device_dirty_.size() && i < into.size(); ++i) {
+    into[i] |= device_dirty_[i];
+    device_dirty_[i] = 0;
+  }
+}
+
 Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p) {
   const std::uint64_t pages = ram_.size() / kPageSize;
   p.dirty.assign((pages + 63) / 64, 0);
+  // What a device wrote before this point is in the first pass.
+  {
+    std::vector<std::uint64_t> none(p.dirty.size(), 0);
+    TakeDeviceDirty(none);
+  }
   // From here KVM logs every page the guest writes.
   if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(),
                                        kvm::kMemLogDirtyPages);
@@ -714,6 +746,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
                static_cast<unsigned long long>(*sent));
   for (unsigned round = 2; round <= kPrecopyMaxRounds; ++round) {
     if (auto r = vm_.GetDirtyLog(0, p.dirty); !r) return r;
+    TakeDeviceDirty(p.dirty);
     const std::uint64_t n = CountPages(p.dirty);
     if (n <= kPrecopyStopPages) break;  // these go with the pause
     auto again = SendPages(link, ram_.bytes(), p.dirty);
@@ -784,6 +817,7 @@ Result<void> KvmMachine::MigrateOut() {
   if (config_.precopy) {
     // What the guest dirtied since the last round, and what that round left.
     if (auto r = vm_.GetDirtyLog(0, last); !r) return fail(r.error());
+    TakeDeviceDirty(last);
     for (std::size_t i = 0; i < last.size(); ++i) last[i] |= pre.dirty[i];
   } else {
     std::fill(last.begin(), last.end(), ~std::uint64_t{0});

@@ -120,6 +120,10 @@ bool VirtioConsole::ReadDescriptor(const Queue& q, std::uint32_t index, Descript
   return true;
 }
 
+void VirtioConsole::Wrote(const std::uint8_t* p, std::uint64_t len) const {
+  if (ram_.wrote) ram_.wrote(static_cast<std::uint64_t>(p - ram_.bytes.data()), len);
+}
+
 void VirtioConsole::PushUsed(Queue& q, std::uint16_t head, std::uint32_t len) {
   std::uint8_t* e = At(q.device + 4 + 8ULL * (q.next_used % q.num), 8);
   std::uint8_t* idx = At(q.device + 2, 2);
@@ -131,6 +135,8 @@ void VirtioConsole::PushUsed(Queue& q, std::uint16_t head, std::uint32_t len) {
   // The entry is visible before the index that publishes it.
   std::atomic_thread_fence(std::memory_order_release);
   std::memcpy(idx, &q.next_used, 2);
+  Wrote(e, 8);
+  Wrote(idx, 2);
 }
 
 void VirtioConsole::Notify(const Queue& q) {
@@ -260,6 +266,7 @@ std::size_t VirtioConsole::Receive(std::span<const std::uint8_t> bytes) {
       if (p == nullptr || (d.flags & kDescWrite) == 0) break;
       const std::size_t part = std::min<std::size_t>(d.len, bytes.size() - taken);
       std::memcpy(p, bytes.data() + taken, part);
+      Wrote(p, part);
       taken += part;
       written += static_cast<std::uint32_t>(part);
       if ((d.flags & kDescNext) == 0 || written >= room) break;

@@ -31,9 +31,13 @@
 namespace vtime::vmm {
 
 /// Guest RAM as the device sees it: guest-physical `base` maps to bytes[0].
+/// `wrote` (if set) hears of every range the device writes, as an offset
+/// into `bytes` and a length: KVM's dirty log sees only the guest's own
+/// writes, so a VMM migrating with pre-copy must resend these itself.
 struct GuestRam {
   std::uint64_t base = 0;
   std::span<std::uint8_t> bytes;
+  std::function<void(std::uint64_t offset, std::uint64_t len)> wrote;
 };
 
 class VirtioConsole {
@@ -118,6 +122,8 @@ class VirtioConsole {
   /// A pointer to `len` bytes of guest RAM at `gpa`, or null if any is
   /// outside it.
   [[nodiscard]] std::uint8_t* At(std::uint64_t gpa, std::uint64_t len) const;
+  // Tells ram_.wrote of a write at p (a pointer At gave).
+  void Wrote(const std::uint8_t* p, std::uint64_t len) const;
   [[nodiscard]] bool ReadDescriptor(const Queue& q, std::uint32_t index, Descriptor* d) const;
   /// The available ring's idx (acquire), or false if the ring is unusable.
   [[nodiscard]] bool AvailIdx(const Queue& q, std::uint16_t* idx) const;

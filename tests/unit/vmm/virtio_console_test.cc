@@ -26,8 +26,20 @@ constexpr std::uint64_t kBuffers = 0x4000;
 struct Driver {
   std::vector<std::uint8_t> ram = std::vector<std::uint8_t>(0x10000);
   std::string out;
-  VirtioConsole dev{GuestRam{kBase, ram},
+  // Every range of RAM the device said it wrote (offset, length).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> wrote;
+  VirtioConsole dev{GuestRam{kBase, ram,
+                             [this](std::uint64_t off, std::uint64_t len) {
+                               wrote.emplace_back(off, len);
+                             }},
                     [this](std::span<const std::uint8_t> b) { out.append(b.begin(), b.end()); }};
+  // True when the device reported a write covering [off, off + len).
+  bool Reported(std::uint64_t off, std::uint64_t len) const {
+    for (const auto& [o, l] : wrote) {
+      if (o <= off && off + len <= o + l) return true;
+    }
+    return false;
+  }
   std::uint16_t avail_idx[2] = {0, 0};
   std::uint16_t next_desc[2] = {0, 0};
 
@@ -180,6 +192,28 @@ TEST(VirtioConsole, ReceivesIntoPostedBuffersAndKeepsWhatDoesNotFit) {
   EXPECT_EQ(d.dev.Receive(bytes), 0U);  // no buffer left: the caller keeps them
 }
 
+// A VMM migrating with pre-copy learns the guest's writes from KVM's dirty
+// log, which never sees the device's: the device reports each one, the
+// used rings' entries and indices and the received bytes.
+TEST(VirtioConsole, ReportsEveryWriteItMakesToGuestRam) {
+  Driver d;
+  d.Open();
+  d.Send("out");
+  EXPECT_TRUE(d.Reported(kUsed[1] + 2, 2));  // the transmit queue's used index
+  EXPECT_TRUE(d.Reported(kUsed[1] + 4, 8));  // its first used entry
+  d.Offer(0, d.Chain(0, {{kBuffers + 0x40, 4}}, true));
+  d.W(0x050, 0);
+  const std::vector<std::uint8_t> typed = {'l', 's', '\n'};
+  d.wrote.clear();
+  EXPECT_EQ(d.dev.Receive(typed), 3U);
+  EXPECT_TRUE(d.Reported(kBuffers + 0x40, 3));  // the bytes
+  EXPECT_TRUE(d.Reported(kUsed[0] + 2, 2));
+  EXPECT_TRUE(d.Reported(kUsed[0] + 4, 8));
+  for (const auto& [off, len] : d.wrote) {  // and nothing outside RAM
+    EXPECT_LE(off + len, d.ram.size());
+  }
+}
+
 TEST(VirtioConsole, RoomIsWhatThePostedBuffersTake) {
   Driver d;
   d.Open();
@@ -269,7 +303,7 @@ TEST(VirtioConsole, SaveAndRestoreCarryTheQueuesAcrossAFreshDevice) {
   const auto saved = a.dev.Save();
   // A new device over the same RAM (the snapshot's), restored.
   std::string out;
-  VirtioConsole b(GuestRam{kBase, a.ram},
+  VirtioConsole b(GuestRam{kBase, a.ram, {}},
                   [&out](std::span<const std::uint8_t> s) { out.append(s.begin(), s.end()); });
   ASSERT_TRUE(b.Restore(saved).has_value());
   EXPECT_EQ(b.Save(), saved);
