@@ -1549,6 +1549,17 @@ Result<RunResult> KvmMachine::Run() {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   started = started_.load();
+  if (started) {
+    // Nothing else on this thread (the hand-over's message, console set-up,
+    // printing) until every vCPU has entered the guest: on a host with few
+    // CPUs it would take the CPU a vCPU thread needs to leave the start gate.
+    for (unsigned i = 0; i < first_entry_count_.size(); ++i) {
+      for (int waited = 0; first_entry_count_[i].load() == 0 && !stop_.load() && waited < 10'000;
+           ++waited) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    }
+  }
   if (started && config_.on_started) config_.on_started();
   std::optional<RawTerminal> raw;
   if (started && config_.console_input) {
