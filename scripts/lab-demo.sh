@@ -46,5 +46,36 @@ exec 3>&-
 wait "$vm"
 sed -n '/~ #/,$p' /tmp/demo.out | tr -d '\033' | sed 's/\[6n//g'
 echo "(the lab machine's own date: $(date -u))"
+
+say "The same Linux live-migrated to a second vtvmm (pre-copy over loopback, policy wallclock) while it prints its clocks; both vCPU threads on one CPU" \
+    "vtvmm --incoming 127.0.0.1:4445 & vtvmm --migrate-to 127.0.0.1:4445 --kernel ... --append 'quiet vtime.demo=1'; kill -USR2 <source> at t=4"
+taskset -c 0 vtvmm --timeout 120 --insecure --incoming 127.0.0.1:4445 --policy wallclock \
+  >/tmp/dst.out 2>&1 </dev/null &
+dst=$!
+sleep 0.5
+taskset -c 0 vtvmm --timeout 120 --insecure --cpus 2 --memory 192 --console virtio \
+  --kernel /boot/Image --initrd /boot/initrd.gz --append "quiet vtime.demo=1" \
+  --migrate-to 127.0.0.1:4445 >/tmp/src.out 2>&1 </dev/null &
+src=$!
+i=0
+until grep -q "vtime-guest: t=4 " /tmp/src.out || [ "$i" -ge 900 ]; do
+  sleep 0.1
+  i=$((i + 1))
+done
+kill -USR2 "$src"
+wait "$src"
+wait "$dst"
+echo "-- on the source:"
+grep -E "vtime-guest: (demo|t=)|vtvmm: migrated" /tmp/src.out
+echo "-- on the destination:"
+grep -E "vtime-guest|vtvmm: resumed|vtvmm: resume: the final" /tmp/dst.out
+echo "-- the report:"
+echo "  downtime: $(sed -n 's/.*the guest was paused here for \([0-9]*\) ms.*/\1 ms/p' /tmp/src.out) (source), away $(sed -n 's/.*away \([0-9]*\) ns by the two.*/\1 ns/p' /tmp/dst.out) by the two vtvmm's wall clocks"
+echo "  the guest's largest CLOCK_MONOTONIC step: $(sed -n 's/.*summary clock=CLOCK_MONOTONIC .*max_forward_ns=\([0-9]*\).*/\1 ns/p' /tmp/dst.out) (the move: under wallclock the time away, and the wait of two vCPUs for one CPU)"
+before=$(grep "vtime-guest: t=" /tmp/src.out | tail -n 1 | sed -n 's/.* offset from the host \(-\{0,1\}[0-9]*\) ns.*/\1/p')
+after=$(grep "vtime-guest: t=" /tmp/dst.out | head -n 1 | sed -n 's/.* offset from the host \(-\{0,1\}[0-9]*\) ns.*/\1/p')
+[ -n "$before" ] && [ -n "$after" ] &&
+  echo "  the wall-clock offset from the host across the move: $before -> $after ns (change $((after - before)) ns)"
+echo "  steal time: $(grep -E "vtime-guest: cpu[01] steal" /tmp/dst.out | sed 's/vtime-guest: //' | tr '\n' ' ')"
 echo
 echo "demo: done"
