@@ -776,7 +776,8 @@ VTIME_API vtime_status vtime_kvm_capture(const vtime_clock *clock, const int *vc
  *  vCPU count other than vcpu_count, a nested vCPU, a frequency other than
  *  the host's, a vCPU saved with PV time whose counterpart here has no
  *  record at the same IPA. Errors: BAD_HANDLE, INVALID_ARGUMENT (vcpu_fds
- *  NULL, unknown policy), MALFORMED, OUT_OF_RANGE (vcpu_count),
+ *  NULL, vcpu_count 0 or above VTIME_STATE_MAX_VCPUS, unknown policy),
+ *  MALFORMED, OUT_OF_RANGE (vcpu_count not the state's),
  *  UNSUPPORTED, BAD_STATE (PV time), SYSTEM (an ioctl failed: the message
  *  names it and the vCPU; KVM may then hold part of the state, so the VMM
  *  must not run this VM). */

@@ -120,7 +120,7 @@ vtime_status vtime_kvm_restore(vtime_clock* clock, int vm_fd, const int* vcpu_fd
   constexpr std::string_view kFn = "vtime_kvm_restore";
   if (!IsHandle(clock)) return BadHandle(kFn, "clock");
   if (!IsHandle(saved)) return BadHandle(kFn, "saved");
-  if (vcpu_fds == nullptr) return NullArgument(kFn, "vcpu_fds");
+  if (auto s = CheckVcpus(kFn, vcpu_fds, vcpu_count); s != VTIME_OK) return s;
   if (policy > std::uint32_t{VTIME_POLICY_WALLCLOCK}) {
     return SetError(VTIME_ERR_INVALID_ARGUMENT, kFn,
                     "policy is not VTIME_POLICY_FREEZE or VTIME_POLICY_WALLCLOCK");

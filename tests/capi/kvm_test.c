@@ -70,6 +70,12 @@ static void test_arguments(void) {
                VTIME_ERR_INVALID_ARGUMENT);
   CHECK_STATUS(vtime_kvm_restore(clock, -1, fds, 1, state, 2, NULL), VTIME_ERR_INVALID_ARGUMENT);
   CHECK_MESSAGE_HAS("policy");
+  /* A state with no vCPU validates, but there is nothing to restore it on. */
+  CHECK_STATUS(vtime_kvm_restore(clock, -1, fds, 0, state, VTIME_POLICY_FREEZE, NULL),
+               VTIME_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(vtime_kvm_restore(clock, -1, fds, VTIME_STATE_MAX_VCPUS + 1, state,
+                                 VTIME_POLICY_FREEZE, NULL),
+               VTIME_ERR_INVALID_ARGUMENT);
   vtime_state_destroy(state);
   vtime_clock_destroy(clock);
 }

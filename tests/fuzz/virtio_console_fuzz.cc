@@ -31,7 +31,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::uint8_t> ram(kRam);
   std::memcpy(ram.data(), data + ram_at, std::min(size - ram_at, kRam));
   std::size_t out = 0;
-  vtime::vmm::VirtioConsole dev(vtime::vmm::GuestRam{kBase, ram},
+  // Every write the device reports lies inside guest RAM.
+  vtime::vmm::VirtioConsole dev(vtime::vmm::GuestRam{kBase, ram,
+                                                     [&](std::uint64_t off, std::uint64_t len) {
+                                                       if (off > ram.size() ||
+                                                           len > ram.size() - off)
+                                                         std::abort();
+                                                     }},
                                 [&](std::span<const std::uint8_t> b) {
                                   if (b.size() > kRam) std::abort();
                                   out += b.size();

@@ -160,6 +160,7 @@ Result<state::ResumePlan> RestoreGuestTime(arch::VmClock& clock, int vm_fd,
                                            std::span<const int> vcpu_fds,
                                            const state::SavedState& saved, state::Policy policy) {
   // Everything that can refuse comes before the first write.
+  if (vcpu_fds.empty()) return Fail(ErrorCode::kInvalidArgument, "no vCPUs to restore");
   if (auto r = state::Validate(saved); !r) return tl::unexpected(r.error());
   if (saved.vcpus.size() != vcpu_fds.size()) {
     return Fail(ErrorCode::kOutOfRange, "the state has " + std::to_string(saved.vcpus.size()) +
