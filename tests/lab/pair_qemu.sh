@@ -61,7 +61,7 @@ if [ "$1" = a ]; then
   $Q $ARGS -append "$APPEND" -serial file:/tmp/qa.out -monitor pipe:/tmp/qmon </dev/null >/dev/null 2>&1 &
   q=$!
   exec 4>/tmp/qmon.in
-  waitfor /tmp/qa.out "move probe up" 600 || { echo "qemu: no guest"; cat /tmp/qa.out; exit 1; }
+  waitfor /tmp/qa.out "move probe up" 600 2>/dev/null || { echo "qemu: no guest"; cat /tmp/qa.out; exit 1; }
   sleep 5
   echo "qemu: migrate at $(up)"
   echo "migrate -d tcp:10.0.0.2:4444" >&4
@@ -73,7 +73,8 @@ if [ "$1" = a ]; then
   echo "quit" >&4
   exec 4>&-
   wait "$q"
-  grep "offset_ns=" /tmp/qa.out | tail -n 1 | sed 's/^/qemu-source: /'
+  # (A line the move cut in two is not a measurement.)
+  grep "offset_ns=.* uncertainty_ns=" /tmp/qa.out | tail -n 1 | sed 's/^/qemu-source: /'
   # vtvmm, the source.
   vtvmm --timeout 300 --insecure --cpus 2 --memory 192 --kernel /boot/Image --initrd /boot/initrd.gz \
     --append "$APPEND" --migrate-to 10.0.0.2:4445 </dev/null >/tmp/va.out 2>&1 &
@@ -83,7 +84,7 @@ if [ "$1" = a ]; then
   kill -USR2 "$v"
   wait "$v"
   grep "vtvmm: migrated" /tmp/va.out | sed 's/^/vtvmm: /'
-  grep "offset_ns=" /tmp/va.out | tail -n 1 | sed 's/^/vtvmm-source: /'
+  grep "offset_ns=.* uncertainty_ns=" /tmp/va.out | tail -n 1 | sed 's/^/vtvmm-source: /'
   cat /tmp/cs.out
 else
   sleep 2
@@ -119,12 +120,12 @@ cat "$out"
 [ "$status" = 0 ] || { echo "FAIL: lab/pair status $status"; exit 1; }
 for vmm in qemu vtvmm; do
   before=$(grep "^\[A\] $vmm-source: .*offset_ns=" "$out" | sed 's/.*offset_ns=\(-\{0,1\}[0-9]*\).*/\1/')
-  after=$(grep "^\[B\] $vmm-destination: .*offset_ns=" "$out" | head -n 1 | sed 's/.*offset_ns=\(-\{0,1\}[0-9]*\).*/\1/')
+  after=$(grep "^\[B\] $vmm-destination: vtime-ptp: measurement=.* offset_ns=.* uncertainty_ns=" "$out" | head -n 1 | sed 's/.*offset_ns=\(-\{0,1\}[0-9]*\).*/\1/')
   step=$(grep "^\[B\] $vmm-destination: .*summary clock=CLOCK_MONOTONIC" "$out" | sed -n 's/.*max_forward_ns=\([0-9]*\).*/\1/p')
   warn=$(grep "^\[B\] $vmm-destination: .*warnings" "$out" | sed 's/.*warnings //')
   back=$(grep -c "^\[B\] $vmm-destination: .*ok - vtime-clockwatch: CLOCK_MONOTONIC never went backwards" "$out")
   case $vmm in
-    qemu) pause=$(grep "^\[A\] qemu: downtime" "$out" | sed 's/.*downtime: *//') ;;
+    qemu) pause=$(grep "^\[A\] qemu: downtime: " "$out" | sed 's/.*downtime: *//') ;;
     vtvmm) pause=$(sed -n 's/.*paused here for \([0-9]* ms\).*/\1/p' "$out" | head -n 1) ;;
   esac
   echo "FIGURE pair_qemu vmm=$vmm pause=${pause:-?} monotonic_max_step_ns=${step:-?} ptp_offset_before_ns=${before:-?} after_ns=${after:-?} change_ns=$([ -n "$before" ] && [ -n "$after" ] && echo $((after - before))) monotonic_ok=$back ${warn:-}"
