@@ -89,26 +89,28 @@ if [ "$1" = a ]; then
 else
   sleep 2
   vtime-clocksync sync 10.0.0.1 5555 --apply --insecure || exit 1
-  mkfifo /tmp/qin
-  $Q $ARGS -append "$APPEND" -serial stdio -incoming tcp:10.0.0.2:4444 </tmp/qin >/tmp/qb.out 2>&1 &
-  q=$!
-  exec 3>/tmp/qin
-  waitfor /tmp/qb.out "offset_ns=" 1500 || { echo "qemu: nothing after the move"; cat /tmp/qb.out; }
-  sleep 8
-  echo stop >&3
-  wait "$q"
-  exec 3>&-
-  grep -E "vtime-guest|offset_ns=" /tmp/qb.out | sed 's/^/qemu-destination: /'
-  mkfifo /tmp/vin
-  vtvmm --timeout 300 --insecure --incoming 10.0.0.2:4445 --policy wallclock </tmp/vin >/tmp/vb.out 2>&1 &
-  v=$!
-  exec 3>/tmp/vin
-  waitfor /tmp/vb.out "offset_ns=" 1500 || { echo "vtvmm: nothing after the move"; cat /tmp/vb.out; }
-  sleep 8
-  echo stop >&3
-  wait "$v"
-  exec 3>&-
-  grep -E "vtime-guest|offset_ns=|vtvmm: resumed|vtvmm: resume: the final" /tmp/vb.out | sed 's/^/vtvmm-destination: /'
+  # destination NAME COMMAND...: runs the receiving VMM with its console on
+  # a fifo, waits for the guest's first measurement there, lets it run 8 s,
+  # types "stop", and shows what the guest said.
+  destination() {
+    name=$1
+    shift
+    rm -f /tmp/in
+    mkfifo /tmp/in
+    "$@" </tmp/in >/tmp/dst.out 2>&1 &
+    pid=$!
+    exec 3>/tmp/in
+    waitfor /tmp/dst.out "offset_ns=" 1500 || { echo "$name: nothing after the move"; cat /tmp/dst.out; }
+    sleep 8
+    echo stop >&3
+    wait "$pid"
+    exec 3>&-
+    grep -E "vtime-guest|offset_ns=|vtvmm: resumed|vtvmm: resume: the final" /tmp/dst.out |
+      sed "s/^/$name-destination: /"
+  }
+  # shellcheck disable=SC2086
+  destination qemu $Q $ARGS -append "$APPEND" -serial stdio -incoming tcp:10.0.0.2:4444
+  destination vtvmm vtvmm --timeout 300 --insecure --incoming 10.0.0.2:4445 --policy wallclock
 fi
 SIDE
 
