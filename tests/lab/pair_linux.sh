@@ -11,7 +11,8 @@
 # guest; it prints the guest's wall-clock offset from its host through
 # /dev/ptp0 before and after, and the largest steps the guest saw.
 # CTest runs it with HOPS=10 (lab.pair_linux.freeze and .wallclock, about
-# 150 s each); by hand, e.g.:
+# 150 s each); IRQCHIP=user boots the guest on vtvmm's user-space GIC. By
+# hand, e.g.:
 #   HOPS=4 tests/lab/pair_linux.sh freeze build/aarch64/tools/vtvmm \
 #     build/aarch64/tools/vtime-clocksync build/aarch64/guest-tools --timeout 900
 # Usage: pair_linux.sh POLICY VTVMM CLOCKSYNC GUEST_TOOLS_DIR [LAB/PAIR OPTIONS...]
@@ -27,6 +28,7 @@ trap 'rm -f "$out" "$watch"; rm -rf "$psk_dir"' EXIT
 . "$here/pair_common.sh"
 make_psk
 hops=${HOPS:-10}
+irqchip=${IRQCHIP:-kernel}  # the source's; each destination takes it from the stream
 boot_ms=40000  # the first move waits for the guest's userspace
 every=3000     # ms the guest runs on a host before it moves on
 kernel=$here/../../lab/cache/kernel/Image
@@ -66,7 +68,7 @@ initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vti
 link="--tls-psk $guest_psk"
 common="--timeout 300 --policy $policy $link"
 a="vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk >/tmp/cs.out 2>&1 || exit 1;
-vtvmm --timeout 300 --memory 192 --cpus 2 --console virtio $link --kernel /boot/Image \
+vtvmm --timeout 300 --memory 192 --cpus 2 --irqchip $irqchip --console virtio $link --kernel /boot/Image \
   --initrd /boot/initrd.gz --append 'quiet vtime.pair=1' --migrate-to 10.0.0.2:4444 \
   --migrate-after $boot_ms </dev/null || exit 1"
 h=2
