@@ -79,10 +79,7 @@ vtime_status vtime_kvm_set_vm_offset(vtime_clock* clock, int vm_fd, uint64_t off
                     "6.4 takes counter-value writes");
   }
   return Guard(kFn, [&] {
-    if (auto r = kvm::borrowed::SetCounterOffset(vm_fd, offset); !r) return FailWith(kFn, r.error());
-    if (auto r = clock->model.SetVmOffset(vtime::Ticks{offset}); !r) {
-      return FailWith(kFn, r.error());
-    }
+    if (auto r = kvm::SetVmOffset(clock->model, vm_fd, offset); !r) return FailWith(kFn, r.error());
     return VTIME_OK;
   });
 #else

@@ -53,8 +53,6 @@ constexpr int kSnapshotSignal = SIGUSR2;
 constexpr std::uint64_t kMaxPauseMs = 86'400'000;
 std::atomic<bool> g_snapshot_requested{false};
 
-// CLOCK_REALTIME in ns, read right after the host counter for a capture pair.
-
 std::uint64_t LoadLe(const std::uint8_t* p, int n) {
   std::uint64_t v = 0;
   for (int i = 0; i < n; ++i) v |= std::uint64_t{p[i]} << (8 * i);
@@ -724,8 +722,8 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
   p.dirty.assign((pages + 63) / 64, 0);
   // What a device wrote before this point is in the first pass.
   {
-    std::vector<std::uint64_t> none(p.dirty.size(), 0);
-    TakeDeviceDirty(none);
+    std::lock_guard lock(uart_mutex_);
+    std::fill(device_dirty_.begin(), device_dirty_.end(), 0);
   }
   // From here KVM logs every page the guest writes.
   if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(),
@@ -1062,11 +1060,9 @@ void KvmMachine::ReportOwnResumePart() {
   };
   std::string per_vcpu;
   std::uint64_t last = 0;
+  // (The main thread waited for every first entry before calling this.)
   for (unsigned i = 0; i < first_entry_count_.size(); ++i) {
-    std::uint64_t entry = 0;
-    for (int waited = 0; (entry = first_entry_count_[i].load()) == 0 && waited < 1000; ++waited) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    const std::uint64_t entry = first_entry_count_[i].load();
     if (entry == 0 || entry < offset_set_at_) return;  // stopped before it ran
     last = std::max(last, entry);
     char one[32];
@@ -1415,7 +1411,6 @@ void KvmMachine::VcpuLoop(unsigned index) {
   vcpu.SetImmediateExit(true);
   (void)vcpu.Run();
   DrainKick();
-  Result<void> resumed = Ok();
   bool last = false;
   {
     std::lock_guard lock(stop_mutex_);
@@ -1425,8 +1420,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
     // A restore that cannot set the guest's time does not start it. Between
     // the final offset and this thread's KVM_RUN only a store: no wake-up
     // call, no lock (the others watch the flag, the main thread too).
-    resumed = FinishResume();
-    if (!resumed) {
+    if (auto resumed = FinishResume(); !resumed) {
       Stop(GuestEnd::kError, 1, resumed.error().Message());
       return;
     }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "vtime/arch/vm_clock.h"
@@ -27,6 +28,11 @@ Result<GuestTimeHost> ProbeGuestTime(int vm_fd);
 /// The host's counter and CLOCK_REALTIME, read back to back.
 state::CapturePair CaptureHostNow();
 
+/// KVM_ARM_SET_COUNTER_OFFSET on vm_fd, then the same offset in `clock`
+/// (whose host must have the VM offset API), so the model changes only once
+/// KVM took it.
+Result<void> SetVmOffset(arch::VmClock& clock, int vm_fd, std::uint64_t offset);
+
 /// How many ioctls ApplyOffsets issued, by kind (for vtvmm's --stats).
 struct OffsetWrites {
   unsigned vm_offset_ioctls = 0;
@@ -42,10 +48,12 @@ Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, int vm_fd, int vcpu0_fd,
                                   std::uint64_t virtual_offset, std::uint64_t physical_offset);
 
 /// Reads one vCPU's EL1 timers (CTL without ISTATUS, CVAL) and CNTKCTL_EL1
-/// with KVM_GET_ONE_REG, and the PV-time IPA if one is set (revision 0,
-/// stolen_ns left 0: the record is in guest RAM). `index` names the vCPU in
-/// errors.
+/// with KVM_GET_ONE_REG. `index` names the vCPU in errors.
 Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index);
+
+/// The vCPU's PV stolen-time record IPA (KVM_ARM_VCPU_PVTIME_CTRL), or none
+/// where the kernel has no PV time or the VMM set no IPA.
+Result<std::optional<std::uint64_t>> PvtimeIpa(int vcpu_fd, unsigned index);
 
 /// Writes one vCPU's CNTKCTL_EL1 and EL1 timers with KVM_SET_ONE_REG, CTL
 /// before CVAL; returns the number of registers written.
@@ -53,7 +61,9 @@ Result<unsigned> RestoreVcpuTimers(int vcpu_fd, unsigned index, const state::Vcp
 
 /// The guest time of a paused VM: offsets from `clock` where the VMM set
 /// the VM offset, else measured on the first vCPU (its counter read between
-/// two host counter reads); one capture pair; each vCPU's timers.
+/// two host counter reads); one capture pair; each vCPU's timers and its
+/// PV-time IPA if set (revision 0, stolen_ns left 0: the record is in guest
+/// RAM).
 Result<state::SavedState> CaptureGuestTime(const arch::VmClock& clock,
                                            std::span<const int> vcpu_fds);
 

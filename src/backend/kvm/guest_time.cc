@@ -43,15 +43,17 @@ state::CapturePair CaptureHostNow() {
                                             static_cast<std::int64_t>(ts.tv_nsec)};
 }
 
+Result<void> SetVmOffset(arch::VmClock& clock, int vm_fd, std::uint64_t offset) {
+  if (auto r = borrowed::SetCounterOffset(vm_fd, offset); !r) return r;
+  return clock.SetVmOffset(Ticks{offset});
+}
+
 Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, int vm_fd, int vcpu0_fd,
                                   std::uint64_t virtual_offset, std::uint64_t physical_offset) {
   OffsetWrites done;
   if (clock.features().vm_offset_api) {
-    if (auto r = borrowed::SetCounterOffset(vm_fd, virtual_offset); !r) {
-      return tl::unexpected(r.error());
-    }
+    if (auto r = SetVmOffset(clock, vm_fd, virtual_offset); !r) return tl::unexpected(r.error());
     ++done.vm_offset_ioctls;
-    if (auto r = clock.SetVmOffset(Ticks{virtual_offset}); !r) return tl::unexpected(r.error());
     return done;
   }
   // Legacy kernels: a counter-value write moves the VM-wide offset from
@@ -88,23 +90,22 @@ Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index) {
   t.el1_virtual = state::TimerState{regs[0] & arch::ctl::kWritable, regs[1]};
   t.el1_physical = state::TimerState{regs[2] & arch::ctl::kWritable, regs[3]};
   t.cntkctl_el1 = regs[4];
+  return t;
+}
+
+Result<std::optional<std::uint64_t>> PvtimeIpa(int vcpu_fd, unsigned index) {
   auto has_pv = borrowed::HasAttr(vcpu_fd, index, vcpu_attr::kPvtimeCtrl, vcpu_attr::kPvtimeIpa);
   if (!has_pv) return tl::unexpected(has_pv.error());
-  if (*has_pv) {
-    std::uint64_t ipa = 0;
-    if (auto r = borrowed::GetAttr(vcpu_fd, index, vcpu_attr::kPvtimeCtrl, vcpu_attr::kPvtimeIpa,
-                                   &ipa);
-        !r) {
-      return tl::unexpected(r.error());
-    }
-    // KVM reports an unset IPA as all ones (INVALID_GPA).
-    if (ipa != ~std::uint64_t{0}) {
-      t.pvtime.enabled = true;
-      t.pvtime.ipa = ipa;
-      t.pvtime.revision = kPvtimeServedRevisions[0];
-    }
+  if (!*has_pv) return std::optional<std::uint64_t>{};
+  std::uint64_t ipa = 0;
+  if (auto r =
+          borrowed::GetAttr(vcpu_fd, index, vcpu_attr::kPvtimeCtrl, vcpu_attr::kPvtimeIpa, &ipa);
+      !r) {
+    return tl::unexpected(r.error());
   }
-  return t;
+  // KVM reports an unset IPA as all ones (INVALID_GPA).
+  if (ipa == ~std::uint64_t{0}) return std::optional<std::uint64_t>{};
+  return std::optional<std::uint64_t>{ipa};
 }
 
 Result<unsigned> RestoreVcpuTimers(int vcpu_fd, unsigned index, const state::VcpuTime& t) {
@@ -148,8 +149,16 @@ Result<state::SavedState> CaptureGuestTime(const arch::VmClock& clock,
   }
   s.pause = CaptureHostNow();
   for (std::size_t i = 0; i < vcpu_fds.size(); ++i) {
-    auto t = CaptureVcpuTimers(vcpu_fds[i], static_cast<unsigned>(i));
+    const auto index = static_cast<unsigned>(i);
+    auto t = CaptureVcpuTimers(vcpu_fds[i], index);
     if (!t) return tl::unexpected(t.error());
+    auto ipa = PvtimeIpa(vcpu_fds[i], index);
+    if (!ipa) return tl::unexpected(ipa.error());
+    if (*ipa) {
+      t->pvtime.enabled = true;
+      t->pvtime.ipa = **ipa;
+      t->pvtime.revision = kPvtimeServedRevisions[0];
+    }
     s.vcpus.push_back(*t);
   }
   if (auto r = state::Validate(s); !r) return tl::unexpected(r.error());
@@ -173,14 +182,13 @@ Result<state::ResumePlan> RestoreGuestTime(arch::VmClock& clock, int vm_fd,
                   VcpuName(i) + " is nested: this path restores EL1 timers only");
     }
     if (!t.pvtime.enabled) continue;
-    auto here = CaptureVcpuTimers(vcpu_fds[i], static_cast<unsigned>(i));
+    auto here = PvtimeIpa(vcpu_fds[i], static_cast<unsigned>(i));
     if (!here) return tl::unexpected(here.error());
-    if (!here->pvtime.enabled || here->pvtime.ipa != t.pvtime.ipa) {
+    if (*here != t.pvtime.ipa) {
       return Fail(ErrorCode::kBadState,
                   VcpuName(i) + " had PV stolen time at IPA " + std::to_string(t.pvtime.ipa) +
                       "; here it has " +
-                      (here->pvtime.enabled ? "it at " + std::to_string(here->pvtime.ipa)
-                                            : std::string("none")) +
+                      (*here ? "it at " + std::to_string(**here) : std::string("none")) +
                       " (set KVM_ARM_VCPU_PVTIME_IPA first)");
     }
   }
