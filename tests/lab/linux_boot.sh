@@ -1,12 +1,13 @@
 #!/bin/sh
 # Runs inside the arm64 lab (or natively on an arm64 KVM host): vtvmm boots
 # Debian's arm64 Linux (an Image, with --kernel) and the initramfs of
-# guests/linux/mkinitramfs to userspace, with 1, 2 and 4 vCPUs under each
+# guests/linux/mkinitramfs to a shell prompt, with 1, 2 and 4 vCPUs under each
 # irqchip, with `quiet` and once with the whole boot log on the PL011.
-# vtime.test=1 makes the guest's /init print one line (its uptime, its date,
-# its CPU count) and power off, so this checks that userspace was reached,
-# that Linux brought up every vCPU, and that the date it took from the PL031
-# at boot is the lab's own. Also: a bare-metal program still runs with
+# Each boot waits for the shell's prompt on the console and types a command
+# into it (test_boot, linux_common.sh): one line with the guest's uptime,
+# date and CPU count, then exit, which powers it off. So this checks that
+# the shell came up and takes input, that Linux brought up every vCPU, and
+# that the date it took from the PL031 at boot is the lab's own. Also: a bare-metal program still runs with
 # --append, and vtvmm refuses what is not a bootable Image.
 # Prints PASS/FAIL lines and FIGURE lines; exits non-zero on any failure.
 # Usage (host): linux_boot.sh host VTVMM GUEST_DIR [LAB/RUN OPTIONS...]
@@ -46,10 +47,10 @@ boot() {
   limit=100
   [ "$3" = user ] && [ "$2" -ge 4 ] && limit=300
   test_boot "$1" "$2" vtvmm --timeout "$limit" --stats --cpus "$2" --irqchip "$3" --console "$dev" \
-    --kernel "$img" --initrd "$initrd" --append "$4 vtime.test=1" || return
+    --kernel "$img" --initrd "$initrd" --append "$4" || return
   log=$(echo "$4" | grep -q quiet && echo quiet || echo full)
   exits=$(sed -n 's/.*exits=\([0-9]*\).*/\1/p' "$out" | head -n 1)
-  echo "FIGURE linux_boot cpus=$2 irqchip=$3 console=$dev log=$log guest_uptime_at_userspace_s=$up wall_to_userspace_s=$wall exits=$exits lines=$(wc -l <"$out")"
+  echo "FIGURE linux_boot cpus=$2 irqchip=$3 console=$dev log=$log guest_uptime_at_prompt_s=$up wall_to_prompt_s=$wall exits=$exits lines=$(wc -l <"$out")"
   if [ "$log" = full ]; then
     # The whole log reaches the console (through hvc0 the early part comes
     # from /init's replay of the kernel log).

@@ -7,12 +7,16 @@
 #   pass MSG / fail MSG counts $failures
 #   uptime_s, field KEY the lab's uptime; KEY=value from $out
 #   test_boot NAME CPUS COMMAND...
-#       runs COMMAND (a VMM booting Linux with vtime.test=1 on its command
-#       line); the guest's test line gets the lab's date and uptime appended
-#       the moment it arrives. Checks that userspace was reached, the status
-#       is 0, Linux brought up CPUS CPUs and its date (from the PL031) is
-#       the lab's; leaves $wall (lab seconds from the start to userspace)
-#       and $up (the guest's uptime then). Returns 1 without userspace.
+#       runs COMMAND (a VMM booting Linux with this initramfs, its console
+#       on stdin and stdout) and, once the shell is on the console, types
+#       one command into it, as a person would: print a test line (its
+#       uptime, CPU count and date) through the kernel log, then exit, which
+#       powers the guest off. The lab's uptime is appended to the shell's
+#       line and the lab's date to the test line the moment each arrives.
+#       Checks that the shell came up and ran what was typed, the status is
+#       0, Linux brought up CPUS CPUs and its date (from the PL031) is the
+#       lab's; leaves $wall (lab seconds from the start to the shell's
+#       prompt) and $up (the guest's uptime then). Returns 1 without a shell.
 linux_files() {
   kernel=$here/../../lab/cache/kernel/Image
   [ -s "$kernel" ] || { echo "FAIL: no lab kernel at $kernel: run lab/setup"; exit 1; }
@@ -26,22 +30,36 @@ failures=0
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
-field() { sed -n "s/.* $1=\([0-9.-]*\).*/\1/p" "$out" | head -n 1; }
+# (At least one digit: the console's echo of a typed command has KEY=$(...).)
+field() { sed -n "s/.* $1=\([0-9.-][0-9.-]*\).*/\1/p" "$out" | head -n 1; }
 
 test_boot() {
   tb_name=$1 tb_cpus=$2
   shift 2
   wall='' up=''
   tb_t0=$(uptime_s)
+  # The console's input: a FIFO held open read-write here, so the VMM never
+  # sees its end and this shell can type into it from the reading loop.
+  rm -f /tmp/test_boot.fifo
+  mkfifo /tmp/test_boot.fifo
+  exec 4<>/tmp/test_boot.fifo
   {
-    "$@" 2>&1
+    "$@" <&4 4<&- 2>&1
     echo "$?" >"$rcfile"
   } | while IFS= read -r line; do
     case $line in
-      *"vtime-guest: test "*) echo "$line host_date=$(date -u +%s) host_up=$(uptime_s)" ;;
+      *"vtime-guest: shell on the console"*)
+        echo "$line host_up=$(uptime_s)"
+        # $t keeps the console's echo of the command from looking like
+        # its output.
+        (sleep 0.5
+          printf '%s\n' 't=test; echo "<2>vtime-guest: $t uptime=$(cut -d" " -f1 /proc/uptime) cpus=$(grep -c ^processor /proc/cpuinfo) date=$(date -u +%s)" >/dev/kmsg; exit' >&4) &
+        ;;
+      *"vtime-guest: test "*) echo "$line host_date=$(date -u +%s)" ;;
       *) echo "$line" ;;
     esac
   done >"$out"
+  exec 4>&-
   status=$(cat "$rcfile")
   lines=$(wc -l <"$out")
   if [ "$lines" -le 40 ]; then
@@ -52,12 +70,17 @@ test_boot() {
       sed "s|^|  [$tb_name] |"
     echo "  [$tb_name] ($lines lines of console)"
   fi
-  if ! grep -q "vtime-guest: test " "$out"; then
-    fail "$tb_name: no userspace (status $status)"
+  if ! grep -q "vtime-guest: shell on the console" "$out"; then
+    fail "$tb_name: no shell on the console (status $status)"
     tail -n 20 "$out" | sed "s|^|  [$tb_name] tail: |"
     return 1
   fi
-  [ "$status" = 0 ] && pass "$tb_name: reached userspace and powered off (status 0)" ||
+  if ! grep -q "vtime-guest: test " "$out"; then
+    fail "$tb_name: the shell came up but did not run the typed command (status $status)"
+    tail -n 20 "$out" | sed "s|^|  [$tb_name] tail: |"
+    return 1
+  fi
+  [ "$status" = 0 ] && pass "$tb_name: reached the shell's prompt, ran the command typed into it, and powered off on exit (status 0)" ||
     fail "$tb_name: the VMM's status $status"
   got=$(field cpus)
   [ "$got" = "$tb_cpus" ] && pass "$tb_name: Linux brought up $got CPUs" ||
