@@ -296,6 +296,18 @@ class KvmMachine final : public Machine {
   // Each vCPU's host count read just before its first KVM_RUN into the
   // guest (0 until then): with resumed_at_, vtvmm's own part of a resume.
   std::vector<std::atomic<std::uint64_t>> first_entry_count_;
+  // At the start gate: each waiting vCPU thread's heartbeat (it counts while
+  // it spins, so it is on a CPU while the count moves), the CPU each vCPU
+  // thread entered the guest from, and the vCPU that set the final offset.
+  std::vector<std::atomic<std::uint64_t>> gate_beat_;
+  std::vector<std::atomic<int>> entry_cpu_;
+  unsigned gate_setter_ = 0;
+  double gate_peer_wait_us_ = 0;  // how long it waited for the others
+  bool gate_peers_seen_ = false;  // and whether it saw them all running
+  // Until every other vCPU thread at the start gate is seen running (or a
+  // bound passes): the last one to arrive sets the final offset only then,
+  // so that no waiting thread has to be scheduled in after it.
+  void WaitForPeersOnCpu(unsigned index);
   // Each vCPU thread's id, and its run delay and its PV-time record's
   // stolen time as the thread ended (the thread is gone after that).
   std::vector<std::atomic<pid_t>> vcpu_tids_;
@@ -1048,6 +1060,36 @@ Result<void> KvmMachine::FinishResume() {
   return Ok();
 }
 
+void KvmMachine::WaitForPeersOnCpu(unsigned index) {
+  // A peer is on a CPU if its heartbeat moves while this thread watches;
+  // one that does not move within a short look is off its CPU (or behind
+  // this thread on this one), so yield and look again. More vCPUs than host
+  // CPUs can never all be on one: after the bound, go anyway.
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto give_up = start + std::chrono::milliseconds(20);
+  std::vector<std::uint64_t> seen(gate_beat_.size());
+  auto done = [&](bool seen_all) {
+    gate_peers_seen_ = seen_all;
+    gate_peer_wait_us_ =
+        std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  };
+  while (!stop_.load() && Clock::now() < give_up) {
+    for (unsigned i = 0; i < seen.size(); ++i) seen[i] = gate_beat_[i].load();
+    const auto look_until = Clock::now() + std::chrono::microseconds(200);
+    bool all = false;
+    while (!all && Clock::now() < look_until) {
+      all = true;
+      for (unsigned i = 0; i < seen.size() && all; ++i) {
+        all = i == index || gate_beat_[i].load() != seen[i];
+      }
+    }
+    if (all) return done(true);
+    sched_yield();
+  }
+  done(false);
+}
+
 void KvmMachine::ReportOwnResumePart() {
   // The resume's parts up to the guest: the final offset's ioctl (from the
   // capture pair it is computed from, where the guest's time restarts, to
@@ -1065,15 +1107,22 @@ void KvmMachine::ReportOwnResumePart() {
     const std::uint64_t entry = first_entry_count_[i].load();
     if (entry == 0 || entry < offset_set_at_) return;  // stopped before it ran
     last = std::max(last, entry);
-    char one[32];
-    std::snprintf(one, sizeof one, "%s%.1f", i == 0 ? "" : " ", us(offset_set_at_, entry));
+    char one[48];
+    std::snprintf(one, sizeof one, "%s%.1f (CPU %d)", i == 0 ? "" : ", ", us(offset_set_at_, entry),
+                  entry_cpu_[i].load());
     per_vcpu += one;
   }
+  char peers[96] = "";
+  if (first_entry_count_.size() > 1) {
+    std::snprintf(peers, sizeof peers, "; it %s the others running after %.0f us",
+                  gate_peers_seen_ ? "saw" : "did not see", gate_peer_wait_us_);
+  }
   std::fprintf(stderr,
-               "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair); then "
-               "vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: %s us)\n",
-               us(resumed_at_.host_counter, offset_set_at_), us(offset_set_at_, last),
-               per_vcpu.c_str());
+               "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair, set by vCPU "
+               "%u%s); then vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: "
+               "%s us)\n",
+               us(resumed_at_.host_counter, offset_set_at_), gate_setter_, peers,
+               us(offset_set_at_, last), per_vcpu.c_str());
 }
 
 Result<void> KvmMachine::ReportRestoreStep() {
@@ -1419,7 +1468,12 @@ void KvmMachine::VcpuLoop(unsigned index) {
   if (last) {
     // A restore that cannot set the guest's time does not start it. Between
     // the final offset and this thread's KVM_RUN only a store: no wake-up
-    // call, no lock (the others watch the flag, the main thread too).
+    // call, no lock (the others watch the flag, the main thread too). And
+    // only once the others are on a CPU: one that shares this thread's CPU
+    // would otherwise wait for this one's time slice in the guest to end
+    // (milliseconds) before it could see the flag.
+    gate_setter_ = index;
+    if (restored_time_ && !values_restore_) WaitForPeersOnCpu(index);
     if (auto resumed = FinishResume(); !resumed) {
       Stop(GuestEnd::kError, 1, resumed.error().Message());
       return;
@@ -1429,7 +1483,15 @@ void KvmMachine::VcpuLoop(unsigned index) {
     // The gate opens within the time the last thread takes to arrive and
     // set the offset (milliseconds): yielding, not sleeping, so that this
     // thread enters the guest right after it opens, not a wake-up later.
-    while (!started_.load(std::memory_order_acquire) && !stop_.load()) sched_yield();
+    // Spinning on the flag in user space sees it open within a few loads;
+    // a yield now and then (a system call, tens of microseconds in the lab)
+    // lets a thread that shares this CPU run meanwhile.
+    for (std::uint32_t spins = 1;
+         !started_.load(std::memory_order_acquire) && !stop_.load(std::memory_order_relaxed);
+         ++spins) {
+      gate_beat_[index].fetch_add(1, std::memory_order_relaxed);
+      if (spins % 4096 == 0) sched_yield();
+    }
     if (stop_.load()) return;
   }
   vcpu.SetImmediateExit(false);
@@ -1454,6 +1516,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
     if (first_entry) {
       first_entry = false;
       first_entry_count_[index].store(kvm::ReadHostCounter().value);
+      entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
     }
     auto exit = vcpu.Run();
     last_exit_count_[index] = kvm::ReadHostCounter().value;
@@ -1505,6 +1568,8 @@ Result<RunResult> KvmMachine::Run() {
   }
   last_exit_count_.assign(vcpus_.size(), 0);
   first_entry_count_ = std::vector<std::atomic<std::uint64_t>>(vcpus_.size());
+  gate_beat_ = std::vector<std::atomic<std::uint64_t>>(vcpus_.size());
+  entry_cpu_ = std::vector<std::atomic<int>>(vcpus_.size());
   vcpu_tids_ = std::vector<std::atomic<pid_t>>(vcpus_.size());
   final_run_delay_ns_.assign(vcpus_.size(), 0);
   final_stolen_ns_.assign(vcpus_.size(), 0);
@@ -1539,8 +1604,11 @@ Result<RunResult> KvmMachine::Run() {
     return Fail(ErrorCode::kSystem, thread_error);
   }
   bool started = false;
+  // Rarely awake while the gate opens: a wake-up here preempts a vCPU
+  // thread sharing this CPU, which can fall between the final offset and
+  // its KVM_RUN (200 us and more in the lab with 1 ms polls).
   while (!started_.load(std::memory_order_acquire) && !stop_.load()) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   started = started_.load();
   if (started) {
@@ -1548,9 +1616,9 @@ Result<RunResult> KvmMachine::Run() {
     // printing) until every vCPU has entered the guest: on a host with few
     // CPUs it would take the CPU a vCPU thread needs to leave the start gate.
     for (unsigned i = 0; i < first_entry_count_.size(); ++i) {
-      for (int waited = 0; first_entry_count_[i].load() == 0 && !stop_.load() && waited < 10'000;
+      for (int waited = 0; first_entry_count_[i].load() == 0 && !stop_.load() && waited < 200;
            ++waited) {
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
     }
   }
