@@ -2,8 +2,8 @@
 # Issue 15, side by side: the same Linux guest (Debian 6.12, 2 vCPUs,
 # 192 MiB, PL011 console, kernel irqchip, `quiet`) live-migrated once from
 # lab machine A to B by Debian's arm64 QEMU (-accel kvm, -incoming and the
-# monitor's migrate, plain TCP) and then by vtvmm (--policy wallclock, plain
-# TCP), in one lab/pair run, B's clock first stepped to A's (vtime-clocksync).
+# monitor's migrate, plain TCP) and then by vtvmm (--policy POLICY, the
+# environment's, wallclock unless set; plain TCP), in one lab/pair run, B's clock first stepped to A's (vtime-clocksync).
 # The guest runs vtime-clockwatch and vtime-ptp (twice a second) throughout
 # and, when the host types "stop" on B, prints the clock watch's summary and
 # its kernel log's warnings. For each VMM: the pause (QEMU's "downtime" from
@@ -14,6 +14,7 @@
 #   tests/lab/pair_qemu.sh build/aarch64/tools/vtvmm build/aarch64/tools/vtime-clocksync \
 #     build/aarch64/guest-tools --timeout 900
 set -u
+policy=${POLICY:-wallclock}
 vtvmm=${1:?usage: pair_qemu.sh VTVMM CLOCKSYNC GUEST_TOOLS [LAB/PAIR OPTIONS...]}
 clocksync=$2 tools=$3
 shift 3
@@ -45,7 +46,7 @@ initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vti
   --add "$tools/vtime-clockwatch:/bin/vtime-clockwatch" --add "$probe:/etc/vtime/init.d/50-move") ||
   { echo "FAIL: mkinitramfs"; exit 1; }
 
-# One script for both machines: `side.sh a` or `side.sh b`.
+# One script for both machines: `side.sh a` or `side.sh b POLICY`.
 cat >"$side" <<'SIDE'
 #!/bin/sh
 Q="/peer/lib/ld-linux-aarch64.so.1 --library-path /peer/lib /peer/bin/qemu-system-aarch64"
@@ -110,14 +111,14 @@ else
   }
   # shellcheck disable=SC2086
   destination qemu $Q $ARGS -append "$APPEND" -serial stdio -incoming tcp:10.0.0.2:4444
-  destination vtvmm vtvmm --timeout 300 --insecure --incoming 10.0.0.2:4445 --policy wallclock
+  destination vtvmm vtvmm --timeout 300 --insecure --incoming 10.0.0.2:4445 --policy "$2"
 fi
 SIDE
 
 run_pair "$out" "$@" --add "$vtvmm:/bin/vtvmm" --add "$clocksync:/bin/vtime-clocksync" \
   --add "$lab/cache/qemu-peer:/peer" --add "$lab/cache/kernel/Image:/boot/Image" \
   --add "$initrd:/boot/initrd.gz" --add "$side:/bin/side.sh" \
-  --a "sh /bin/side.sh a" --b "sh /bin/side.sh b"
+  --a "sh /bin/side.sh a" --b "sh /bin/side.sh b $policy"
 cat "$out"
 [ "$status" = 0 ] || { echo "FAIL: lab/pair status $status"; exit 1; }
 for vmm in qemu vtvmm; do
@@ -130,5 +131,5 @@ for vmm in qemu vtvmm; do
     qemu) pause=$(grep "^\[A\] qemu: downtime: " "$out" | sed 's/.*downtime: *//') ;;
     vtvmm) pause=$(sed -n 's/.*paused here for \([0-9]* ms\).*/\1/p' "$out" | head -n 1) ;;
   esac
-  echo "FIGURE pair_qemu vmm=$vmm pause=${pause:-?} monotonic_max_step_ns=${step:-?} ptp_offset_before_ns=${before:-?} after_ns=${after:-?} change_ns=$([ -n "$before" ] && [ -n "$after" ] && echo $((after - before))) monotonic_ok=$back ${warn:-}"
+  echo "FIGURE pair_qemu vmm=$vmm $([ $vmm = vtvmm ] && echo "policy=$policy ")pause=${pause:-?} monotonic_max_step_ns=${step:-?} ptp_offset_before_ns=${before:-?} after_ns=${after:-?} change_ns=$([ -n "$before" ] && [ -n "$after" ] && echo $((after - before))) monotonic_ok=$back ${warn:-}"
 done
