@@ -298,7 +298,8 @@ class KvmMachine final : public Machine {
   std::vector<std::atomic<std::uint64_t>> first_entry_count_;
   // At the start gate: each waiting vCPU thread's heartbeat (it counts while
   // it spins, so it is on a CPU while the count moves), the CPU each vCPU
-  // thread entered the guest from, and the vCPU that set the final offset.
+  // thread last waited on (-1: not seen), and the vCPU that set the final
+  // offset.
   std::vector<std::atomic<std::uint64_t>> gate_beat_;
   std::vector<std::atomic<int>> entry_cpu_;
   unsigned gate_setter_ = 0;
@@ -1108,7 +1109,7 @@ void KvmMachine::ReportOwnResumePart() {
     if (entry == 0 || entry < offset_set_at_) return;  // stopped before it ran
     last = std::max(last, entry);
     char one[48];
-    std::snprintf(one, sizeof one, "%s%.1f (CPU %d)", i == 0 ? "" : ", ", us(offset_set_at_, entry),
+    std::snprintf(one, sizeof one, "%s%.1f (on CPU %d)", i == 0 ? "" : ", ", us(offset_set_at_, entry),
                   entry_cpu_[i].load());
     per_vcpu += one;
   }
@@ -1474,6 +1475,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
     // (milliseconds) before it could see the flag.
     gate_setter_ = index;
     if (restored_time_ && !values_restore_) WaitForPeersOnCpu(index);
+    entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
     if (auto resumed = FinishResume(); !resumed) {
       Stop(GuestEnd::kError, 1, resumed.error().Message());
       return;
@@ -1486,11 +1488,16 @@ void KvmMachine::VcpuLoop(unsigned index) {
     // Spinning on the flag in user space sees it open within a few loads;
     // a yield now and then (a system call, tens of microseconds in the lab)
     // lets a thread that shares this CPU run meanwhile.
+    entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
     for (std::uint32_t spins = 1;
          !started_.load(std::memory_order_acquire) && !stop_.load(std::memory_order_relaxed);
          ++spins) {
       gate_beat_[index].fetch_add(1, std::memory_order_relaxed);
-      if (spins % 4096 == 0) sched_yield();
+      if (spins % 4096 == 0) {
+        sched_yield();
+        // (A system call on arm64: here, not between the gate and KVM_RUN.)
+        entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
+      }
     }
     if (stop_.load()) return;
   }
@@ -1516,7 +1523,6 @@ void KvmMachine::VcpuLoop(unsigned index) {
     if (first_entry) {
       first_entry = false;
       first_entry_count_[index].store(kvm::ReadHostCounter().value);
-      entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
     }
     auto exit = vcpu.Run();
     last_exit_count_[index] = kvm::ReadHostCounter().value;
@@ -1570,6 +1576,7 @@ Result<RunResult> KvmMachine::Run() {
   first_entry_count_ = std::vector<std::atomic<std::uint64_t>>(vcpus_.size());
   gate_beat_ = std::vector<std::atomic<std::uint64_t>>(vcpus_.size());
   entry_cpu_ = std::vector<std::atomic<int>>(vcpus_.size());
+  for (auto& cpu : entry_cpu_) cpu.store(-1);
   vcpu_tids_ = std::vector<std::atomic<pid_t>>(vcpus_.size());
   final_run_delay_ns_.assign(vcpus_.size(), 0);
   final_stolen_ns_.assign(vcpus_.size(), 0);
