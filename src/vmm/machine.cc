@@ -1072,8 +1072,7 @@ void KvmMachine::WaitForPeersOnCpu(unsigned index) {
   std::vector<std::uint64_t> seen(gate_beat_.size());
   auto done = [&](bool seen_all) {
     gate_peers_seen_ = seen_all;
-    gate_peer_wait_us_ =
-        std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+    gate_peer_wait_us_ = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
   };
   while (!stop_.load() && Clock::now() < give_up) {
     for (unsigned i = 0; i < seen.size(); ++i) seen[i] = gate_beat_[i].load();
@@ -1109,8 +1108,8 @@ void KvmMachine::ReportOwnResumePart() {
     if (entry == 0 || entry < offset_set_at_) return;  // stopped before it ran
     last = std::max(last, entry);
     char one[48];
-    std::snprintf(one, sizeof one, "%s%.1f (on CPU %d)", i == 0 ? "" : ", ", us(offset_set_at_, entry),
-                  entry_cpu_[i].load());
+    std::snprintf(one, sizeof one, "%s%.1f (on CPU %d)", i == 0 ? "" : ", ",
+                  us(offset_set_at_, entry), entry_cpu_[i].load());
     per_vcpu += one;
   }
   char peers[96] = "";
@@ -1118,12 +1117,13 @@ void KvmMachine::ReportOwnResumePart() {
     std::snprintf(peers, sizeof peers, "; it %s the others running after %.0f us",
                   gate_peers_seen_ ? "saw" : "did not see", gate_peer_wait_us_);
   }
-  std::fprintf(stderr,
-               "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair, set by vCPU "
-               "%u%s); then vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: "
-               "%s us)\n",
-               us(resumed_at_.host_counter, offset_set_at_), gate_setter_, peers,
-               us(offset_set_at_, last), per_vcpu.c_str());
+  std::fprintf(
+      stderr,
+      "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair, set by vCPU "
+      "%u%s); then vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: "
+      "%s us)\n",
+      us(resumed_at_.host_counter, offset_set_at_), gate_setter_, peers, us(offset_set_at_, last),
+      per_vcpu.c_str());
 }
 
 Result<void> KvmMachine::ReportRestoreStep() {
