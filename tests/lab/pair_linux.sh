@@ -34,6 +34,12 @@ every=3000     # ms the guest runs on a host before it moves on
 # The guest's POSIX timer: due after the first moves (45 s: about the
 # middle of ten; TIMER_S=12 for two).
 timer_s=${TIMER_S:-45}
+# The watch logs every step over the threshold. Under wallclock a move's
+# step is the time away (hundreds of ms); under freeze only the exit and the
+# first entry show, tens to hundreds of ms in this lab, so the threshold is
+# lower (at 2 ms the user irqchip's guest logged thousands of other steps).
+threshold_us=100000 max_log=400
+[ "$policy" = freeze ] && threshold_us=20000
 # The first move waits for the guest's watch to run (however long the boot
 # takes: 10 s to over 40 s in this lab, more under the user irqchip), then
 # one more second, and is started by SIGUSR2.
@@ -57,7 +63,7 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 # restore), however long the moves took.
 # ... with a POSIX timer (CLOCK_MONOTONIC) due TIMER_S s after it starts,
 # after the first moves (the first is a second after this script says so).
-vtime-clockwatch --duration 3600 --threshold-us 100000 --max-log 40 --timer-s TIMER_S &
+vtime-clockwatch --duration 3600 --threshold-us THRESHOLD_US --max-log MAX_LOG --timer-s TIMER_S &
 cw=$!
 echo "vtime-guest: watching"
 while read -r line; do [ "$line" = stop ] && break; done
@@ -66,7 +72,7 @@ wait
 vtime-ptp --count 1 | sed 's/^/vtime-guest: after: /'
 poweroff -f
 GUEST
-sed -i "s/TIMER_S/$timer_s/" "$watch"
+sed -i "s/TIMER_S/$timer_s/; s/THRESHOLD_US/$threshold_us/; s/MAX_LOG/$max_log/" "$watch"
 chmod 755 "$watch"
 initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vtime-ptp" \
   --add "$tools/vtime-clockwatch:/bin/vtime-clockwatch" \
@@ -101,7 +107,7 @@ done
 
 run_pair "$out" "$@" --add "$vtvmm:/bin/vtvmm" --add "$clocksync:/bin/vtime-clocksync" \
   --add "$psk:$guest_psk" --add "$kernel:/boot/Image" --add "$initrd:/boot/initrd.gz" --a "$a" --b "$b"
-grep -vE "migration: (sent|received) [0-9.]+ of|^\[[AB]\] (cws |vtime-ptp: measurement=)" "$out"
+grep -vE "migration: (sent|received) [0-9.]+ of|^\[[AB]\] (cws |vtime-ptp: measurement=|vtime-clockwatch: step clock=)" "$out"
 [ "$status" != 125 ] || { echo "FAIL: the lab failed"; exit 125; }
 
 [ "$status" = 0 ] && pass "every vtvmm on both machines succeeded" || fail "status $status"
@@ -172,5 +178,30 @@ parts=$(sed -n "s/.*the final offset's ioctl \([0-9.]*\) us.*vtvmm's own part \(
 echo "$parts" | awk -v p="$policy" 'NF == 2 { n++; io = io sep $1; own = own sep $2; sep = ", "
     if ($2 <= 100) under++; if ($2 > max) max = $2 }
   END { printf "FIGURE %s: vtvmm own part of %d resumes (us): %s; %d of them <= 100 us, largest %s us; the final offset ioctl before it (us): %s\n", p, n, own, under, max, io }'
+# Each pause as the guest saw it: the CNTVCT step that brackets the pause
+# (from <= paused-at count, to >= resumes-at count), split into the part
+# before the pause (the guest's last read to where vtvmm captured it: the
+# exit, the guest's loop) and the part after the resume (the capture pair to
+# the guest's first read), which is the final offset's ioctl, vtvmm's own
+# part, and the rest: the kernel's first entry and stage-2 faults and the
+# guest's loop.
+awk -v p="$policy" '
+  /cntfrq=/ && !hz { h = $0; sub(/.*cntfrq=/, "", h); sub(/[^0-9].*/, "", h); hz = h }
+  /vtvmm: resumed \(policy/ { l = $0; sub(/.*CNTVCT paused at /, "", l); split(l, w, /[^0-9]+/)
+    n++; paused[n] = w[1]; resumes[n] = w[2] }
+  /vtvmm: resume: the final offset/ { l = $0; sub(/.*ioctl /, "", l); io[n] = l + 0
+    l = $0; sub(/.*own part /, "", l); own[n] = l + 0 }
+  /vtime-clockwatch: step clock=CNTVCT / { l = $0; sub(/.* from=/, "", l); split(l, w, /[^0-9]+/)
+    k++; from[k] = w[1]; to[k] = w[2] }
+  END {
+    if (!hz) { print "FIGURE " p ": no counter frequency from the guest"; exit }
+    for (i = 1; i <= n; i++) {
+      found = 0
+      for (j = 1; j <= k; j++) if (from[j] <= paused[i] && to[j] >= resumes[i]) { found = j; break }
+      if (!found) { printf "FIGURE %s pause %d: the guest saw no CNTVCT step over the threshold there\n", p, i; continue }
+      before = (paused[i] - from[found]) * 1e6 / hz; after = (to[found] - resumes[i]) * 1e6 / hz
+      printf "FIGURE %s pause %d: the guest saw CNTVCT step %.0f us beyond the time added (%.0f us before the pause, %.0f us after the resume: the ioctl %.0f, vtvmm %.1f, the kernel'"'"'s entry and faults and the guest'"'"'s loop %.0f)\n",
+        p, i, before + after, before, after, io[i], own[i], after - io[i] - own[i]
+    } }' "$out"
 echo "pair_linux ($policy): $failures failure(s)"
 [ "$failures" -eq 0 ]
