@@ -45,7 +45,7 @@ boot() {
   # Under the user irqchip every timer tick is several exits, and 4 vCPUs
   # share the lab's 2 CPUs: that boot took 40-100 s in busy runs.
   limit=100
-  [ "$3" = user ] && [ "$2" -ge 4 ] && limit=300
+  [ "$3" = user ] && [ "$2" -ge 4 ] && limit=600
   test_boot "$1" "$2" vtvmm --timeout "$limit" --stats --cpus "$2" --irqchip "$3" --console "$dev" \
     --kernel "$img" --initrd "$initrd" --append "$4" || return
   log=$(echo "$4" | grep -q quiet && echo quiet || echo full)

@@ -83,10 +83,10 @@ initrd=$("$here/../../guests/linux/mkinitramfs" --add "$tools/vtime-ptp:/bin/vti
 link="--tls-psk $guest_psk"
 common="--timeout 300 --policy $policy $link"
 a="vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk >/tmp/cs.out 2>&1 || exit 1;
-{ vtvmm --timeout 300 --memory 192 --cpus 2 --irqchip $irqchip --console virtio $link --kernel /boot/Image \
+{ vtvmm --timeout 900 --memory 192 --cpus 2 --irqchip $irqchip --console virtio $link --kernel /boot/Image \
   --initrd /boot/initrd.gz --append 'quiet vtime.pair=1' --migrate-to 10.0.0.2:4444 </dev/null 2>&1
   echo \$? >/tmp/first.rc; } | tee /tmp/first.out & v=\$!
-i=0; until grep -q 'vtime-guest: watching' /tmp/first.out || [ \$i -ge 2400 ]; do sleep 0.1; i=\$((i + 1)); done
+i=0; until grep -q 'vtime-guest: watching' /tmp/first.out || [ \$i -ge 6000 ]; do sleep 0.1; i=\$((i + 1)); done
 sleep 1; kill -USR2 \$(pidof vtvmm); wait \$v; [ \$(cat /tmp/first.rc) = 0 ] || exit 1"
 h=2
 while [ $h -le $hops ]; do
