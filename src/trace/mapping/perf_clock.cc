@@ -15,8 +15,8 @@ __extension__ using u128 = unsigned __int128;
 // remainder at time_shift, each multiplied apart (the kernel's way, which
 // rounds the remainder's product down).
 u128 Scaled(std::uint64_t ticks, std::uint32_t mult, std::uint16_t shift) {
-  const std::uint64_t quot = shift == 0 ? ticks : ticks >> shift;
-  const std::uint64_t rem = shift == 0 ? 0 : ticks & ((std::uint64_t{1} << shift) - 1);
+  const std::uint64_t quot = ticks >> shift;
+  const std::uint64_t rem = ticks & ((std::uint64_t{1} << shift) - 1);
   return u128{quot} * mult + ((u128{rem} * mult) >> shift);
 }
 

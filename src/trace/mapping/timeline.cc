@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "vtime/hex.h"
 #include "vtime/wire.h"
 
 namespace vtime::trace {
@@ -68,8 +67,9 @@ std::vector<Piece> PiecesOf(const Timeline& t, std::uint32_t vcpu, GuestCounter 
   auto close = [&](std::uint64_t at) {
     if (!pieces.empty() && pieces.back().to == kOpen) pieces.back().to = at;
   };
+  auto offset = [&] { return which == GuestCounter::kVirtual ? voff + nested : poff; };
   auto split = [&](const Event& e) {
-    const std::uint64_t off = which == GuestCounter::kVirtual ? voff + nested : poff;
+    const std::uint64_t off = offset();
     // A change that leaves this counter's offset as it was does not split it.
     if (!pieces.empty() && pieces.back().to == kOpen && pieces.back().offset == off) return;
     close(e.host_count);
@@ -82,8 +82,7 @@ std::vector<Piece> PiecesOf(const Timeline& t, std::uint32_t vcpu, GuestCounter 
         poff = e.physical_offset;
         running = true;
         ++run;
-        pieces.push_back(Piece{e.host, e.host_count, kOpen,
-                               which == GuestCounter::kVirtual ? voff + nested : poff, run});
+        pieces.push_back(Piece{e.host, e.host_count, kOpen, offset(), run});
         break;
       case EventKind::kOffsets:
         voff = e.virtual_offset;
@@ -106,7 +105,8 @@ std::vector<Piece> PiecesOf(const Timeline& t, std::uint32_t vcpu, GuestCounter 
   return pieces;
 }
 
-std::string Describe(const Piece& p, std::uint64_t guest_from) {
+std::string Describe(const Piece& p) {
+  const std::uint64_t guest_from = p.from - p.offset;
   const std::uint64_t len = Length(p);
   return "run " + std::to_string(p.run) + " on host " + std::to_string(p.host) + " from count " +
          std::to_string(p.from) + ": guest counts " + std::to_string(guest_from) +
@@ -196,14 +196,14 @@ Result<HostPoint> Timeline::ToHost(std::uint32_t vcpu, GuestCounter which,
   for (const Piece& p : pieces) {
     const std::uint64_t guest_from = p.from - p.offset;
     if (listed < 4) {
-      covered += (listed++ == 0 ? "" : ", ") + Describe(p, guest_from);
+      covered += (listed++ == 0 ? "" : ", ") + Describe(p);
     }
     if (guest_count - guest_from >= Length(p)) continue;  // (modulo 2^64)
     if (hit != nullptr) {
       return Fail(ErrorCode::kBadState,
                   "guest count " + std::to_string(guest_count) + " of vCPU " +
-                      std::to_string(vcpu) + " is in two stretches (" +
-                      Describe(*hit, hit->from - hit->offset) + "; " + Describe(p, guest_from) +
+                      std::to_string(vcpu) + " is in two stretches (" + Describe(*hit) + "; " +
+                      Describe(p) +
                       "): the guest's counter went back between them, so the count "
                       "does not say when it was read");
     }
@@ -230,7 +230,7 @@ Result<std::uint64_t> Timeline::ToGuest(std::uint32_t vcpu, GuestCounter which,
                 "vCPU " + std::to_string(vcpu) + " of a " + std::to_string(vcpus) + "-vCPU guest");
   }
   for (const Piece& p : PiecesOf(*this, vcpu, which)) {
-    if (p.host == at.host && at.count >= p.from && at.count < p.to) return at.count - p.offset;
+    if (p.host == at.host && at.count - p.from < Length(p)) return at.count - p.offset;
   }
   return Fail(ErrorCode::kOutOfRange, "host " + std::to_string(at.host) + " count " +
                                           std::to_string(at.count) +
