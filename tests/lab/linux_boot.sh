@@ -97,7 +97,7 @@ start() {
   vm=$!
   exec 3>/tmp/console.fifo
   i=0
-  until grep -q "$st_until" "$out" || [ "$i" -ge 600 ]; do
+  until grep -q "$st_until" "$out" || [ "$i" -ge 3000 ]; do
     sleep 0.1
     i=$((i + 1))
   done
@@ -116,7 +116,7 @@ for console in "kernel pl011" "user virtio"; do
   set -- $console
   chip=$1
   if [ "$2" = virtio ]; then chip="$1/virtio" append=quiet; else append=; fi
-  session vtvmm --timeout 100 --cpus 2 --irqchip "$1" --console "$2"
+  session vtvmm --timeout 300 --cpus 2 --irqchip "$1" --console "$2"
   printf 'echo hello-$((6 * 7))\n' >&3
   printf 'grep -c ^processor /proc/cpuinfo\n' >&3
   printf 'vtime-ptp --count 3\n' >&3
@@ -151,7 +151,7 @@ append=
 # and the queues' state in the snapshot, the rings in its RAM).
 rm -f /tmp/vc.sock /tmp/vc.snap
 append=quiet
-session vtvmm --timeout 100 --cpus 2 --console virtio --monitor /tmp/vc.sock
+session vtvmm --timeout 300 --cpus 2 --console virtio --monitor /tmp/vc.sock
 append=
 printf 'echo before-$((6 * 7))\n' >&3
 i=0
@@ -204,7 +204,7 @@ rm -f /tmp/vc.snap
 steal() {  # PVTIME
   pv=$1
   rm -f /tmp/steal.sock
-  session taskset -c 0 vtvmm --timeout 100 --cpus 2 --pvtime "$pv" --monitor /tmp/steal.sock
+  session taskset -c 0 vtvmm --timeout 300 --cpus 2 --pvtime "$pv" --monitor /tmp/steal.sock
   # A mark: the guest prints its steal ticks; the host reads run delays.
   mark() {
     printf 'echo "steal-%s $(grep "^cpu0 " /proc/stat | cut -d" " -f9) $(grep "^cpu1 " /proc/stat | cut -d" " -f9)"\n' "$1" >&3
