@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -18,8 +18,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -31,8 +31,9 @@
 #include "vmm/loader.h"
 #include "vmm/migration.h"
 #include "vmm/pl011.h"
-#include "vmm/virtio_console.h"
 #include "vmm/pl031.h"
+#include "vmm/timeline_record.h"
+#include "vmm/virtio_console.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/guest_time.h"
 #include "vtime/backend/kvm.h"
@@ -208,7 +209,15 @@ class KvmMachine final : public Machine {
   void UpdateIrqLinesLocked();
   void Stop(GuestEnd end, int status, std::string detail);
   Result<void> ApplyCounterOffset(std::uint64_t offset);
-  Result<void> ApplyCounterOffsets(std::uint64_t virtual_offset, std::uint64_t physical_offset);
+  // `record`: the offsets go into the timeline (not a restore's first,
+  // provisional ones, which the final ones replace before the guest runs).
+  Result<void> ApplyCounterOffsets(std::uint64_t virtual_offset, std::uint64_t physical_offset,
+                                   bool record = true);
+  // The timeline (seed 002): this host joins it, the guest paused, and the
+  // file written (main thread; a failure is reported, never fatal).
+  void JoinTimeline(std::optional<trace::Timeline> restored);
+  void CommitPause(std::uint64_t at);
+  void WriteTimeline();
   Result<void> CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas);
   void PauseAll();
   void ResumeAll();
@@ -330,6 +339,13 @@ class KvmMachine final : public Machine {
   std::uint64_t timer_register_writes_ = 0;
   bool values_restore_ = false;               // the snapshot carried counter values (kValues)
   std::vector<std::uint64_t> paused_counts_;  // each vCPU's CNTVCT at pause (restores)
+  // The guest's offset timeline, under timeline_mutex_ (the last vCPU at
+  // the start gate records the final offsets); written to snapshots and
+  // the file only when timeline_on_.
+  std::mutex timeline_mutex_;
+  trace::Timeline timeline_;
+  std::uint32_t timeline_host_ = 0;
+  bool timeline_on_ = false;
   kvm::Fd monitor_;
   bool in_doubt_ = false;                // a migration's hand-over is in doubt
   std::optional<bool> operator_says_;    // true: the destination runs it
@@ -342,7 +358,7 @@ Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
 }
 
 Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
-                                             std::uint64_t physical_offset) {
+                                             std::uint64_t physical_offset, bool record) {
   // The model decides what the host can do; ApplyOffsets only carries it to
   // KVM (one VM offset, or legacy counter-value writes on vCPU 0).
   auto done =
@@ -350,7 +366,68 @@ Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
   if (!done) return tl::unexpected(done.error());
   counter_offset_ioctls_ += done->vm_offset_ioctls;
   counter_value_writes_ += done->counter_value_writes;
+  if (record) {
+    // From this count on the guest's counters are the host's minus what
+    // the model now holds (what KVM took, legacy writes included).
+    const std::uint64_t at = kvm::ReadHostCounter().value;
+    std::lock_guard lock(timeline_mutex_);
+    RecordOffsets(timeline_, timeline_host_, at, clock_.virtual_offset().value,
+                  clock_.physical_offset().value);
+  }
   return Ok();
+}
+
+std::string DefaultTimelineHost() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  std::string name = host;
+  // One boot of one machine is one counter: its boot id tells two lab
+  // machines of one host name apart, and a restart of the same machine.
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char id[64] = {};
+    if (std::fgets(id, sizeof id, f) != nullptr && std::strlen(id) >= 8) {
+      name += " boot " + std::string(id, 8);
+    }
+    std::fclose(f);
+  }
+  return name;
+}
+
+void KvmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
+  timeline_on_ = !config_.timeline_path.empty() || restored.has_value();
+  if (timeline_on_ &&
+      (values_restore_ || config_.time_transfer == MachineConfig::TimeTransfer::kValues)) {
+    // Counter values written per vCPU leave no offset that vtvmm knows.
+    std::fprintf(stderr,
+                 "vtvmm: no timeline: guest time carried by counter values has no known "
+                 "offset\n");
+    timeline_on_ = false;
+    config_.timeline_path.clear();
+  }
+  if (restored) timeline_ = std::move(*restored);
+  timeline_.vcpus = config_.cpus;
+  const std::string name =
+      config_.timeline_host.empty() ? DefaultTimelineHost() : config_.timeline_host;
+  timeline_host_ =
+      JoinTimelineHost(timeline_, name, kvm::ReadCounterFrequency(), kvm::ReadHostCounter().value);
+}
+
+void KvmMachine::CommitPause(std::uint64_t at) {
+  std::lock_guard lock(timeline_mutex_);
+  RecordPause(timeline_, timeline_host_, at);
+}
+
+void KvmMachine::WriteTimeline() {
+  if (config_.timeline_path.empty()) return;
+  std::vector<std::uint8_t> bytes;
+  {
+    std::lock_guard lock(timeline_mutex_);
+    if (timeline_.events.empty()) return;
+    bytes = timeline_.Encode();
+  }
+  if (auto r = WriteFileAtomically(config_.timeline_path, bytes); !r) {
+    std::fprintf(stderr, "vtvmm: the timeline was not written: %s\n", r.error().Message().c_str());
+  }
 }
 
 Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas) {
@@ -414,6 +491,7 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
   if (!placed) return tl::unexpected(placed.error());
   const std::uint64_t dtb_addr = placed->data.dtb;
 
+  JoinTimeline(std::nullopt);
   if (auto r = CreateDevicesAndVcpus(nullptr); !r) return r;
   kvm::Vcpu& boot = vcpus_.front();
   if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), placed->image.entry); !r) return r;
@@ -482,6 +560,13 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     }
     paused_counts_.push_back(paused);
   }
+  std::optional<trace::Timeline> restored_timeline;
+  if (!snap.timeline.empty()) {
+    auto timeline = trace::Timeline::Decode(snap.timeline);
+    if (!timeline) return Fail(ErrorCode::kMalformed, "snapshot: " + timeline.error().context);
+    restored_timeline = std::move(*timeline);
+  }
+  JoinTimeline(std::move(restored_timeline));
   if (values_restore_) {
     // The comparison method: no offsets, only the per-vCPU value writes in
     // the register loop below, each sampling "now" (KVM's legacy rule).
@@ -496,9 +581,10 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   if (values_restore_) {
     // nothing: the counters come back by value below
   } else if (clock_.features().vm_offset_api) {
-    if (auto r = ApplyCounterOffsets(plan->vm_offset, plan->vm_offset); !r) return r;
+    if (auto r = ApplyCounterOffsets(plan->vm_offset, plan->vm_offset, false); !r) return r;
   } else {
-    if (auto r = ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset); !r) return r;
+    if (auto r = ApplyCounterOffsets(plan->virtual_offset, plan->physical_offset, false); !r)
+      return r;
   }
   restored_plan_ = *plan;
   restored_time_ = snap.time;
@@ -870,12 +956,14 @@ Result<void> KvmMachine::MigrateOut() {
                             " ms (guest CNTVCT at pause " +
                             std::to_string(snap->time.VirtualCountAtPause()) + ")";
   if (handover.outcome == SourceOutcome::kHandedOver) {
+    CommitPause(snap->time.pause.host_counter);
     Stop(GuestEnd::kMigrated, 0, moved);
     return Ok();
   }
   // In doubt: the guest stays paused here until an operator says which
   // side runs it.
   if (AwaitOperator(handover.why)) {
+    CommitPause(snap->time.pause.host_counter);
     Stop(GuestEnd::kMigrated, 0,
          "the operator said the destination runs the guest; leaving it there (" + how + ")");
     return Ok();
@@ -1235,6 +1323,12 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
     std::lock_guard lock(rtc_mutex_);
     s.rtc = rtc_.Save();
   }
+  if (timeline_on_) {
+    std::lock_guard lock(timeline_mutex_);
+    trace::Timeline paused = timeline_;
+    RecordPause(paused, timeline_host_, t.pause.host_counter);
+    s.timeline = paused.Encode();
+  }
   if (with_ram) s.ram.assign(ram_.data(), ram_.data() + ram_.size());
   if (pvtime_) s.pvtime_region.assign(pvtime_->data(), pvtime_->data() + pvtime_->size());
   return s;
@@ -1259,11 +1353,13 @@ Result<std::string> KvmMachine::PauseFor(std::uint64_t ms) {
     ResumeAll();
     return tl::unexpected(plan.error());
   }
+  CommitPause(snap->time.pause.host_counter);
   if (auto r = ApplyResumePlan(*plan); !r) {
     ResumeAll();
     return tl::unexpected(r.error());
   }
   ResumeAll();
+  WriteTimeline();
   const std::uint64_t paused = snap->time.VirtualCountAtPause();
   return "paused " + std::to_string(ms) + " ms, resumed (policy " +
          std::string(state::NameOf(config_.policy)) + "): CNTVCT paused at " +
@@ -1280,6 +1376,7 @@ Result<void> KvmMachine::WriteSnapshot() {
   auto bytes = EncodeSnapshot(*snap);
   if (!bytes) return tl::unexpected(bytes.error());
   if (auto r = WriteFileAtomically(config_.snapshot_path, *bytes); !r) return r;
+  CommitPause(snap->time.pause.host_counter);
   Stop(GuestEnd::kSnapshot, 0,
        "snapshot of guest time at host counter " + std::to_string(snap->time.pause.host_counter) +
            " (guest CNTVCT " + std::to_string(snap->time.VirtualCountAtPause()) + ") written to " +
@@ -1630,6 +1727,7 @@ Result<RunResult> KvmMachine::Run() {
     }
   }
   if (started && config_.on_started) config_.on_started();
+  if (started) WriteTimeline();
   std::optional<RawTerminal> raw;
   if (started && config_.console_input) {
     raw.emplace();
@@ -1721,6 +1819,7 @@ Result<RunResult> KvmMachine::Run() {
     }
   }
   join_all();
+  WriteTimeline();
   {
     std::lock_guard lock(console_mutex_);
     if (!console_line_.empty()) {

@@ -97,6 +97,15 @@ struct MachineConfig {
   SecureLink secure_link;
   /// Testing: fails the source's side of the hand-over at a chosen step.
   HandoverHook handover_hook;
+  /// The offset timeline (seed 002): every change of the guest's time this
+  /// VMM makes, written to this file (atomically) once the guest runs,
+  /// after each pause and at the end; empty: not recorded, unless a
+  /// restored snapshot carries one, which then carries on into the
+  /// snapshots this VMM takes. Snapshots carry it in their section 11.
+  std::string timeline_path;
+  /// This host's name in the timeline (default: the host name and the
+  /// first 8 digits of its boot id, which names one boot's counter).
+  std::string timeline_host;
   /// Called on the main thread once every vCPU is entering the guest (a
   /// migration destination then tells the source it runs).
   std::function<void()> on_started;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "vtime/state/codec.h"
+#include "vtime/trace/timeline.h"
 #include "vtime/wire.h"
 
 namespace vtime::vmm {
@@ -22,6 +23,7 @@ enum Tag : std::uint32_t {
   kRtc = 8,
   kUart = 9,
   kVirtioConsole = 10,
+  kTimeline = 11,
 };
 
 tl::unexpected<Error> Bad(const std::string& why) {
@@ -65,6 +67,14 @@ Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
     if (v.registers.size() > kMaxRegisters) return Bad("too many registers");
     for (const RegisterValue& r : v.registers) {
       if (r.bytes.size() != RegisterSize(r.id)) return Bad("register size does not match its id");
+    }
+  }
+  if (!s.timeline.empty()) {
+    auto timeline = trace::Timeline::Decode(s.timeline);
+    if (!timeline) return Bad(timeline.error().context);
+    if (timeline->vcpus != s.cpus) return Bad("the timeline is of a guest with other vCPUs");
+    if (timeline->events.back().kind != trace::EventKind::kPause) {
+      return Bad("the timeline does not end with the snapshot's pause");
     }
   }
   return state::Validate(s.time);
@@ -124,6 +134,7 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   if (!s.user_gic.empty()) Section(payload, kUserGic, s.user_gic);
   if (!s.uart.empty()) Section(payload, kUart, s.uart);
   if (!s.virtio_console.empty()) Section(payload, kVirtioConsole, s.virtio_console);
+  if (!s.timeline.empty()) Section(payload, kTimeline, s.timeline);
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
   if (!s.rtc.IsReset()) {
@@ -142,7 +153,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[kVirtioConsole + 1] = {};
+  bool seen[kTimeline + 1] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -151,7 +162,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kVirtioConsole) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kTimeline) return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -220,6 +231,10 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
       case kVirtioConsole:
         if (body->empty()) return Bad("empty virtio console section");
         s.virtio_console.assign(body->begin(), body->end());
+        break;
+      case kTimeline:
+        if (body->empty()) return Bad("empty timeline section");
+        s.timeline.assign(body->begin(), body->end());
         break;
       case kRam:
         s.ram.assign(body->begin(), body->end());

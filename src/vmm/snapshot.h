@@ -28,6 +28,11 @@
 //  10 virtio-console  the virtio console's transport and queue state
 //              (VirtioConsole::Save) when the machine has one (--console
 //              virtio); its rings are in guest RAM
+//  11 timeline  the guest's offset timeline so far (trace::Timeline's file
+//              form, its own frame and checksum), ending with the pause this
+//              snapshot took; written only by a vtvmm that records one
+//              (--timeline, or a restore of a snapshot that had one), so
+//              snapshots without it still restore in a vtvmm from before it
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
 #pragma once
 
@@ -72,6 +77,9 @@ struct MachineSnapshot {
   std::vector<std::uint8_t> uart;      ///< Pl011::Save(); empty in older files
   /// VirtioConsole::Save() when the machine has a virtio console, else empty.
   std::vector<std::uint8_t> virtio_console;
+  /// trace::Timeline::Encode() of the guest's timeline when the VMM records
+  /// one, else empty.
+  std::vector<std::uint8_t> timeline;
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
   /// The RTC as the guest set it. It counts the destination's wall clock

@@ -147,11 +147,14 @@ rm -f /tmp/m.snap
 # clockwatch_long (40 s of guest time) keeps the restored VM alive while its
 # monitor is asked; it is stopped once the offset has been read.
 run "wallclock snapshot" 0 --memory 32 --snapshot /tmp/w.snap --snapshot-after 700 \
-  "$g/clockwatch_long.elf"
+  --timeline /tmp/w0.tl "$g/clockwatch_long.elf"
+pause_count=$(sed -n 's/.*snapshot of guest time at host counter \([0-9]*\) (guest CNTVCT \([0-9]*\)).*/\1/p' "$out")
+pause_guest=$(sed -n 's/.*snapshot of guest time at host counter \([0-9]*\) (guest CNTVCT \([0-9]*\)).*/\2/p' "$out")
 saved=$(vtvmm state show /tmp/w.snap | sed -n 's/^  "virtual_offset": \([0-9]*\),/\1/p')
 freq=$(vtvmm --probe | sed -n 's/^counter frequency: \([0-9]*\) Hz/\1/p')
 sleep 1
-vtvmm --timeout 60 --restore /tmp/w.snap --policy wallclock --monitor /tmp/w.sock >/tmp/w.out 2>&1 &
+vtvmm --timeout 60 --restore /tmp/w.snap --policy wallclock --monitor /tmp/w.sock \
+  --timeline /tmp/w1.tl >/tmp/w.out 2>&1 &
 guest=$!
 restored=''
 for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do  # until its monitor answers
@@ -170,7 +173,34 @@ if [ -n "$saved" ] && [ -n "$restored" ] && [ -n "$freq" ]; then
 else
   fail "wallclock: could not read offsets (saved '$saved', restored '$restored')"
 fi
-rm -f /tmp/w.snap
+# The offset timeline (seed 002) of that snapshot and restore: the source's
+# run and its pause at the snapshot's capture, carried by the snapshot into
+# the restored VM's timeline, whose new start has exactly the offset that
+# VM reports; a guest count maps to the host count the offsets say.
+vtime-trace timeline /tmp/w0.tl >/tmp/w0.txt 2>&1
+vtime-trace timeline /tmp/w1.tl >/tmp/w1.txt 2>&1
+sed "s|^|  [timeline before] |" /tmp/w0.txt
+sed "s|^|  [timeline after] |" /tmp/w1.txt
+if [ -n "$pause_count" ] && grep -q "^event 0: start host=0 count=[0-9]* virtual_offset=$saved " /tmp/w0.txt &&
+  grep -qx "event 1: pause host=0 count=$pause_count" /tmp/w0.txt && [ "$(wc -l </tmp/w0.txt)" = 4 ]; then
+  pass "timeline: the snapshot's file holds its start (offset $saved) and its pause at the capture"
+else
+  fail "timeline: the snapshot's file is not its start and pause (pause at '$pause_count')"
+fi
+got=$(vtime-trace map /tmp/w0.tl --vcpu 0 --virtual $((pause_guest - 1)) 2>&1)
+[ "$got" = "host=0 count=$((pause_count - 1))" ] &&
+  pass "timeline: the guest's count a tick before the pause maps to the host's a tick before it" ||
+  fail "timeline: CNTVCT $((pause_guest - 1)) maps to '$got', not host count $((pause_count - 1))"
+sed -n 2,4p /tmp/w0.txt >/tmp/w0.head
+sed -n 2,4p /tmp/w1.txt >/tmp/w1.head
+if [ -s /tmp/w0.head ] && cmp -s /tmp/w0.head /tmp/w1.head &&
+  grep -q "^guest of 1 vCPUs, 1 hosts, 3 events" /tmp/w1.txt &&
+  grep -q "^event 2: start host=0 count=[0-9]* virtual_offset=$restored " /tmp/w1.txt; then
+  pass "timeline: the restore carries the snapshot's timeline on, on the same host, with its final offset"
+else
+  fail "timeline: the restored VM's timeline does not continue the snapshot's (offset '$restored')"
+fi
+rm -f /tmp/w.snap /tmp/w0.tl /tmp/w1.tl
 
 # The user-space GIC is saved too: timers armed before a snapshot fire once
 # each after the restore, and no other interrupt comes.

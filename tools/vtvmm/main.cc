@@ -179,6 +179,14 @@ Options:
                                                 hand-over is in doubt: the
                                                 destination does not run the
                                                 guest, or it does)
+  --timeline FILE        record the guest's offset timeline (every change of
+                         its time: start, offsets, pauses, on which host) in
+                         FILE, written when the guest runs, after each pause
+                         and at the end; snapshots and migrations carry it,
+                         so the destination's FILE holds the guest's whole
+                         life. vtime-trace maps and merges traces with it.
+  --timeline-host NAME   this host's name in the timeline (default: the host
+                         name and the start of its boot id)
   --time-transfer offsets|values
                          how a snapshot carries guest time: offsets (default,
                          vtime: the offsets and one capture pair) or values
@@ -575,6 +583,14 @@ int main(int argc, char** argv) {
     } else if (a == "--monitor") {
       if (!value(&v) || v.empty()) return Usage("--monitor needs a socket path");
       config.monitor_path = std::string(v);
+    } else if (a == "--timeline") {
+      if (!value(&v) || v.empty()) return Usage("--timeline needs a file name");
+      config.timeline_path = std::string(v);
+    } else if (a == "--timeline-host") {
+      if (!value(&v) || v.empty() || v.size() > 256) {
+        return Usage("--timeline-host needs a name of 1 to 256 bytes");
+      }
+      config.timeline_host = std::string(v);
     } else if (a == "--time-transfer") {
       if (!value(&v) || (v != "offsets" && v != "values")) {
         return Usage("--time-transfer needs offsets or values");

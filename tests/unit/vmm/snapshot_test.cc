@@ -4,6 +4,7 @@
 
 #include "vmm/layout.h"
 #include "vtime/pvtime/record.h"
+#include "vtime/trace/timeline.h"
 
 namespace vtime::vmm {
 namespace {
@@ -162,6 +163,52 @@ TEST(Snapshot, CarriesTheVirtioConsoleOnlyWhenTheMachineHasOne) {
   auto none = DecodeSnapshot(*EncodeSnapshot(s));
   ASSERT_TRUE(none.has_value());
   EXPECT_TRUE(none->virtio_console.empty());
+}
+
+// A guest started on one host and paused there at the snapshot's capture.
+trace::Timeline PausedTimeline(std::uint32_t vcpus) {
+  trace::Timeline t;
+  t.vcpus = vcpus;
+  t.hosts.push_back(trace::Host{"a", 62'500'000});
+  t.events.push_back(trace::Event{.kind = trace::EventKind::kStart,
+                                  .host_count = 1000,
+                                  .virtual_offset = 1000,
+                                  .physical_offset = 1000});
+  t.events.push_back(trace::Event{.kind = trace::EventKind::kPause, .host_count = 5000});
+  return t;
+}
+
+TEST(Snapshot, CarriesTheTimelineOnlyWhenOneIsRecorded) {
+  MachineSnapshot s = Sample(2);
+  const auto without = EncodeSnapshot(s);
+  ASSERT_TRUE(without.has_value());
+  s.timeline = PausedTimeline(2).Encode();
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  EXPECT_EQ(bytes->size(), without->size() + 16 + s.timeline.size());
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->timeline, s.timeline);
+  auto none = DecodeSnapshot(*without);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->timeline.empty());
+}
+
+TEST(Snapshot, RefusesATimelineOfAnotherGuestOrOneStillRunning) {
+  MachineSnapshot s = Sample(2);
+  s.timeline = PausedTimeline(3).Encode();
+  auto other = EncodeSnapshot(s);
+  ASSERT_FALSE(other.has_value());
+  EXPECT_NE(other.error().context.find("other vCPUs"), std::string::npos);
+  trace::Timeline running = PausedTimeline(2);
+  running.events.pop_back();
+  s.timeline = running.Encode();
+  auto open = EncodeSnapshot(s);
+  ASSERT_FALSE(open.has_value());
+  EXPECT_NE(open.error().context.find("does not end with"), std::string::npos);
+  s.timeline = PausedTimeline(2).Encode();
+  s.timeline[s.timeline.size() / 2] ^= 0x40;  // its own checksum catches it
+  EXPECT_FALSE(EncodeSnapshot(s).has_value());
 }
 
 TEST(Snapshot, RegisterSizeFollowsTheIdSizeField) {
