@@ -7,6 +7,9 @@
 # a summary with a plausible sample count, and the tool must exit 0. Then,
 # as root, a second run with the wall clock set back must say not ok.
 #
+# vtime-clocksample writes the trace clock conversion and counter samples,
+# which vtime-trace samples must find consistent.
+#
 # vtime-ptp: PTP=absent asserts that there is no /dev/ptp0 and that the tool
 # says so and exits 1. That is the lab's case: its kernel has
 # CONFIG_PTP_1588_CLOCK_KVM=y, but QEMU TCG is not KVM and offers no KVM PTP
@@ -57,6 +60,21 @@ if [ "$(id -u)" -eq 0 ]; then
     grep -qx "ok - vtime-clockwatch: CLOCK_MONOTONIC never went backwards" "$out" ||
         fail "CLOCK_MONOTONIC not ok after a wall-clock step"
 fi
+
+# vtime-clocksample: the kernel's counter-to-trace-clock conversion from the
+# perf page, and 20 counter readings around CLOCK_MONOTONIC over 1 s; the
+# conversion must put CLOCK_MONOTONIC at one offset from the trace clock in
+# every sample (vtime-trace samples), which a wrong multiplier, shift or
+# zero would not.
+vtime-clocksample --samples 20 --interval-ms 50 --machine lab --output /tmp/samples.txt >"$out" 2>&1
+status=$?
+cat "$out"
+[ "$status" -eq 0 ] || fail "vtime-clocksample exited $status"
+head -n 4 /tmp/samples.txt
+vtime-trace samples /tmp/samples.txt >"$out" 2>&1 || fail "vtime-trace samples refused the lab's samples"
+cat "$out"
+grep -q "^ok: CLOCK_MONOTONIC - trace clock = " "$out" || fail "no ok line from vtime-trace samples"
+[ "$(grep -c '^sample ' /tmp/samples.txt)" = 20 ] || fail "not 20 samples"
 
 if [ "$expect" = auto ]; then
     if [ -e /dev/ptp0 ]; then expect=present; else expect=absent; fi

@@ -1,6 +1,7 @@
 // vtime-trace: host and guest time on one timeline (seed 002). This first
 // part reads the offset timeline vtvmm records (--timeline) and maps
 // single counter values through it; merging whole traces builds on it.
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -8,10 +9,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "vtime/trace/clock_sample.h"
 #include "vtime/trace/timeline.h"
 
 namespace {
@@ -21,6 +24,7 @@ using vtime::trace::GuestCounter;
 using vtime::trace::Timeline;
 
 constexpr const char* kHelp = R"(usage: vtime-trace timeline FILE
+       vtime-trace samples FILE
        vtime-trace map FILE --vcpu N --virtual|--physical COUNT
        vtime-trace map FILE --vcpu N --virtual|--physical --at HOST:COUNT
 
@@ -38,6 +42,12 @@ the same moment follow from each other exactly.
                   then, or when two stretches give it (its counter went
                   back). With --at HOST:COUNT: what vCPU N read then (HOST is
                   the host's index in the timeline).
+  samples FILE    check a machine's clock samples (vtime-clocksample): its
+                  trace clock conversion must agree with its CLOCK_MONOTONIC,
+                  read between two counter readings, at one offset for every
+                  sample within 1 us (else the conversion is not this
+                  machine's, and exit status 1); prints the offset and how
+                  closely the samples pin it
   --help          this text
 
 Exit status: 0 done, 1 the file or the value was refused (the reason is
@@ -118,6 +128,52 @@ int PrintTimeline(const std::string& path) {
   return 0;
 }
 
+// Each sample says CLOCK_MONOTONIC - trace clock lies in
+// [mono - TraceNs(after), mono - TraceNs(before)]: with the right
+// conversion one offset is in all of them (up to the two clocks' own
+// rounding, allowed 1 us).
+int CheckSamples(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto s = vtime::trace::ClockSamples::Parse(text);
+  if (!s) {
+    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), s.error().Message().c_str());
+    return 1;
+  }
+  __extension__ using I128 = __int128;
+  I128 low = std::numeric_limits<std::int64_t>::min(),
+       high = std::numeric_limits<std::int64_t>::max();
+  for (const auto& c : s->samples) {
+    const I128 mono = c.monotonic_ns;
+    low = std::max(low, mono - static_cast<I128>(s->perf.TraceNs(c.counter_after)));
+    high = std::min(high, mono - static_cast<I128>(s->perf.TraceNs(c.counter_before)));
+  }
+  const std::uint64_t span_ticks =
+      s->samples.back().counter_after - s->samples.front().counter_before;
+  std::printf(
+      "machine %s: %zu samples over %llu ticks at %llu Hz; trace clock = %llu + (ticks * %u) >> "
+      "%u%s\n",
+      s->machine.c_str(), s->samples.size(), static_cast<unsigned long long>(span_ticks),
+      static_cast<unsigned long long>(s->counter_frequency_hz),
+      static_cast<unsigned long long>(s->perf.time_zero), s->perf.time_mult,
+      static_cast<unsigned>(s->perf.time_shift), s->perf.Short() ? " (short counter)" : "");
+  if (low > high + 1000) {
+    std::printf(
+        "not ok: CLOCK_MONOTONIC - trace clock differs between samples by %lld ns more "
+        "than their readings allow: the conversion does not fit this machine's clocks\n",
+        static_cast<long long>(low - high));
+    return 1;
+  }
+  std::printf("ok: CLOCK_MONOTONIC - trace clock = %lld ns, pinned to %lld ns by the samples\n",
+              static_cast<long long>((low + high) / 2),
+              static_cast<long long>(high >= low ? high - low : 0));
+  return 0;
+}
+
 int Map(int argc, char** argv) {
   if (argc < 3) return Usage("map needs a timeline file");
   const std::string path = argv[2];
@@ -192,5 +248,9 @@ int main(int argc, char** argv) {
     return PrintTimeline(argv[2]);
   }
   if (cmd == "map") return Map(argc, argv);
+  if (cmd == "samples") {
+    if (argc != 3) return Usage("usage: vtime-trace samples FILE");
+    return CheckSamples(argv[2]);
+  }
   return Usage("unknown command '" + std::string(cmd) + "'");
 }

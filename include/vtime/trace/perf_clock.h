@@ -45,6 +45,7 @@ struct PerfClock {
   [[nodiscard]] Result<std::uint64_t> Ticks(std::uint64_t ns) const;
 
   [[nodiscard]] bool Short() const { return time_mask != 0; }
+  bool operator==(const PerfClock&) const = default;
 };
 
 }  // namespace vtime::trace

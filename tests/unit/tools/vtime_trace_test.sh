@@ -2,9 +2,11 @@
 # vtime-trace on a committed timeline (a guest started on host a, a nested
 # offset on vCPU 1, an offset change, a pause, then a start on host b):
 # what it prints, values mapped both ways, and what it refuses.
-# Usage: vtime_trace_test.sh VTIME_TRACE TIMELINE NOT_A_TIMELINE
+# Then clock samples: a consistent file, and one whose second sample's
+# CLOCK_MONOTONIC is 100 us off the trace clock's conversion.
+# Usage: vtime_trace_test.sh VTIME_TRACE TIMELINE NOT_A_TIMELINE SAMPLES
 set -u
-tool=$1 timeline=$2 other=$3
+tool=$1 timeline=$2 other=$3 samples=$4
 fails=0
 expect() {  # expect WHAT WANT GOT
   if [ "$2" = "$3" ]; then echo "PASS $1"; else echo "FAIL $1: want '$2', got '$3'"; fails=$((fails + 1)); fi
@@ -32,5 +34,16 @@ expect "refuses a missing file" 1 "$(rc "$tool" timeline /nonexistent/timeline)"
 expect "usage: no value" 2 "$(rc "$tool" map "$timeline" --vcpu 0 --virtual)"
 expect "usage: both forms" 2 "$(rc "$tool" map "$timeline" --vcpu 0 --virtual 5 --at 0:1)"
 expect "usage: unknown command" 2 "$(rc "$tool" merge)"
+out=$("$tool" samples "$samples")
+expect "samples agree" "ok: CLOCK_MONOTONIC - trace clock = 4998999995 ns, pinned to 14 ns by the samples" \
+  "$(echo "$out" | tail -n 1)"
+bad=${TMPDIR:-/tmp}/vtime-trace-test.$$
+sed 's/monotonic_ns=6000001604/monotonic_ns=6000101604/' "$samples" >"$bad"
+expect "samples that disagree" 1 "$(rc "$tool" samples "$bad")"
+case $("$tool" samples "$bad") in *"does not fit"*) echo "PASS says the conversion does not fit";;
+  *) echo "FAIL says the conversion does not fit"; fails=$((fails + 1));; esac
+sed 's/time_mult=16777216/time_mult=0/' "$samples" >"$bad"
+expect "samples with an impossible conversion" 1 "$(rc "$tool" samples "$bad")"
+rm -f "$bad"
 expect "help" 0 "$(rc "$tool" --help)"
 [ $fails -eq 0 ] && echo "vtime-trace: all passed" || { echo "vtime-trace: $fails failed"; exit 1; }

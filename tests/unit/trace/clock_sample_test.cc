@@ -1,0 +1,74 @@
+#include "vtime/trace/clock_sample.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace vtime::trace {
+namespace {
+
+ClockSamples Sample() {
+  ClockSamples s;
+  s.machine = "lab host";
+  s.counter_frequency_hz = 62'500'000;
+  s.perf = PerfClock{1'000'000, 16u << 20, 20, 0, 0};
+  s.samples = {ClockSample{100, 5'000, 102}, ClockSample{200, 6'600, 201}};
+  return s;
+}
+
+TEST(ClockSamples, RoundTripsThroughItsText) {
+  const ClockSamples s = Sample();
+  const std::string text = s.Format();
+  EXPECT_EQ(text.substr(0, 20), "vtime-clocksample 1\n");
+  auto back = ClockSamples::Parse(text);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(*back, s);
+}
+
+// The message of parsing `text`, which must fail.
+std::string Refusal(const std::string& text) {
+  auto r = ClockSamples::Parse(text);
+  EXPECT_FALSE(r.has_value()) << text;
+  return r.has_value() ? "" : r.error().context;
+}
+
+TEST(ClockSamples, RefusesWhatTheToolNeverWrites) {
+  const std::string good = Sample().Format();
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = good;
+    const auto at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return t.replace(at, from.size(), to);
+  };
+  EXPECT_NE(Refusal("").find("empty"), std::string::npos);
+  EXPECT_NE(Refusal(with("sample 1", "sample 2")).find("line 1"), std::string::npos);
+  EXPECT_NE(Refusal(with("machine lab host\n", "")).find("must all be there"), std::string::npos);
+  EXPECT_NE(Refusal(with("hz=62500000", "hz=0")).find("frequency of 0"), std::string::npos);
+  EXPECT_NE(Refusal(with("time_mult=16777216", "time_mult=0")).find("line 4"), std::string::npos);
+  EXPECT_NE(Refusal(with("time_shift=20", "time_shift=70000")).find("does not fit"),
+            std::string::npos);
+  EXPECT_NE(Refusal(with("time_mask=0", "time_mask=6")).find("line 4"), std::string::npos);
+  EXPECT_NE(Refusal(with("before=100", "before=103")).find("after is below"), std::string::npos);
+  EXPECT_NE(Refusal(with("before=200", "before=101")).find("earlier than"), std::string::npos);
+  EXPECT_NE(Refusal(with("monotonic_ns=6600", "monotonic_ns=4000")).find("earlier than"),
+            std::string::npos);
+  EXPECT_NE(Refusal(with("after=201", "after=18446744073709551616")).find("64-bit"),
+            std::string::npos);
+  EXPECT_NE(Refusal(with("after=201", "after=201 extra=1")).find("unexpected"), std::string::npos);
+  EXPECT_NE(Refusal(with("sample before=200", "smaple before=200")).find("unknown record"),
+            std::string::npos);
+  EXPECT_NE(Refusal(good + "machine again\n").find("second machine"), std::string::npos);
+  ClockSamples none = Sample();
+  none.samples.clear();
+  EXPECT_NE(Refusal(none.Format()).find("no sample"), std::string::npos);
+}
+
+TEST(ClockSamples, RefusesMoreSamplesThanItsLimit) {
+  ClockSamples s = Sample();
+  s.samples.clear();
+  for (std::size_t i = 0; i <= kMaxClockSamples; ++i) s.samples.push_back({i, i, i});
+  EXPECT_NE(Refusal(s.Format()).find("more than 100000"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vtime::trace
