@@ -239,7 +239,7 @@ class KvmMachine final : public Machine {
   void StopDirtyLog(Precopy& p);
   Result<void> ReportRestoreStep();
   state::CapturePair PauseCapturePair() const;
-  Result<void> ApplyResumePlan(const state::ResumePlan& plan);
+  Result<void> ApplyResumePlan(const state::ResumePlan& plan, bool record = true);
   Result<void> FinishResume();
   void ReportOwnResumePart();
   void DrainKick();
@@ -1117,10 +1117,10 @@ state::CapturePair KvmMachine::PauseCapturePair() const {
   return state::CapturePair{stopped, now.wall_clock_ns - static_cast<std::int64_t>(back.value)};
 }
 
-Result<void> KvmMachine::ApplyResumePlan(const state::ResumePlan& plan) {
+Result<void> KvmMachine::ApplyResumePlan(const state::ResumePlan& plan, bool record) {
   return clock_.features().vm_offset_api
-             ? ApplyCounterOffsets(plan.vm_offset, plan.vm_offset)
-             : ApplyCounterOffsets(plan.virtual_offset, plan.physical_offset);
+             ? ApplyCounterOffsets(plan.vm_offset, plan.vm_offset, record)
+             : ApplyCounterOffsets(plan.virtual_offset, plan.physical_offset, record);
 }
 
 void KvmMachine::DrainKick() {
@@ -1223,7 +1223,9 @@ Result<void> KvmMachine::ReportRestoreStep() {
     auto plan = state::PlanResume(*restored_time_, config_.policy, kvm::CaptureHostNow(),
                                   kvm::ReadCounterFrequency());
     if (!plan) return tl::unexpected(plan.error());
-    if (auto r = ApplyResumePlan(*plan); !r) return r;
+    // Provisional, as the restore's first: FinishResume sets (and records)
+    // the final offsets.
+    if (auto r = ApplyResumePlan(*plan, /*record=*/false); !r) return r;
   }
   std::int64_t lo = 0, hi = 0;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
