@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "arm_counter.h"
 #include "options.h"
 #include "vtime/trace/clock_sample.h"
 
@@ -45,16 +46,8 @@ Exit status: 0 written, 1 this kernel publishes no conversion
 )";
 
 #if defined(__aarch64__)
-std::uint64_t ReadCntvct() {
-  std::uint64_t value;
-  asm volatile("isb\n\tmrs %0, cntvct_el0" : "=r"(value) : : "memory");
-  return value;
-}
-std::uint64_t ReadCntfrq() {
-  std::uint64_t value;
-  asm volatile("mrs %0, cntfrq_el0" : "=r"(value));
-  return value;
-}
+using vtime::guest_tools::ReadCntfrq;
+using vtime::guest_tools::ReadCntvct;
 
 std::uint64_t MonotonicNs() {
   timespec ts{};

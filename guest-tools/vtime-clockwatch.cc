@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "arm_counter.h"
 #include "options.h"
 #include "step_watch.h"
 #include "vtime/result.h"
@@ -117,27 +118,9 @@ std::uint64_t ReadClock(clockid_t id) {
   return static_cast<std::uint64_t>(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec);
 }
 
-#if defined(__aarch64__)
-constexpr bool kHaveCounter = true;
-
-// The isb keeps the counter read from being done early, ahead of the clock
-// reads before it (the Arm ARM lets a CNTVCT read be speculated otherwise).
-std::uint64_t ReadCntvct() {
-  std::uint64_t value;
-  asm volatile("isb\n\tmrs %0, cntvct_el0" : "=r"(value) : : "memory");
-  return value;
-}
-
-std::uint64_t ReadCntfrq() {
-  std::uint64_t value;
-  asm volatile("mrs %0, cntfrq_el0" : "=r"(value));
-  return value;
-}
-#else
-constexpr bool kHaveCounter = false;
-std::uint64_t ReadCntvct() { return 0; }
-std::uint64_t ReadCntfrq() { return 0; }
-#endif
+using vtime::guest_tools::kHaveCounter;
+using vtime::guest_tools::ReadCntfrq;
+using vtime::guest_tools::ReadCntvct;
 
 // ---------------------------------------------------------------- watching
 

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vtime/parse.h"
 #include "vtime/trace/clock_sample.h"
 #include "vtime/trace/timeline.h"
 
@@ -59,16 +60,7 @@ int Usage(const std::string& why) {
   return 2;
 }
 
-bool ParseU64(std::string_view s, std::uint64_t* out) {
-  int base = 10;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    s.remove_prefix(2);
-    base = 16;
-  }
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && end == s.data() + s.size();
-}
+using vtime::ParseU64;
 
 // The timeline in FILE, or a one-line reason on stderr.
 bool Load(const std::string& path, Timeline* out) {
@@ -88,20 +80,6 @@ bool Load(const std::string& path, Timeline* out) {
   return true;
 }
 
-const char* KindName(EventKind k) {
-  switch (k) {
-    case EventKind::kStart:
-      return "start";
-    case EventKind::kOffsets:
-      return "offsets";
-    case EventKind::kPause:
-      return "pause";
-    case EventKind::kNestedOffset:
-      return "nested-offset";
-  }
-  return "?";
-}
-
 int PrintTimeline(const std::string& path) {
   Timeline t;
   if (!Load(path, &t)) return 1;
@@ -113,7 +91,8 @@ int PrintTimeline(const std::string& path) {
   }
   for (std::size_t i = 0; i < t.events.size(); ++i) {
     const auto& e = t.events[i];
-    std::printf("event %zu: %s host=%u count=%llu", i, KindName(e.kind), e.host,
+    std::printf("event %zu: %s host=%u count=%llu", i,
+                std::string(vtime::trace::NameOf(e.kind)).c_str(), e.host,
                 static_cast<unsigned long long>(e.host_count));
     if (e.kind == EventKind::kStart || e.kind == EventKind::kOffsets) {
       std::printf(" virtual_offset=%llu physical_offset=%llu",

@@ -20,8 +20,9 @@
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
 #include "vmm/tls.h"
-#include "vtime/pvtime/record.h"
 #include "vtime/hex.h"
+#include "vtime/parse.h"
+#include "vtime/pvtime/record.h"
 #include "vtime/state/codec.h"
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
@@ -314,16 +315,7 @@ int Usage(const std::string& message) {
   return kUsageError;
 }
 
-bool ParseU64(std::string_view s, std::uint64_t* out) {
-  int base = 10;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    s.remove_prefix(2);
-    base = 16;
-  }
-  if (s.empty()) return false;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
+using vtime::ParseU64;
 
 bool ReadFile(const std::string& path, std::vector<std::uint8_t>* out, std::string* why) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vtime/result.h"
@@ -32,6 +33,10 @@ enum class EventKind : std::uint16_t {
                      ///< later kStart
   kNestedOffset = 4  ///< a guest hypervisor set CNTVOFF_EL2 on one vCPU
 };
+
+/// "start", "offsets", "pause", "nested-offset" ("unknown" for a value
+/// outside the enum).
+std::string_view NameOf(EventKind kind);
 
 struct Event {
   EventKind kind = EventKind::kStart;

@@ -20,22 +20,8 @@ constexpr std::size_t kEventBytes = 48;
 constexpr std::size_t kMinHostBytes = 16;  // an empty name's length, the frequency
 constexpr std::uint64_t kOpen = std::numeric_limits<std::uint64_t>::max();
 
-std::string NameOf(EventKind k) {
-  switch (k) {
-    case EventKind::kStart:
-      return "start";
-    case EventKind::kOffsets:
-      return "offsets";
-    case EventKind::kPause:
-      return "pause";
-    case EventKind::kNestedOffset:
-      return "nested offset";
-  }
-  return "kind " + std::to_string(static_cast<unsigned>(k));
-}
-
 std::string At(std::size_t i, const Event& e) {
-  return "timeline event " + std::to_string(i) + " (" + NameOf(e.kind) + " on host " +
+  return "timeline event " + std::to_string(i) + " (" + std::string(NameOf(e.kind)) + " on host " +
          std::to_string(e.host) + " at count " + std::to_string(e.host_count) + ")";
 }
 
@@ -114,6 +100,20 @@ std::string Describe(const Piece& p) {
 }
 
 }  // namespace
+
+std::string_view NameOf(EventKind k) {
+  switch (k) {
+    case EventKind::kStart:
+      return "start";
+    case EventKind::kOffsets:
+      return "offsets";
+    case EventKind::kPause:
+      return "pause";
+    case EventKind::kNestedOffset:
+      return "nested-offset";
+  }
+  return "unknown";
+}
 
 Result<void> Timeline::Validate() const {
   if (vcpus == 0 || vcpus > kMaxVcpus) {
