@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -105,6 +106,53 @@ class Timeline {
   static Result<Timeline> Decode(std::span<const std::uint8_t> bytes);
 
   bool operator==(const Timeline&) const = default;
+};
+
+/// A timeline made ready for many lookups (a trace merge maps millions of
+/// timestamps): each vCPU counter's stretches as disjoint ranges of guest
+/// counts, sorted, with the counts that two stretches give marked once.
+/// Its answers are exactly Timeline::ToHost's, refusals included.
+class TimelineIndex {
+ public:
+  struct Range {
+    std::uint64_t first = 0;  ///< guest counts first..last (inclusive)
+    std::uint64_t last = 0;
+    std::uint64_t offset = 0;  ///< host count = guest count + offset
+    std::uint32_t host = 0;
+    bool ambiguous = false;  ///< two stretches give these counts
+  };
+
+  /// Validates `timeline` and indexes it (its size: a few ranges per event
+  /// and vCPU).
+  static Result<TimelineIndex> Build(const Timeline& timeline);
+
+  /// As Timeline::ToHost, in O(log ranges).
+  [[nodiscard]] Result<HostPoint> ToHost(std::uint32_t vcpu, GuestCounter which,
+                                         std::uint64_t guest_count) const;
+
+  /// One stream of counts of one vCPU counter (a trace's events of one
+  /// vCPU): in order, each costs O(1); any order is still right.
+  class Cursor {
+   public:
+    /// The host point, or nothing where ToHost would refuse (ask ToHost
+    /// for the reason).
+    [[nodiscard]] std::optional<HostPoint> Map(std::uint64_t guest_count);
+
+   private:
+    friend class TimelineIndex;
+    std::span<const Range> ranges_;
+    std::size_t at_ = 0;
+  };
+  [[nodiscard]] Result<Cursor> Stream(std::uint32_t vcpu, GuestCounter which) const;
+
+  /// The ranges of one vCPU counter, sorted by `first`; empty for a vCPU
+  /// the guest does not have.
+  [[nodiscard]] std::span<const Range> RangesOf(std::uint32_t vcpu, GuestCounter which) const;
+
+ private:
+  Timeline timeline_;            // for the refusals' messages
+  std::vector<Range> ranges_;    // every list, one after another
+  std::vector<std::size_t> at_;  // list k is ranges_[at_[k]..at_[k+1]); k = 2 * vcpu + which
 };
 
 /// Its current file-format version.

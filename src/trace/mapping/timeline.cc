@@ -317,4 +317,137 @@ Result<Timeline> Timeline::Decode(std::span<const std::uint8_t> bytes) {
   return t;
 }
 
+Result<TimelineIndex> TimelineIndex::Build(const Timeline& timeline) {
+  if (auto v = timeline.Validate(); !v) return tl::unexpected(v.error());
+  TimelineIndex index;
+  index.timeline_ = timeline;
+  index.at_.push_back(0);
+  for (std::uint32_t vcpu = 0; vcpu < timeline.vcpus; ++vcpu) {
+    for (GuestCounter which : {GuestCounter::kVirtual, GuestCounter::kPhysical}) {
+      // Each piece as one or two inclusive ranges of guest counts (two
+      // where it runs past 2^64 - 1 and wraps to 0).
+      struct Span {
+        std::uint64_t first, last;
+        std::size_t piece;
+      };
+      const std::vector<Piece> pieces = PiecesOf(timeline, vcpu, which);
+      std::vector<Span> spans;
+      for (std::size_t i = 0; i < pieces.size(); ++i) {
+        const std::uint64_t first = pieces[i].from - pieces[i].offset;
+        const std::uint64_t last = first + (Length(pieces[i]) - 1);
+        if (last >= first) {
+          spans.push_back({first, last, i});
+        } else {
+          spans.push_back({first, kOpen, i});
+          spans.push_back({0, last, i});
+        }
+      }
+      // The points where the set of covering spans can change, then each
+      // elementary stretch between two of them with how many cover it.
+      std::vector<std::uint64_t> cuts;
+      for (const Span& sp : spans) {
+        cuts.push_back(sp.first);
+        if (sp.last != kOpen) cuts.push_back(sp.last + 1);
+      }
+      std::sort(cuts.begin(), cuts.end());
+      cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+      for (std::size_t c = 0; c < cuts.size(); ++c) {
+        const std::uint64_t first = cuts[c];
+        const std::uint64_t last = c + 1 < cuts.size() ? cuts[c + 1] - 1 : kOpen;
+        const Span* hit = nullptr;
+        unsigned covers = 0;
+        for (const Span& sp : spans) {
+          if (sp.first <= first && last <= sp.last) {
+            ++covers;
+            hit = &sp;
+          }
+        }
+        if (covers == 0) continue;
+        Range r{first, last, covers == 1 ? pieces[hit->piece].offset : 0,
+                covers == 1 ? pieces[hit->piece].host : 0, covers > 1};
+        Range* prev = index.ranges_.size() > index.at_.back() ? &index.ranges_.back() : nullptr;
+        if (prev != nullptr && prev->last + 1 == r.first && prev->ambiguous == r.ambiguous &&
+            prev->offset == r.offset && prev->host == r.host) {
+          prev->last = r.last;  // the same stretch (or the same refusal) goes on
+        } else {
+          index.ranges_.push_back(r);
+        }
+      }
+      index.at_.push_back(index.ranges_.size());
+    }
+  }
+  return index;
+}
+
+std::span<const TimelineIndex::Range> TimelineIndex::RangesOf(std::uint32_t vcpu,
+                                                              GuestCounter which) const {
+  const std::size_t k = 2 * std::size_t{vcpu} + (which == GuestCounter::kPhysical ? 1 : 0);
+  if (k + 1 >= at_.size()) return {};
+  return std::span<const Range>(ranges_).subspan(at_[k], at_[k + 1] - at_[k]);
+}
+
+Result<HostPoint> TimelineIndex::ToHost(std::uint32_t vcpu, GuestCounter which,
+                                        std::uint64_t guest_count) const {
+  const auto ranges = RangesOf(vcpu, which);
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), guest_count,
+                             [](std::uint64_t g, const Range& r) { return g < r.first; });
+  if (it != ranges.begin()) {
+    const Range& r = *(it - 1);
+    if (guest_count <= r.last && !r.ambiguous) return HostPoint{r.host, guest_count + r.offset};
+  }
+  // Refused: the timeline says why, in its own words (and must agree).
+  auto slow = timeline_.ToHost(vcpu, which, guest_count);
+  if (slow) {
+    return Fail(ErrorCode::kBadState, "timeline index: count " + std::to_string(guest_count) +
+                                          " of vCPU " + std::to_string(vcpu) +
+                                          " refused by the index but not by the timeline");
+  }
+  return slow;
+}
+
+Result<TimelineIndex::Cursor> TimelineIndex::Stream(std::uint32_t vcpu, GuestCounter which) const {
+  if (vcpu >= timeline_.vcpus) {
+    return Fail(ErrorCode::kOutOfRange, "vCPU " + std::to_string(vcpu) + " of a " +
+                                            std::to_string(timeline_.vcpus) + "-vCPU guest");
+  }
+  Cursor c;
+  c.ranges_ = RangesOf(vcpu, which);
+  return c;
+}
+
+std::optional<HostPoint> TimelineIndex::Cursor::Map(std::uint64_t guest_count) {
+  if (ranges_.empty()) return std::nullopt;
+  // Where the last count was, or its neighbour: a trace's counts only grow,
+  // except where the guest's counter went back.
+  std::size_t i = at_;
+  if (guest_count < ranges_[i].first) {
+    if (i > 0 && guest_count >= ranges_[i - 1].first) {
+      --i;
+    } else {
+      i = static_cast<std::size_t>(
+          std::upper_bound(ranges_.begin(), ranges_.end(), guest_count,
+                           [](std::uint64_t g, const Range& r) { return g < r.first; }) -
+          ranges_.begin());
+      if (i == 0) return std::nullopt;
+      --i;
+    }
+  } else if (guest_count > ranges_[i].last) {
+    if (i + 1 < ranges_.size() && guest_count >= ranges_[i + 1].first &&
+        guest_count <= ranges_[i + 1].last) {
+      ++i;
+    } else {
+      i = static_cast<std::size_t>(
+              std::upper_bound(ranges_.begin() + static_cast<std::ptrdiff_t>(i), ranges_.end(),
+                               guest_count,
+                               [](std::uint64_t g, const Range& r) { return g < r.first; }) -
+              ranges_.begin()) -
+          1;
+    }
+  }
+  at_ = i;
+  const Range& r = ranges_[i];
+  if (guest_count < r.first || guest_count > r.last || r.ambiguous) return std::nullopt;
+  return HostPoint{r.host, guest_count + r.offset};
+}
+
 }  // namespace vtime::trace
