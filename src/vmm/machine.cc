@@ -217,6 +217,7 @@ class KvmMachine final : public Machine {
   // file written (main thread; a failure is reported, never fatal).
   void JoinTimeline(std::optional<trace::Timeline> restored);
   void CommitPause(std::uint64_t at);
+  void RecordCurrentOffsets(std::uint64_t at);
   void WriteTimeline();
   Result<void> CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas);
   void PauseAll();
@@ -339,10 +340,10 @@ class KvmMachine final : public Machine {
   std::uint64_t timer_register_writes_ = 0;
   bool values_restore_ = false;               // the snapshot carried counter values (kValues)
   std::vector<std::uint64_t> paused_counts_;  // each vCPU's CNTVCT at pause (restores)
-  // The guest's offset timeline, under timeline_mutex_ (the last vCPU at
-  // the start gate records the final offsets); written to snapshots and
-  // the file only when timeline_on_.
-  std::mutex timeline_mutex_;
+  // The guest's offset timeline, kept by the main thread (a restore's
+  // final offsets, set by the last vCPU at the start gate, are recorded
+  // once the guest runs); written to snapshots and the file only when
+  // timeline_on_.
   trace::Timeline timeline_;
   std::uint32_t timeline_host_ = 0;
   bool timeline_on_ = false;
@@ -366,15 +367,15 @@ Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
   if (!done) return tl::unexpected(done.error());
   counter_offset_ioctls_ += done->vm_offset_ioctls;
   counter_value_writes_ += done->counter_value_writes;
-  if (record) {
-    // From this count on the guest's counters are the host's minus what
-    // the model now holds (what KVM took, legacy writes included).
-    const std::uint64_t at = kvm::ReadHostCounter().value;
-    std::lock_guard lock(timeline_mutex_);
-    RecordOffsets(timeline_, timeline_host_, at, clock_.virtual_offset().value,
-                  clock_.physical_offset().value);
-  }
+  if (record) RecordCurrentOffsets(kvm::ReadHostCounter().value);
   return Ok();
+}
+
+void KvmMachine::RecordCurrentOffsets(std::uint64_t at) {
+  // From count `at` on the guest's counters are the host's minus what the
+  // model now holds (what KVM took, legacy writes included).
+  RecordOffsets(timeline_, timeline_host_, at, clock_.virtual_offset().value,
+                clock_.physical_offset().value);
 }
 
 std::string DefaultTimelineHost() {
@@ -412,20 +413,12 @@ void KvmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
       JoinTimelineHost(timeline_, name, kvm::ReadCounterFrequency(), kvm::ReadHostCounter().value);
 }
 
-void KvmMachine::CommitPause(std::uint64_t at) {
-  std::lock_guard lock(timeline_mutex_);
-  RecordPause(timeline_, timeline_host_, at);
-}
+void KvmMachine::CommitPause(std::uint64_t at) { RecordPause(timeline_, timeline_host_, at); }
 
 void KvmMachine::WriteTimeline() {
   if (config_.timeline_path.empty()) return;
-  std::vector<std::uint8_t> bytes;
-  {
-    std::lock_guard lock(timeline_mutex_);
-    if (timeline_.events.empty()) return;
-    bytes = timeline_.Encode();
-  }
-  if (auto r = WriteFileAtomically(config_.timeline_path, bytes); !r) {
+  if (timeline_.events.empty()) return;
+  if (auto r = WriteFileAtomically(config_.timeline_path, timeline_.Encode()); !r) {
     std::fprintf(stderr, "vtvmm: the timeline was not written: %s\n", r.error().Message().c_str());
   }
 }
@@ -1143,7 +1136,9 @@ Result<void> KvmMachine::FinishResume() {
   auto plan = state::PlanResume(*restored_time_, config_.policy, resumed_at_,
                                 kvm::ReadCounterFrequency());
   if (!plan) return tl::unexpected(plan.error());
-  if (auto r = ApplyResumePlan(*plan); !r) return r;
+  // Recorded by the main thread once the guest runs (Run), not here
+  // between the final offset and KVM_RUN.
+  if (auto r = ApplyResumePlan(*plan, /*record=*/false); !r) return r;
   offset_set_at_ = kvm::ReadHostCounter().value;
   final_plan_ = *plan;
   return Ok();
@@ -1326,7 +1321,6 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
     s.rtc = rtc_.Save();
   }
   if (timeline_on_) {
-    std::lock_guard lock(timeline_mutex_);
     trace::Timeline paused = timeline_;
     RecordPause(paused, timeline_host_, t.pause.host_counter);
     s.timeline = paused.Encode();
@@ -1729,6 +1723,7 @@ Result<RunResult> KvmMachine::Run() {
     }
   }
   if (started && config_.on_started) config_.on_started();
+  if (started && final_plan_) RecordCurrentOffsets(offset_set_at_);
   if (started) WriteTimeline();
   std::optional<RawTerminal> raw;
   if (started && config_.console_input) {
