@@ -1,6 +1,6 @@
-// vtime-trace: host and guest time on one timeline (seed 002). This first
-// part reads the offset timeline vtvmm records (--timeline) and maps
-// single counter values through it; merging whole traces builds on it.
+// vtime-trace: host and guest time on one timeline (seed 002). It reads the
+// offset timeline vtvmm records (--timeline), maps single counter values
+// through it, checks clock samples, and merges whole traces (merge_cmd.cc).
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "merge_cmd.h"
 #include "vtime/parse.h"
 #include "vtime/trace/clock_sample.h"
 #include "vtime/trace/timeline.h"
@@ -28,6 +29,7 @@ constexpr const char* kHelp = R"(usage: vtime-trace timeline FILE
        vtime-trace samples FILE
        vtime-trace map FILE --vcpu N --virtual|--physical COUNT
        vtime-trace map FILE --vcpu N --virtual|--physical --at HOST:COUNT
+       vtime-trace merge -o OUT.json --host samples=S,trace=T... --guest ... (merge --help)
 
 Host and guest time on one timeline: the offset timeline vtvmm records with
 --timeline FILE says, for every stretch the guest ran, on which host and with
@@ -49,6 +51,10 @@ the same moment follow from each other exactly.
                   sample within 1 us (else the conversion is not this
                   machine's, and exit status 1); prints the offset and how
                   closely the samples pin it
+  merge ...       put host and guest traces (trace-cmd .dat or ftrace text) on
+                  the first host's time axis, exactly where the timeline
+                  knows the offsets, and write Chrome JSON for the Perfetto
+                  UI (vtime-trace merge --help)
   --help          this text
 
 Exit status: 0 done, 1 the file or the value was refused (the reason is
@@ -227,6 +233,7 @@ int main(int argc, char** argv) {
     return PrintTimeline(argv[2]);
   }
   if (cmd == "map") return Map(argc, argv);
+  if (cmd == "merge") return vtime::trace_tool::MergeCommand(argc, argv);
   if (cmd == "samples") {
     if (argc != 3) return Usage("usage: vtime-trace samples FILE");
     return CheckSamples(argv[2]);

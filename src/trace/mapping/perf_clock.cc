@@ -51,7 +51,17 @@ Result<std::uint64_t> PerfClock::Ticks(std::uint64_t ns) const {
   // Scaled() is within a tick of ticks * mult / 2^shift: start from the
   // exact quotient and step to the tick that holds ns.
   const u128 want = u128{ns - time_zero};
-  const u128 guess = (want << time_shift) / time_mult;
+  // A merge asks this for every record: below 2^52 ns (52 days) a double
+  // quotient is within a tick and the steps below make it exact, without
+  // the 128-bit division.
+  u128 guess = 0;
+  if (ns - time_zero < (std::uint64_t{1} << 52) && time_shift < 52) {
+    guess = static_cast<u128>(static_cast<double>(ns - time_zero) *
+                              static_cast<double>(std::uint64_t{1} << time_shift) /
+                              static_cast<double>(time_mult));
+  } else {
+    guess = (want << time_shift) / time_mult;
+  }
   if (guess > UINT64_MAX) {
     return Fail(ErrorCode::kOutOfRange,
                 "trace timestamp " + std::to_string(ns) + " ns is past any 64-bit counter value");

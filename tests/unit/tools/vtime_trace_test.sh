@@ -33,7 +33,7 @@ expect "refuses a file that is not a timeline" 1 "$(rc "$tool" timeline "$other"
 expect "refuses a missing file" 1 "$(rc "$tool" timeline /nonexistent/timeline)"
 expect "usage: no value" 2 "$(rc "$tool" map "$timeline" --vcpu 0 --virtual)"
 expect "usage: both forms" 2 "$(rc "$tool" map "$timeline" --vcpu 0 --virtual 5 --at 0:1)"
-expect "usage: unknown command" 2 "$(rc "$tool" merge)"
+expect "usage: unknown command" 2 "$(rc "$tool" frobnicate)"
 out=$("$tool" samples "$samples")
 expect "samples agree" "ok: CLOCK_MONOTONIC - trace clock = 4998999995 ns, pinned to 14 ns by the samples" \
   "$(echo "$out" | tail -n 1)"
