@@ -2,7 +2,8 @@
 // timeline (seed 002). Reads its kernel's counter-to-trace-clock conversion
 // from a perf event's mmap page (the `local` and `perf` trace clocks on
 // arm64 are the scheduler clock, on the arch counter) and takes direct
-// readings of the counter around CLOCK_MONOTONIC, and writes them in the
+// readings of the counter around CLOCK_MONOTONIC and CLOCK_REALTIME, and
+// writes them in the
 // text form of vtime/trace/clock_sample.h. Runs on a host or in a guest.
 #include <linux/perf_event.h>
 #include <sys/mman.h>
@@ -35,10 +36,13 @@ Writes this machine's clock samples: the counter-to-trace-clock conversion its
 kernel publishes in a perf event's mmap page (time_zero, time_mult,
 time_shift, time_cycles, time_mask), CNTFRQ_EL0, and N direct readings
 (default 10, MS ms apart, default 100) of CNTVCT_EL0 just before and just
-after CLOCK_MONOTONIC. vtime-trace uses them to turn this machine's trace
-timestamps (trace clock `local` or `perf`) into counter ticks.
+after CLOCK_MONOTONIC and CLOCK_REALTIME. vtime-trace uses them to turn this
+machine's trace timestamps (trace clock `local` or `perf`) into counter ticks,
+and the wall clock to place two hosts' traces side by side.
 
-  --machine NAME   the machine's name in the file (default: the host name)
+  --machine NAME   the machine's name in the file (default: the host name and
+                   the first 8 digits of its boot id, "NAME boot 1a2b3c4d":
+                   the name vtvmm gives this host in its timeline)
   --output FILE    write there instead of standard output
 
 Exit status: 0 written, 1 this kernel publishes no conversion
@@ -49,9 +53,9 @@ Exit status: 0 written, 1 this kernel publishes no conversion
 using vtime::guest_tools::ReadCntfrq;
 using vtime::guest_tools::ReadCntvct;
 
-std::uint64_t MonotonicNs() {
+std::uint64_t ClockNs(clockid_t clock) {
   timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
@@ -135,12 +139,22 @@ int main(int argc, char** argv) {
 #if defined(__aarch64__)
   vtime::trace::ClockSamples s;
   if (machine.empty()) {
+    // The name vtvmm gives a host in its timeline (--timeline-host): one
+    // boot of one machine is one counter.
     char host[257] = {};
     gethostname(host, sizeof host - 1);
     machine = host[0] != '\0' ? host : "unnamed";
+    if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+      char id[64] = {};
+      if (std::fgets(id, sizeof id, f) != nullptr && std::strlen(id) >= 8) {
+        machine += " boot " + std::string(id, 8);
+      }
+      std::fclose(f);
+    }
   }
   if (machine.size() > 256) return Usage("--machine: at most 256 bytes");
   s.machine = machine;
+  s.wall_clock = true;
   s.counter_frequency_hz = ReadCntfrq();
   std::string why;
   if (!ReadPerfClock(&s.perf, &why)) {
@@ -150,9 +164,10 @@ int main(int argc, char** argv) {
   for (unsigned n = 0; n < samples; ++n) {
     if (n != 0 && interval_ms != 0) usleep(interval_ms * 1000u);
     const std::uint64_t before = ReadCntvct();
-    const std::uint64_t mono = MonotonicNs();
+    const std::uint64_t mono = ClockNs(CLOCK_MONOTONIC);
+    const std::uint64_t wall = ClockNs(CLOCK_REALTIME);
     const std::uint64_t after = ReadCntvct();
-    s.samples.push_back(vtime::trace::ClockSample{before, mono, after});
+    s.samples.push_back(vtime::trace::ClockSample{before, mono, after, wall});
   }
   const std::string text = s.Format();
   FILE* f = output.empty() ? stdout : std::fopen(output.c_str(), "w");

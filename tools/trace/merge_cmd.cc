@@ -39,8 +39,10 @@ guest's per vCPU), each record an instant event with its fields.
                  with the local or perf trace clock). Its name is the
                  samples' machine name unless name= says otherwise; it must
                  be the name the guest's timeline gives the host (vtvmm
-                 --timeline-host). A host after the first needs shift=NS:
-                 its trace clock + NS is the first host's.
+                 --timeline-host). A host after the first is placed by the
+                 two hosts' wall clocks (the samples' CLOCK_REALTIME, as
+                 good as the hosts' clock sync), or by shift=NS: its trace
+                 clock + NS is the first host's.
   --guest ...    a guest: the clock samples vtime-clocksample wrote in it,
                  the offset timeline vtvmm recorded for it (--timeline), and
                  its traces. Each record's timestamp becomes the guest's
@@ -211,6 +213,7 @@ int MergeCommand(int argc, char** argv) {
   trace::Merger merger;
   std::vector<std::pair<std::uint32_t, const MachineArg*>> added;
   bool first_host = true;
+  std::optional<trace::ClockSamples> first_wall;
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& m : machines) {
       if (m.guest != (pass == 1)) continue;
@@ -221,12 +224,34 @@ int MergeCommand(int argc, char** argv) {
       if (!samples) return Refuse(m.samples + ": " + samples.error().Message());
       const std::string name = m.name.empty() ? samples->machine : m.name;
       if (!m.guest) {
-        if (!first_host && !m.shift) {
-          return Refuse("host '" + name +
-                        "' is not the first: give shift=NS, the nanoseconds that put its trace "
-                        "clock on the first host's");
+        std::int64_t shift = 0;
+        if (first_host) {
+          first_wall = samples->wall_clock ? std::optional(*samples) : std::nullopt;
+        } else if (m.shift) {
+          shift = *m.shift;
+        } else {
+          // Both hosts' wall clocks: trace_b + (wall_b - trace_b) - (wall_a
+          // - trace_a) is a's trace clock, within the samples' widths plus
+          // however far apart the two wall clocks are.
+          using Clock = trace::ClockSamples::Clock;
+          if (!first_wall || !samples->wall_clock) {
+            return Refuse("host '" + name +
+                          "' is not the first: give shift=NS (its trace clock + NS is the "
+                          "first host's), or clock samples of both hosts with wall-clock "
+                          "readings (vtime-clocksample writes them)");
+          }
+          auto wa = first_wall->OffsetOf(Clock::kRealtime);
+          auto wb = samples->OffsetOf(Clock::kRealtime);
+          if (!wa) return Refuse(wa.error().context);
+          if (!wb) return Refuse(wb.error().context);
+          shift = wb->ns - wa->ns;
+          std::fprintf(stderr,
+                       "vtime-trace merge: host '%s' placed by the hosts' wall clocks: shift %lld "
+                       "ns, within %llu ns plus the two wall clocks' difference\n",
+                       name.c_str(), static_cast<long long>(shift),
+                       static_cast<unsigned long long>((wa->width_ns + wb->width_ns) / 2 + 1));
         }
-        added.emplace_back(merger.AddHost(name, samples->perf, first_host ? 0 : *m.shift), &m);
+        added.emplace_back(merger.AddHost(name, samples->perf, shift), &m);
         first_host = false;
         continue;
       }

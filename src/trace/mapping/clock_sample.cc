@@ -1,5 +1,6 @@
 #include "vtime/trace/clock_sample.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <string>
@@ -41,7 +42,8 @@ Result<void> Fields(std::size_t line, std::string_view rest, const char* const (
 }  // namespace
 
 std::string ClockSamples::Format() const {
-  std::string s = "vtime-clocksample 1\nmachine " + machine +
+  std::string s = std::string(wall_clock ? "vtime-clocksample 2" : "vtime-clocksample 1") +
+                  "\nmachine " + machine +
                   "\nfrequency hz=" + std::to_string(counter_frequency_hz) +
                   "\nperf time_zero=" + std::to_string(perf.time_zero) +
                   " time_mult=" + std::to_string(perf.time_mult) +
@@ -51,6 +53,7 @@ std::string ClockSamples::Format() const {
   for (const ClockSample& c : samples) {
     s += "sample before=" + std::to_string(c.counter_before) +
          " monotonic_ns=" + std::to_string(c.monotonic_ns) +
+         (wall_clock ? " realtime_ns=" + std::to_string(c.realtime_ns) : std::string()) +
          " after=" + std::to_string(c.counter_after) + "\n";
   }
   return s;
@@ -66,8 +69,10 @@ Result<ClockSamples> ClockSamples::Parse(std::string_view text) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     ++line_no;
     if (line_no == 1) {
-      if (line != "vtime-clocksample 1") {
-        return Bad(1, "not a vtime-clocksample file of version 1");
+      if (line == "vtime-clocksample 2") {
+        out.wall_clock = true;
+      } else if (line != "vtime-clocksample 1") {
+        return Bad(1, "not a vtime-clocksample file of version 1 or 2");
       }
       continue;
     }
@@ -108,15 +113,23 @@ Result<ClockSamples> ClockSamples::Parse(std::string_view text) {
       if (out.samples.size() == kMaxClockSamples) {
         return Bad(line_no, "more than " + std::to_string(kMaxClockSamples) + " samples");
       }
-      static constexpr const char* kNames[] = {"before", "monotonic_ns", "after"};
-      std::uint64_t v[3];
-      if (auto r = Fields(line_no, rest, kNames, v); !r) return tl::unexpected(r.error());
+      static constexpr const char* kNames1[] = {"before", "monotonic_ns", "after"};
+      static constexpr const char* kNames2[] = {"before", "monotonic_ns", "realtime_ns", "after"};
+      std::uint64_t v[4] = {};
+      if (out.wall_clock) {
+        if (auto r = Fields(line_no, rest, kNames2, v); !r) return tl::unexpected(r.error());
+        std::swap(v[2], v[3]);  // before, monotonic, after, realtime
+      } else {
+        std::uint64_t w[3];
+        if (auto r = Fields(line_no, rest, kNames1, w); !r) return tl::unexpected(r.error());
+        v[0] = w[0], v[1] = w[1], v[2] = w[2];
+      }
       if (v[0] > v[2]) return Bad(line_no, "the counter read after is below the one before");
       if (!out.samples.empty() &&
           (v[0] < out.samples.back().counter_after || v[1] < out.samples.back().monotonic_ns)) {
         return Bad(line_no, "a sample earlier than the one before it");
       }
-      out.samples.push_back(ClockSample{v[0], v[1], v[2]});
+      out.samples.push_back(ClockSample{v[0], v[1], v[2], v[3]});
     } else if (!line.empty()) {
       return Bad(line_no, "unknown record '" + std::string(kind) + "'");
     }
@@ -127,6 +140,36 @@ Result<ClockSamples> ClockSamples::Parse(std::string_view text) {
   }
   if (out.samples.empty()) return Bad(line_no, "no sample");
   return out;
+}
+
+Result<ClockSamples::Offset> ClockSamples::OffsetOf(Clock clock, std::uint64_t slack_ns) const {
+  if (clock == Clock::kRealtime && !wall_clock) {
+    return Fail(ErrorCode::kUnsupported,
+                "clock samples of " + machine + " hold no CLOCK_REALTIME (a version-1 file)");
+  }
+  if (samples.empty()) return Fail(ErrorCode::kInvalidArgument, "no clock samples");
+  // Each reading r lies between the trace clock at the counter read before
+  // and after it: clock - trace is in [r - Trace(after), r - Trace(before)].
+  __extension__ using I128 = __int128;
+  I128 low = std::numeric_limits<std::int64_t>::min(),
+       high = std::numeric_limits<std::int64_t>::max();
+  for (const auto& c : samples) {
+    const I128 r = clock == Clock::kMonotonic ? c.monotonic_ns : c.realtime_ns;
+    low = std::max(low, r - static_cast<I128>(perf.TraceNs(c.counter_after)));
+    high = std::min(high, r - static_cast<I128>(perf.TraceNs(c.counter_before)));
+  }
+  const char* name = clock == Clock::kMonotonic ? "CLOCK_MONOTONIC" : "CLOCK_REALTIME";
+  if (low > high + static_cast<I128>(slack_ns)) {
+    return Fail(ErrorCode::kOutOfRange,
+                std::string(name) + " - trace clock differs between the samples of " + machine +
+                    " by " + std::to_string(static_cast<long long>(low - high)) +
+                    " ns more than their readings allow: the conversion does not fit this "
+                    "machine's clocks, or the clock was stepped between them");
+  }
+  Offset o;
+  o.ns = static_cast<std::int64_t>((low + high) / 2);
+  o.width_ns = high >= low ? static_cast<std::uint64_t>(high - low) : 0;
+  return o;
 }
 
 }  // namespace vtime::trace

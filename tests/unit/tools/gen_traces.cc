@@ -103,7 +103,10 @@ std::string Samples(const std::string& machine, const PerfClock& clock) {
   s.machine = machine;
   s.counter_frequency_hz = 62'500'000;
   s.perf = clock;
-  s.samples.push_back(ClockSample{100, clock.TraceNs(101) + 5'000, 102});
+  s.wall_clock = true;
+  // The wall clock 1.7e18 ns ahead of the trace clock on every machine.
+  s.samples.push_back(ClockSample{100, clock.TraceNs(101) + 5'000, 102,
+                                  1'700'000'000'000'000'000 + clock.TraceNs(101)});
   return s.Format();
 }
 

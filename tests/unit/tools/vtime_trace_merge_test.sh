@@ -74,7 +74,14 @@ out=$("$tool" merge -o "$d/x.json" --quiet --drop-uncovered --host "samples=$d/o
   --guest "$gs,trace=$d/guest.dat" 2>&1)
 contains "--drop-uncovered leaves them out" "2000 not covered" "$out"
 expect "and writes the rest" 0 "$(rc "$check" "$d/x.json")"
-expect "a second host needs a shift" 1 "$(rc "$tool" merge -o "$d/y.json" --host "$hs,trace=$d/host.dat" --host "samples=$d/other.txt")"
+# A second host placed by the two hosts' wall clocks: its wall clock is
+# 5 ms further ahead of its trace clock than the first host's.
+printf 'vtime-clocksample 2\nmachine second\nfrequency hz=62500000\nperf time_zero=1000 time_mult=33554432 time_shift=21 time_cycles=0 time_mask=72057594037927935\nsample before=100 monotonic_ns=7616 realtime_ns=1700000000005002616 after=102\n' >"$d/second.txt"
+msg=$("$tool" merge -o "$d/w.json" --quiet --host "$hs,trace=$d/host.dat" --host "samples=$d/second.txt,trace=$d/host.dat" 2>&1)
+contains "a second host placed by the wall clocks" "host 'second' placed by the hosts' wall clocks: shift 5000000 ns, within 33 ns" "$msg"
+res=$("$check" "$d/w.json")
+contains "its records 5 ms later on the axis" "process 2 host second: 2000 instants, ts 16005017.000 .. 16021388.712 us" "$res"
+expect "a second host without wall-clock samples needs a shift" 1 "$(rc "$tool" merge -o "$d/y.json" --host "$hs,trace=$d/host.dat" --host "samples=$d/other.txt")"
 expect "usage: no -o" 2 "$(rc "$tool" merge --host "$hs,trace=$d/host.dat")"
 expect "usage: no host" 2 "$(rc "$tool" merge -o "$d/y.json" --guest "$gs,trace=$d/guest.dat")"
 expect "usage: unknown key" 2 "$(rc "$tool" merge -o "$d/y.json" --host "$hs,colour=red")"

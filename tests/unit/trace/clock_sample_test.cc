@@ -32,6 +32,43 @@ std::string Refusal(const std::string& text) {
   return r.has_value() ? "" : r.error().context;
 }
 
+TEST(ClockSamples, Version2CarriesTheWallClock) {
+  ClockSamples s = Sample();
+  s.wall_clock = true;
+  s.samples[0].realtime_ns = 1'700'000'000'000'005'000;
+  s.samples[1].realtime_ns = 1'700'000'000'000'006'600;
+  const std::string text = s.Format();
+  EXPECT_EQ(text.substr(0, 20), "vtime-clocksample 2\n");
+  EXPECT_NE(text.find("monotonic_ns=5000 realtime_ns=1700000000000005000 after=102"),
+            std::string::npos);
+  auto back = ClockSamples::Parse(text);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(*back, s);
+}
+
+TEST(ClockSamples, OffsetOfAClockIsWhatEverySampleAllows) {
+  ClockSamples s = Sample();
+  // Trace clock at tick t: 1'000'000 + 16 t. Sample 0 allows
+  // [5000 - 1'001'632, 5000 - 1'001'600], sample 1 [6600 - 1'003'216,
+  // 6600 - 1'003'200]: together [-996'616, -996'600].
+  auto mono = s.OffsetOf(ClockSamples::Clock::kMonotonic);
+  ASSERT_TRUE(mono) << mono.error().Message();
+  EXPECT_EQ(mono->ns, -996'608);
+  EXPECT_EQ(mono->width_ns, 16u);
+  EXPECT_FALSE(s.OffsetOf(ClockSamples::Clock::kRealtime));  // a version-1 file
+  s.wall_clock = true;
+  s.samples[0].realtime_ns = 9'001'005'000;
+  s.samples[1].realtime_ns = 9'001'006'600;
+  auto wall = s.OffsetOf(ClockSamples::Clock::kRealtime);
+  ASSERT_TRUE(wall);
+  EXPECT_EQ(wall->ns, 9'001'005'000 - 1'001'608);
+  // A wall clock stepped by 1 ms between the samples allows no offset.
+  s.samples[1].realtime_ns += 1'000'000;
+  auto stepped = s.OffsetOf(ClockSamples::Clock::kRealtime);
+  ASSERT_FALSE(stepped);
+  EXPECT_NE(stepped.error().context.find("stepped"), std::string::npos);
+}
+
 TEST(ClockSamples, RefusesWhatTheToolNeverWrites) {
   const std::string good = Sample().Format();
   auto with = [&](const std::string& from, const std::string& to) {
@@ -41,7 +78,10 @@ TEST(ClockSamples, RefusesWhatTheToolNeverWrites) {
     return t.replace(at, from.size(), to);
   };
   EXPECT_NE(Refusal("").find("empty"), std::string::npos);
-  EXPECT_NE(Refusal(with("sample 1", "sample 2")).find("line 1"), std::string::npos);
+  EXPECT_NE(Refusal(with("sample 1", "sample 3")).find("line 1"), std::string::npos);
+  // A version-2 file's samples carry CLOCK_REALTIME.
+  EXPECT_NE(Refusal(with("sample 1", "sample 2")).find("expected realtime_ns="),
+            std::string::npos);
   EXPECT_NE(Refusal(with("machine lab host\n", "")).find("must all be there"), std::string::npos);
   EXPECT_NE(Refusal(with("hz=62500000", "hz=0")).find("frequency of 0"), std::string::npos);
   EXPECT_NE(Refusal(with("time_mult=16777216", "time_mult=0")).find("line 4"), std::string::npos);
