@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "merge_cmd.h"
+#include "plot_cmd.h"
 #include "vtime/parse.h"
 #include "vtime/trace/clock_sample.h"
 #include "vtime/trace/timeline.h"
@@ -30,6 +31,7 @@ constexpr const char* kHelp = R"(usage: vtime-trace timeline FILE
        vtime-trace map FILE --vcpu N --virtual|--physical COUNT
        vtime-trace map FILE --vcpu N --virtual|--physical --at HOST:COUNT
        vtime-trace merge -o OUT.json --host samples=S,trace=T... --guest ... (merge --help)
+       vtime-trace plot FILE -o OUT.svg [--vcpu N] [--physical] [--size WxH]
 
 Host and guest time on one timeline: the offset timeline vtvmm records with
 --timeline FILE says, for every stretch the guest ran, on which host and with
@@ -55,6 +57,9 @@ the same moment follow from each other exactly.
                   the first host's time axis, exactly where the timeline
                   knows the offsets, and write Chrome JSON for the Perfetto
                   UI (vtime-trace merge --help)
+  plot FILE ...   draw the guest's time against its hosts' (SVG): its runs,
+                  pauses and migrations with the guest's step at each, offset
+                  changes (vtime-trace plot --help)
   --help          this text
 
 Exit status: 0 done, 1 the file or the value was refused (the reason is
@@ -236,6 +241,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "map") return Map(argc, argv);
   if (cmd == "merge") return vtime::trace_tool::MergeCommand(argc, argv);
+  if (cmd == "plot") return vtime::trace_tool::PlotCommand(argc, argv);
   if (cmd == "samples") {
     if (argc != 3) return Usage("usage: vtime-trace samples FILE");
     return CheckSamples(argv[2]);
