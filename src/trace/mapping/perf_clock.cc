@@ -43,20 +43,26 @@ std::uint64_t PerfClock::TraceNs(std::uint64_t ticks) const {
 
 Result<std::uint64_t> PerfClock::Ticks(std::uint64_t ns) const {
   if (auto v = Validate(); !v) return tl::unexpected(v.error());
-  if (ns < time_zero) {
-    return Fail(ErrorCode::kOutOfRange, "trace timestamp " + std::to_string(ns) +
-                                            " ns is before the perf clock's zero (" +
-                                            std::to_string(time_zero) + " ns)");
+  // The kernel's sum wraps modulo 2^64: on a machine whose counter ran
+  // before sched_clock's zero (every Linux guest, most hosts) time_zero is
+  // "negative", above 2^63. A timestamp more than 2^63 ns behind the zero
+  // is taken as one before it.
+  const std::uint64_t since_zero = ns - time_zero;
+  if (since_zero >= (std::uint64_t{1} << 63)) {
+    return Fail(ErrorCode::kOutOfRange,
+                "trace timestamp " + std::to_string(ns) + " ns is before the perf clock's zero (" +
+                    std::to_string(time_zero) + " ns, " +
+                    std::to_string(static_cast<std::int64_t>(time_zero)) + " as a signed value)");
   }
   // Scaled() is within a tick of ticks * mult / 2^shift: start from the
   // exact quotient and step to the tick that holds ns.
-  const u128 want = u128{ns - time_zero};
+  const u128 want = u128{since_zero};
   // A merge asks this for every record: below 2^52 ns (52 days) a double
   // quotient is within a tick and the steps below make it exact, without
   // the 128-bit division.
   u128 guess = 0;
-  if (ns - time_zero < (std::uint64_t{1} << 52) && time_shift < 52) {
-    guess = static_cast<u128>(static_cast<double>(ns - time_zero) *
+  if (since_zero < (std::uint64_t{1} << 52) && time_shift < 52) {
+    guess = static_cast<u128>(static_cast<double>(since_zero) *
                               static_cast<double>(std::uint64_t{1} << time_shift) /
                               static_cast<double>(time_mult));
   } else {

@@ -54,8 +54,8 @@ TEST(PerfClock, TicksIsTheTickThatHoldsTheTimestamp) {
 TEST(PerfClock, SplitAtTheShiftIsWithinANanosecondOfTheExactProduct) {
   const PerfClock c = Soc();
   for (std::uint64_t tick = 1; tick < (1ull << 55); tick = tick * 3 + 7) {
-    const auto exact = static_cast<std::uint64_t>(
-        (static_cast<U128>(tick) * c.time_mult) >> c.time_shift);
+    const auto exact =
+        static_cast<std::uint64_t>((static_cast<U128>(tick) * c.time_mult) >> c.time_shift);
     const std::uint64_t got = c.TraceNs(tick) - c.time_zero;
     EXPECT_LE(got, exact) << tick;
     EXPECT_LE(exact - got, 1u) << tick;
@@ -67,6 +67,21 @@ TEST(PerfClock, RefusesATimestampBeforeItsZero) {
   ASSERT_FALSE(t.has_value());
   EXPECT_EQ(t.error().code, ErrorCode::kOutOfRange);
   EXPECT_NE(t.error().context.find("before the perf clock's zero"), std::string::npos);
+}
+
+// Linux's sched_clock starts at 0 at boot, after the counter did: its
+// time_zero is negative, and the kernel's sum wraps. A guest of the lab
+// published time_zero = 18446744064018206144 (-9'691'345'472 ns).
+TEST(PerfClock, ANegativeZeroWrapsAsTheKernelsSumDoes) {
+  PerfClock c{18446744064018206144ull, 33554432, 21, 0, (1ull << 56) - 1};
+  const std::uint64_t tick = 700'000'000;  // 11.2 s of counter, 1.5 s of sched_clock
+  const std::uint64_t ns = c.TraceNs(tick);
+  EXPECT_EQ(ns, 11'200'000'000ull - 9'691'345'472ull);
+  auto back = c.Ticks(ns);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(*back, tick);
+  EXPECT_EQ(*c.Ticks(ns + 15), tick);    // the tick that holds it
+  EXPECT_EQ(*c.Ticks(0), 605'709'092u);  // sched_clock's zero: 9.69 s of counter
 }
 
 TEST(PerfClock, RefusesPagesTheKernelWouldNotPublish) {
