@@ -1,9 +1,10 @@
 #include "vtime/trace/plot.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vtime::trace {
@@ -56,10 +57,14 @@ std::string Escape(std::string_view s) {
   return out;
 }
 
-std::string Num(double v, const char* format = "%.1f") {
+// `format` is "%.Nf" or "%.Ng": to_chars prints exactly as printf would
+// (and the pure layer has no <cstdio>).
+std::string Num(double v, std::string_view format = "%.1f") {
+  const int precision = format[2] - '0';
+  const auto style = format[3] == 'f' ? std::chars_format::fixed : std::chars_format::general;
   char b[64];
-  std::snprintf(b, sizeof b, format, v);
-  return b;
+  const auto r = std::to_chars(b, b + sizeof b, v, style, precision);
+  return std::string(b, r.ptr);
 }
 
 // Seconds with a unit that suits them ("1.25 s", "340 ms", "12 us").
