@@ -17,6 +17,7 @@ typedef unsigned long uptr;
 #define FINISHER_BASE   0x090c0000UL
 #define PVTIME_BASE     0x090a0000UL
 #define DEBUGPRINT_BASE 0x090d0000UL   /* vtvmm's bulk print device (not in QEMU) */
+#define TRACEMARKER_BASE 0x090e0000UL  /* vtvmm's trace marker (not in QEMU) */
 #define GICD_BASE       0x08000000UL
 #define GICC_BASE       0x08010000UL
 #define GICR_BASE       0x080A0000UL

@@ -222,6 +222,11 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   w.Reg64({layout::kDebugPrint, DebugPrint::kSize});
   w.End();
 
+  w.Begin("trace-marker@" + Hexless(layout::kTraceMarker));
+  w.Str("compatible", "vtime,trace-marker");
+  w.Reg64({layout::kTraceMarker, layout::kTraceMarkerSize});
+  w.End();
+
   w.End();
   if (const int err = w.Finish(); err < 0) {
     return Fail(ErrorCode::kInvalidArgument,

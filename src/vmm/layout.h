@@ -26,6 +26,12 @@ inline constexpr std::uint64_t kPvtimeSize = 0x10000;
 inline constexpr std::uint64_t kTestExit = 0x090C0000;  ///< vtime test finisher (not in QEMU)
 inline constexpr std::uint64_t kTestExitSize = 0x1000;
 inline constexpr std::uint64_t kDebugPrint = 0x090D0000;  ///< vtime bulk print (not in QEMU)
+/// vtime trace marker (not in QEMU): a guest stores its CNTVCT to offset 0
+/// (one 8-byte write) at a moment it marks in its own trace; the host's
+/// kvm:kvm_mmio event for that exit carries the value, which ties the two
+/// traces together. vtvmm only counts the writes; the page reads as zero.
+inline constexpr std::uint64_t kTraceMarker = 0x090E0000;
+inline constexpr std::uint64_t kTraceMarkerSize = 0x1000;
 /// virtio-mmio console (--console virtio): the first slot of QEMU virt's
 /// virtio-mmio window.
 inline constexpr std::uint64_t kVirtioConsole = 0x0a000000;

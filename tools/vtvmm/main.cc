@@ -65,7 +65,10 @@ initrd's range and stdout-path (the PL011: console=ttyAMA0).
 A guest ends by PSCI SYSTEM_OFF (status 0) or by writing a 32-bit status to
 the vtime test finisher at @TEST_EXIT@ (vtvmm exits with status & 0xff). PSCI
 SYSTEM_RESET reboots it: a new VM, the image loaded afresh, the same counter
-offset (guest time runs on), unless --no-reboot (then status 0).
+offset (guest time runs on), unless --no-reboot (then status 0). A guest
+marks a moment for the host's trace by an 8-byte write of its CNTVCT to the
+vtime trace marker at @TRACE_MARKER@: vtvmm only counts these (--stats), the
+host's kvm:kvm_mmio trace event carries the value.
 
 Options:
   --kernel FILE          boot FILE as an arm64 Linux Image (refused without
@@ -276,6 +279,7 @@ std::string HelpText() {
       {"@GICR@", address(layout::kGicRedist)},
       {"@GICC@", address(layout::kGicCpu)},
       {"@TEST_EXIT@", address(layout::kTestExit)},
+      {"@TRACE_MARKER@", address(layout::kTraceMarker)},
       {"@MAX_CPUS@", std::to_string(layout::kMaxVcpus)},
       {"@CPUS@", std::to_string(defaults.cpus)},
       {"@MEMORY_MB@", std::to_string(defaults.ram_size >> 20)},
@@ -982,6 +986,7 @@ int main(int argc, char** argv) {
     s.counter_offset_ioctls += b.counter_offset_ioctls;
     s.counter_value_writes += b.counter_value_writes;
     s.timer_register_writes += b.timer_register_writes;
+    s.trace_marks += b.trace_marks;
     s.steal = b.steal;  // the last boot's
     if (!result || result->end != vtime::vmm::GuestEnd::kReset || no_reboot) break;
     std::fprintf(stderr, "vtvmm: %s; rebooting (boot %u)\n", result->detail.c_str(), boot + 2);
@@ -990,7 +995,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "vtvmm: stats: exits=%llu mmio=%llu intr=%llu irq_line_raises=%llu "
                  "timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu "
-                 "timer_register_writes=%llu\n",
+                 "timer_register_writes=%llu trace_marks=%llu\n",
                  static_cast<unsigned long long>(s.exits),
                  static_cast<unsigned long long>(s.mmio_exits),
                  static_cast<unsigned long long>(s.intr_exits),
@@ -998,7 +1003,8 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(s.timer_line_rises),
                  static_cast<unsigned long long>(s.counter_offset_ioctls),
                  static_cast<unsigned long long>(s.counter_value_writes),
-                 static_cast<unsigned long long>(s.timer_register_writes));
+                 static_cast<unsigned long long>(s.timer_register_writes),
+                 static_cast<unsigned long long>(s.trace_marks));
     std::fprintf(stderr, "vtvmm: steal:%s\n", s.steal.c_str());
   }
   if (!result) {

@@ -87,6 +87,14 @@ TEST(DeviceTree, DescribesTheTestFinisherAndTheBulkPrintDevice) {
   EXPECT_EQ(Str(*dtb, "/debug-print@90d0000", "compatible"), "vtime,debug-print");
 }
 
+TEST(DeviceTree, DescribesTheTraceMarkerSoThatNoDriverClaimsItsPage) {
+  auto dtb = BuildDeviceTree(MachineDescription{});
+  ASSERT_TRUE(dtb.has_value());
+  EXPECT_EQ(Str(*dtb, "/trace-marker@90e0000", "compatible"), "vtime,trace-marker");
+  EXPECT_EQ(Cells(*dtb, "/trace-marker@90e0000", "reg"),
+            (std::vector<std::uint32_t>{0, 0x090e0000, 0, 0x1000}));
+}
+
 TEST(DeviceTree, ChosenCarriesBootargsAndTheInitrdRangeForLinux) {
   MachineDescription m;
   m.bootargs = "console=ttyAMA0 quiet";

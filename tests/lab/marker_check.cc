@@ -1,0 +1,171 @@
+// Checks a merged trace (vtime-trace merge's Chrome JSON) of the lab's
+// marker proof (#11): each guest mark "vtime-mark I VALUE" (the guest read
+// CNTVCT = VALUE, marked the moment in its own trace, then stored VALUE to
+// vtvmm's trace marker) against the host's kvm_mmio record of that store,
+// which carries VALUE. After the merge each mark must land no later than
+// its exit and no earlier than that vCPU thread's last kvm_entry before it
+// (the guest can read its counter only while it runs: the mark lies within
+// the exit's round trip), and at most --max-gap-ns before the exit; each
+// value must be the val of exactly one 8-byte write to the marker's gpa. Prints a FIGURE line
+// per mark and the spread of the gaps, then "ok" (exit 0) or the first
+// failure (exit 1).
+//   marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N]
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+
+int Bad(const std::string& why) {
+  std::printf("not ok: %s\n", why.c_str());
+  return 1;
+}
+
+// The hex number after `key` ("gpa 0x", "val 0x") in `info`.
+bool HexAfter(const std::string& info, const std::string& key, std::uint64_t* out) {
+  const auto at = info.find(key);
+  if (at == std::string::npos) return false;
+  char* end = nullptr;
+  const char* start = info.c_str() + at + key.size();
+  *out = std::strtoull(start, &end, 16);
+  return end != start;
+}
+
+// Microseconds with three decimals, as the merge writes them, to ns.
+std::int64_t Ns(double us) { return std::llround(us * 1000.0); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint64_t gpa = 0;
+  long long max_gap = -1, want_marks = -1;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--gpa") gpa = std::strtoull(argv[i + 1], nullptr, 0);
+    if (a == "--max-gap-ns") max_gap = std::atoll(argv[i + 1]);
+    if (a == "--marks") want_marks = std::atoll(argv[i + 1]);
+  }
+  if (argc < 6 || gpa == 0 || max_gap < 0) {
+    std::fprintf(stderr, "usage: marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N]\n");
+    return 2;
+  }
+  std::ifstream in(argv[1]);
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    return Bad(std::string(argv[1]) + ": not JSON: " + e.what());
+  }
+  struct Mark {
+    long long index;
+    std::uint64_t value;
+    std::int64_t ts;
+    long long pid;
+  };
+  std::vector<Mark> marks;
+  struct Write {
+    std::int64_t ts;
+    long long pid;   // the host process (machine) of the merged trace
+    long long task;  // the vCPU thread
+  };
+  std::map<std::uint64_t, std::vector<Write>> writes;
+  std::map<std::pair<long long, long long>, std::vector<std::int64_t>> entries;  // (pid, task)
+  std::map<long long, std::string> names;
+  long long other_accesses = 0;
+  for (const auto& e : doc.at("traceEvents")) {
+    const std::string ph = e.at("ph");
+    if (ph == "M") {
+      if (e.at("name") == "process_name") names[e.at("pid")] = e.at("args").at("name");
+      continue;
+    }
+    const std::string info = e.at("args").value("info", "");
+    const auto mark_at = info.find("vtime-mark ");
+    if (e.at("cat") == "host" && e.at("name") == "kvm_entry") {
+      entries[{e.at("pid"), e.at("args").value("task", -1LL)}].push_back(Ns(e.at("ts")));
+    } else if (e.at("cat") == "guest" && mark_at != std::string::npos) {
+      long long idx = 0, value = 0;
+      if (std::sscanf(info.c_str() + mark_at, "vtime-mark %lld %lli", &idx, &value) != 2 ||
+          value < 0) {
+        return Bad("a guest mark that does not parse: " + info);
+      }
+      marks.push_back(Mark{idx, static_cast<std::uint64_t>(value), Ns(e.at("ts")), e.at("pid")});
+    } else if (e.at("cat") == "host" && e.at("name") == "kvm_mmio") {
+      std::uint64_t at = 0, val = 0;
+      if (!HexAfter(info, "gpa 0x", &at) || (at & ~0xfffULL) != gpa) continue;
+      if (info.find("write") == std::string::npos || info.find("len 8") == std::string::npos ||
+          !HexAfter(info, "val 0x", &val)) {
+        ++other_accesses;
+        continue;
+      }
+      writes[val].push_back({Ns(e.at("ts")), e.at("pid"), e.at("args").value("task", -1LL)});
+    }
+  }
+  if (marks.empty()) return Bad("no guest marks in the merged trace");
+  if (want_marks >= 0 && static_cast<long long>(marks.size()) != want_marks) {
+    return Bad(std::to_string(marks.size()) + " guest marks, wanted " + std::to_string(want_marks));
+  }
+  if (other_accesses != 0) {
+    return Bad(std::to_string(other_accesses) + " other accesses to the marker's page");
+  }
+  std::vector<std::int64_t> gaps, windows;
+  std::map<std::string, int> per_host;
+  for (const auto& m : marks) {
+    const auto it = writes.find(m.value);
+    if (it == writes.end()) {
+      return Bad("mark " + std::to_string(m.index) + " (value " + std::to_string(m.value) +
+                 "): no kvm_mmio write of that value");
+    }
+    if (it->second.size() != 1) {
+      return Bad("mark " + std::to_string(m.index) + ": " + std::to_string(it->second.size()) +
+                 " writes of its value");
+    }
+    const Write w = it->second.front();
+    const std::int64_t gap = w.ts - m.ts;
+    // The last entry of that vCPU thread before its exit.
+    const auto& ent = entries[{w.pid, w.task}];
+    const auto after = std::lower_bound(ent.begin(), ent.end(), w.ts);
+    if (after == ent.begin()) {
+      return Bad("mark " + std::to_string(m.index) +
+                 ": no kvm_entry of its vCPU thread before its exit");
+    }
+    const std::int64_t entry = *(after - 1);
+    std::printf(
+        "FIGURE mark %lld value %llu on %s: entry %lld ns before the mark, exit %lld ns after it\n",
+        m.index, static_cast<unsigned long long>(m.value), names[w.pid].c_str(),
+        static_cast<long long>(m.ts - entry), static_cast<long long>(gap));
+    if (gap < 0) {
+      return Bad("mark " + std::to_string(m.index) + " lands " + std::to_string(-gap) +
+                 " ns after its exit");
+    }
+    if (m.ts < entry) {
+      return Bad("mark " + std::to_string(m.index) + " lands " + std::to_string(entry - m.ts) +
+                 " ns before its vCPU entered the guest: earlier than its exit's round trip");
+    }
+    if (gap > max_gap) {
+      return Bad("mark " + std::to_string(m.index) + " lands " + std::to_string(gap) +
+                 " ns before its exit, more than " + std::to_string(max_gap));
+    }
+    windows.push_back(w.ts - entry);
+    gaps.push_back(gap);
+    ++per_host[names[w.pid]];
+  }
+  std::sort(gaps.begin(), gaps.end());
+  std::printf("FIGURE %zu marks: exit after mark min %lld ns, median %lld ns, max %lld ns\n",
+              gaps.size(), static_cast<long long>(gaps.front()),
+              static_cast<long long>(gaps[gaps.size() / 2]), static_cast<long long>(gaps.back()));
+  std::sort(windows.begin(), windows.end());
+  std::printf("FIGURE entry to exit around each mark: min %lld ns, median %lld ns, max %lld ns\n",
+              static_cast<long long>(windows.front()),
+              static_cast<long long>(windows[windows.size() / 2]),
+              static_cast<long long>(windows.back()));
+  for (const auto& [host, n] : per_host) std::printf("  %d marks on %s\n", n, host.c_str());
+  std::printf("ok: every mark lands between its vCPU's entry and its exit\n");
+  return 0;
+}
