@@ -25,7 +25,8 @@ Draws the guest's time against its hosts' time from an offset timeline
 (vtvmm --timeline): each stretch the guest ran is a line of its counter
 against the host's, each pause or migration a grey band labelled with how
 long the guest was stopped (when both ends are on one host) and the step its
-counter made there, each offset change a dashed red line with its step.
+counter made there, each change of the VM offsets a dashed red line and each
+CNTVOFF_EL2 a guest hypervisor set on the vCPU a dotted one, with the step.
 Opens in any browser. --physical draws CNTPCT instead of CNTVCT; --size
 sets the picture's size in pixels (default 960x540).
 )";
