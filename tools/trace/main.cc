@@ -2,18 +2,14 @@
 // offset timeline vtvmm records (--timeline), maps single counter values
 // through it, checks clock samples, and merges whole traces (merge_cmd.cc).
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include "files.h"
 #include "merge_cmd.h"
 #include "plot_cmd.h"
 #include "vtime/parse.h"
@@ -75,16 +71,9 @@ using vtime::ParseU64;
 
 // The timeline in FILE, or a one-line reason on stderr.
 bool Load(const std::string& path, Timeline* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), std::strerror(errno));
-    return false;
-  }
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
-  auto t = Timeline::Decode(bytes);
+  auto t = vtime::trace_tool::LoadTimeline(path);
   if (!t) {
-    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), t.error().Message().c_str());
+    std::fprintf(stderr, "vtime-trace: %s\n", t.error().context.c_str());
     return false;
   }
   *out = std::move(*t);
@@ -123,15 +112,9 @@ int PrintTimeline(const std::string& path) {
 // conversion one offset is in all of them (up to the two clocks' own
 // rounding, allowed 1 us).
 int CheckSamples(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), std::strerror(errno));
-    return 1;
-  }
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto s = vtime::trace::ClockSamples::Parse(text);
+  auto s = vtime::trace_tool::LoadClockSamples(path);
   if (!s) {
-    std::fprintf(stderr, "vtime-trace: %s: %s\n", path.c_str(), s.error().Message().c_str());
+    std::fprintf(stderr, "vtime-trace: %s\n", s.error().context.c_str());
     return 1;
   }
   const std::uint64_t span_ticks =

@@ -8,13 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "files.h"
 #include "readers.h"
 #include "vtime/parse.h"
 #include "vtime/trace/chrome_json.h"
@@ -139,15 +138,6 @@ bool ParseList(std::string_view text, bool guest, MachineArg* out, std::string* 
   return true;
 }
 
-std::optional<std::string> ReadFile(const std::string& path, std::string* why) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *why = path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // The process's anonymous resident memory (heap, buffers), KiB; 0 where
 // /proc does not say. Its peak is what the merge holds: the resident set
 // also counts the pages of the input files libtracecmd maps, which the
@@ -217,11 +207,8 @@ int MergeCommand(int argc, char** argv) {
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& m : machines) {
       if (m.guest != (pass == 1)) continue;
-      std::string why;
-      auto text = ReadFile(m.samples, &why);
-      if (!text) return Refuse(why);
-      auto samples = trace::ClockSamples::Parse(*text);
-      if (!samples) return Refuse(m.samples + ": " + samples.error().Message());
+      auto samples = LoadClockSamples(m.samples);
+      if (!samples) return Refuse(samples.error().context);
       const std::string name = m.name.empty() ? samples->machine : m.name;
       if (!m.guest) {
         std::int64_t shift = 0;
@@ -255,11 +242,8 @@ int MergeCommand(int argc, char** argv) {
         first_host = false;
         continue;
       }
-      auto bytes = ReadFile(m.timeline, &why);
-      if (!bytes) return Refuse(why);
-      auto timeline = trace::Timeline::Decode(
-          std::span(reinterpret_cast<const std::uint8_t*>(bytes->data()), bytes->size()));
-      if (!timeline) return Refuse(m.timeline + ": " + timeline.error().Message());
+      auto timeline = LoadTimeline(m.timeline);
+      if (!timeline) return Refuse(timeline.error().context);
       auto id = merger.AddGuest(name, samples->perf, *timeline);
       if (!id) return Refuse(id.error().Message());
       added.emplace_back(*id, &m);

@@ -4,11 +4,10 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include "files.h"
 #include "vtime/parse.h"
 #include "vtime/trace/plot.h"
 #include "vtime/trace/timeline.h"
@@ -80,12 +79,8 @@ int PlotCommand(int argc, char** argv) {
   }
   if (input.empty()) return Usage("a TIMELINE file is needed");
   if (output.empty()) return Usage("-o OUT.svg is needed");
-  std::ifstream in(input, std::ios::binary);
-  if (!in) return Refuse(input + ": " + std::strerror(errno));
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
-  auto t = trace::Timeline::Decode(bytes);
-  if (!t) return Refuse(input + ": " + t.error().Message());
+  auto t = LoadTimeline(input);
+  if (!t) return Refuse(t.error().context);
   auto svg = trace::PlotSvg(*t, options);
   if (!svg) return Refuse(svg.error().Message());
   const std::string temp = output + ".tmp";
