@@ -39,18 +39,6 @@ static char *put_str(char *p, const char *s) {
   return p;
 }
 
-static char *put_dec(char *p, u64 v, int width) {
-  char buf[24];
-  int n = 0;
-  do {
-    buf[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n < width) buf[n++] = '0';
-  while (n) *p++ = buf[--n];
-  return p;
-}
-
 /* One 8-byte store (no writeback: KVM needs a valid syndrome). Under QEMU
  * the address is unassigned and the store takes a synchronous external
  * abort, which the runtime skips: returns 0 then. */
@@ -67,13 +55,13 @@ static char line[160];
 static void print_mark(u32 i, u64 value, u32 mult, u32 shift) {
   u64 ns = trace_ns(value, mult, shift);
   char *p = put_str(line, "         guest-0     [000] ..... ");
-  p = put_dec(p, ns / 1000000000UL, 1);
+  p = rt_format_dec(p, ns / 1000000000UL, 1);
   *p++ = '.';
-  p = put_dec(p, ns % 1000000000UL, 9);
+  p = rt_format_dec(p, ns % 1000000000UL, 9);
   p = put_str(p, ": tracing_mark_write: vtime-mark ");
-  p = put_dec(p, i, 1);
+  p = rt_format_dec(p, i, 1);
   *p++ = ' ';
-  p = put_dec(p, value, 1);
+  p = rt_format_dec(p, value, 1);
   *p++ = '\n';
   rt_bulk_print(line, (u64)(p - line));
 }

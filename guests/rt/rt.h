@@ -68,6 +68,9 @@ void uart_puthex(u64 v);          /* "0x" + lower-case hex, no leading zeros */
 /* Writes v in lower-case hex, no prefix, no leading zeros, at out (at most
  * 16 characters, no NUL); returns the end. */
 char *rt_format_hex(char *out, u64 v);
+/* Writes v in decimal at out, zero-padded to `width` digits (at most 24
+ * characters, no NUL); returns the end. */
+char *rt_format_dec(char *out, u64 v, int width);
 /* Prints len bytes at once through vtvmm's bulk print device (one VM exit
  * per 64 KiB), or byte by byte through the UART where there is no such
  * device (QEMU). */

@@ -25,7 +25,7 @@ void uart_puts(const char *s)
         uart_putc(*s++);
 }
 
-void uart_putdec(u64 v)
+char *rt_format_dec(char *out, u64 v, int width)
 {
     char buf[24];
     int n = 0;
@@ -33,8 +33,19 @@ void uart_putdec(u64 v)
         buf[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
+    while (n < width && n < (int)sizeof buf)
+        buf[n++] = '0';
     while (n)
-        uart_putc(buf[--n]);
+        *out++ = buf[--n];
+    return out;
+}
+
+void uart_putdec(u64 v)
+{
+    char buf[24];
+    char *end = rt_format_dec(buf, v, 0);
+    for (char *p = buf; p < end; p++)
+        uart_putc(*p);
 }
 
 void uart_putsdec(s64 v)
