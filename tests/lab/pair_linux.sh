@@ -86,7 +86,8 @@ a="vtime-clocksync serve 10.0.0.1:5555 --tls-psk $guest_psk >/tmp/cs.out 2>&1 ||
 { vtvmm --timeout 900 --memory 192 --cpus 2 --irqchip $irqchip --console virtio $link --kernel /boot/Image \
   --initrd /boot/initrd.gz --append 'quiet vtime.pair=1' --migrate-to 10.0.0.2:4444 </dev/null 2>&1
   echo \$? >/tmp/first.rc; } | tee /tmp/first.out & v=\$!
-i=0; until grep -q 'vtime-guest: watching' /tmp/first.out || [ \$i -ge 6000 ]; do sleep 0.1; i=\$((i + 1)); done
+i=0; until grep -q 'vtime-guest: watching' /tmp/first.out || [ \$i -ge 6000 ] || ! kill -0 \$v 2>/dev/null; do sleep 0.1; i=\$((i + 1)); done
+grep -q 'vtime-guest: watching' /tmp/first.out || echo \"pair_linux: no 'vtime-guest: watching' from the guest after \$((i / 10)) s\"
 sleep 1; kill -USR2 \$(pidof vtvmm); wait \$v; [ \$(cat /tmp/first.rc) = 0 ] || exit 1"
 h=2
 while [ $h -le $hops ]; do
@@ -102,7 +103,11 @@ a="$a; cat /tmp/cs.out"
 b="sleep 2; vtime-clocksync sync 10.0.0.1 5555 --apply --tls-psk $guest_psk || exit 1"
 h=1
 while [ $h -lt $hops ]; do
-  b="$b; vtvmm $common --incoming 10.0.0.2:4444 --migrate-to 10.0.0.1:4444 --migrate-after $every </dev/null || exit 1"
+  # The first stay on B starts after A's boot, which may be minutes on a
+  # slow host; B waits as long as A does for the guest's watch.
+  wait_s=300
+  [ $h = 1 ] && wait_s=900
+  b="$b; vtvmm --timeout $wait_s --policy $policy $link --incoming 10.0.0.2:4444 --migrate-to 10.0.0.1:4444 --migrate-after $every </dev/null || exit 1"
   h=$((h + 2))
 done
 

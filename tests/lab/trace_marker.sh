@@ -1,10 +1,12 @@
 #!/bin/sh
 # Host and guest marks of the same moments (#11), in one lab machine: the
 # host's clock samples (vtime-clocksample), then trace-cmd (Debian's arm64
-# build, lab/setup-tracecmd) recording kvm:kvm_mmio while vtvmm runs a guest
+# build, lab/setup-tracecmd) recording kvm:kvm_mmio, kvm_entry and kvm_exit
+# (the vCPU's runs, for the merged check on the build host) while vtvmm runs a guest
 # with --timeline that marks 20 moments: it reads CNTVCT, marks the moment
 # in its own trace and stores the value to vtvmm's trace marker (0x090e0000,
-# one 8-byte write). trace-cmd report runs in the lab. Two guests:
+# one 8-byte write). trace-cmd report (of kvm_mmio only) runs in the lab.
+# Two guests:
 #   bare   the bare-metal trace_marker guest: its trace is ftrace text it
 #          prints on its own trace clock, described by clock samples it
 #          prints too (guests/README.md);
@@ -23,7 +25,7 @@
 #     give the gap); (linux) its record in the guest's own trace comes
 #     0-50 ms after the value by the guest's samples, too.
 # With TRACE_MARKER_OUT=DIR (host environment) the host copies the files
-# out of the lab into DIR (host.dat, host.txt: its report, vm.tl, host.samples,
+# out of the lab into DIR (host.dat, host.txt: its kvm_mmio report, vm.tl, host.samples,
 # guest.trace: the guest's mark lines, guest.samples; linux: guest.dat and
 # guest.txt too): the lab prints each gzip'd and base64'd on the console
 # between "vtime-file BEGIN NAME" and "vtime-file END NAME" lines (lab/run
@@ -171,7 +173,7 @@ if [ "$kind" = bare ]; then
 else
   vm="vtvmm --stats --timeline $w/vm.tl --timeout 300 --cpus 1 --memory 256 --kernel $image --initrd $initrd --append 'console=ttyAMA0 quiet'"
 fi
-"$tc" record -e kvm:kvm_mmio -e kvm:kvm_entry -o host.dat \
+"$tc" record -e kvm:kvm_mmio -e kvm:kvm_entry -e kvm:kvm_exit -o host.dat \
   sh -c "$vm >$w/guest.raw 2>&1; echo \$? >$w/guest.status" >record.out 2>&1
 rec_status=$?
 # (A Linux console ends its lines with CR LF.)
@@ -184,7 +186,7 @@ awk '/^vtime-guest-file BEGIN /{skip=1} !skip{print "  [guest] " $0} /^vtime-gue
 [ "$(cat guest.status 2>/dev/null)" = 0 ] && pass "vtvmm ran the guest, status 0" ||
   fail "vtvmm status $(cat guest.status 2>/dev/null)"
 t0=$(up)
-"$tc" report -t -i host.dat >host.txt 2>report.err
+"$tc" report -t -F kvm_mmio -i host.dat >host.txt 2>report.err
 rep_status=$?
 t_report=$(since "$t0")
 [ "$rep_status" = 0 ] && pass "trace-cmd report (${t_report} s, $(wc -l <host.txt) lines, host.dat $(wc -c <host.dat) bytes)" ||
