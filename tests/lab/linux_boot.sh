@@ -2,7 +2,8 @@
 # Runs inside the arm64 lab (or natively on an arm64 KVM host): vtvmm boots
 # Debian's arm64 Linux (an Image, with --kernel) and the initramfs of
 # guests/linux/mkinitramfs to a shell prompt, with 1, 2 and 4 vCPUs under each
-# irqchip, with `quiet` and once with the whole boot log on the PL011.
+# irqchip, with `quiet` and once with the whole boot log on the virtio
+# console (on the PL011 too with ROUNDS).
 # Each boot waits for the shell's prompt on the console and types a command
 # into it (test_boot, linux_common.sh): one line with the guest's uptime,
 # date and CPU count, then exit, which powers it off. So this checks that
@@ -72,13 +73,15 @@ for chip in kernel user; do
 done
 # Cheap boot output: the virtio console (hvc0), side by side with the PL011
 # in the same run, with and without the boot log. The test suite (ROUNDS
-# unset) boots the three that check something: each console carries the
-# whole log, and the PL011's quiet boot is the matrix's kernel/2; the
+# unset) boots the two that check something: the PL011's quiet boot is the
+# matrix's kernel/2, and the virtio console carries the whole log (the
+# PL011's whole log, 31 000 exits and some 35 s, only with ROUNDS: the
+# sessions below and the bare-metal guests drive the PL011 too); the
 # README's figures are from all four, alternated, in two rounds (ROUNDS=2
 # in the host's environment).
 for round in $(seq "$rounds"); do
   boot "linux/kernel/cpus2/pl011-quiet/$round" 2 kernel "console=ttyAMA0 quiet"
-  boot "linux/kernel/cpus2/pl011-full-log/$round" 2 kernel "console=ttyAMA0"
+  [ "$measure" = yes ] && boot "linux/kernel/cpus2/pl011-full-log/$round" 2 kernel "console=ttyAMA0"
   [ "$measure" = yes ] && boot "linux/kernel/cpus2/virtio-quiet/$round" 2 kernel "quiet" virtio
   boot "linux/kernel/cpus2/virtio-full-log/$round" 2 kernel "" virtio
 done
