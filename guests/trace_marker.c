@@ -11,12 +11,19 @@
  * samples exact: the clock *is* the conversion), so that vtime-trace maps
  * this trace like a Linux guest's. The store comes before the print: the
  * line carries VALUE's own time, so printing first would only widen the gap
- * between the guest's moment and the host's event by the print's exit. */
+ * between the guest's moment and the host's event by the print's exit.
+ * MARKS and INTERVAL_US may be set when building (-D): trace_marker_long
+ * (guests/Makefile) marks for 15 s of guest time, long enough for the
+ * two-machine proof to move the guest while it marks. */
 #include "rt/rt.h"
 #include "rt/timer.h"
 
+#ifndef MARKS
 #define MARKS 20u
+#endif
+#ifndef INTERVAL_US
 #define INTERVAL_US 10000u /* guest time between two marks */
+#endif
 
 /* The largest shift (at most 32, so that the remainder's product fits in
  * 64 bits) whose multiplier 10^9 * 2^shift / frq fits in 32 bits. */

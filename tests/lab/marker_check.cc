@@ -9,8 +9,13 @@
 // between its read and its store), and at most --max-gap-ns before the
 // store's exit; each value must be the val of exactly one 8-byte write to
 // the marker's gpa. Prints a FIGURE line per mark and the spread of the
-// gaps, then "ok" (exit 0) or the first failure (exit 1).
-//   marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N]
+// gaps, then "ok" (exit 0) or the first failure (exit 1). With --stays N
+// (a guest that moved: trace_marker_pair.sh) the marks must lie on at least
+// N stays, each a (host process, vCPU thread) pair of the merged trace (a
+// migration or a restore runs the guest in a new vtvmm process, so a new
+// thread, on a host of its own or the same one); a FIGURE line per stay
+// gives its marks.
+//   marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N] [--stays N]
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,15 +51,18 @@ std::int64_t Ns(double us) { return std::llround(us * 1000.0); }
 
 int main(int argc, char** argv) {
   std::uint64_t gpa = 0;
-  long long max_gap = -1, want_marks = -1;
+  long long max_gap = -1, want_marks = -1, want_stays = -1;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--gpa") gpa = std::strtoull(argv[i + 1], nullptr, 0);
     if (a == "--max-gap-ns") max_gap = std::atoll(argv[i + 1]);
     if (a == "--marks") want_marks = std::atoll(argv[i + 1]);
+    if (a == "--stays") want_stays = std::atoll(argv[i + 1]);
   }
   if (argc < 6 || gpa == 0 || max_gap < 0) {
-    std::fprintf(stderr, "usage: marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N]\n");
+    std::fprintf(stderr,
+                 "usage: marker_check MERGED.json --gpa GPA --max-gap-ns N [--marks N] "
+                 "[--stays N]\n");
     return 2;
   }
   std::ifstream in(argv[1]);
@@ -120,6 +128,9 @@ int main(int argc, char** argv) {
   }
   std::vector<std::int64_t> gaps, windows;
   std::map<std::string, int> per_host;
+  // The stays (host process, vCPU thread) in the order of their first mark,
+  // with their marks.
+  std::vector<std::pair<std::pair<long long, long long>, int>> stays;
   long long split = 0;  // marks read in one run and stored in a later one
   for (const auto& m : marks) {
     const auto it = writes.find(m.value);
@@ -172,6 +183,16 @@ int main(int argc, char** argv) {
     windows.push_back(*run_end - entry);
     gaps.push_back(gap);
     ++per_host[names[w.pid]];
+    const std::pair<long long, long long> stay{w.pid, w.task};
+    if (stays.empty() || stays.back().first != stay) {
+      for (const auto& s : stays) {
+        if (want_stays >= 0 && s.first == stay) {
+          return Bad(what + ": back on an earlier stay after a later one");
+        }
+      }
+      stays.push_back({stay, 0});
+    }
+    ++stays.back().second;
   }
   std::sort(gaps.begin(), gaps.end());
   std::printf("FIGURE %zu marks: exit after mark min %lld ns, median %lld ns, max %lld ns\n",
@@ -186,6 +207,16 @@ int main(int argc, char** argv) {
   std::printf("FIGURE %lld of %zu marks were stored in a later run than the one that read them\n",
               split, gaps.size());
   for (const auto& [host, n] : per_host) std::printf("  %d marks on %s\n", n, host.c_str());
+  if (want_stays >= 0) {
+    for (std::size_t i = 0; i < stays.size(); ++i) {
+      std::printf("FIGURE stay %zu: %d marks on %s, vCPU thread %lld\n", i + 1, stays[i].second,
+                  names[stays[i].first.first].c_str(), stays[i].first.second);
+    }
+    if (static_cast<long long>(stays.size()) < want_stays) {
+      return Bad("the marks lie on " + std::to_string(stays.size()) + " stays, wanted at least " +
+                 std::to_string(want_stays));
+    }
+  }
   std::printf("ok: every mark lands inside a run of its vCPU, at or before its store's exit\n");
   return 0;
 }
