@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
     }
   }
   if (marks.empty()) return Bad("no guest marks in the merged trace");
+  // Each thread's entries and exits in time order, once for all the marks.
+  for (auto* per_thread : {&entries, &exits}) {
+    for (auto& [thread, times] : *per_thread) std::sort(times.begin(), times.end());
+  }
   if (want_marks >= 0 && static_cast<long long>(marks.size()) != want_marks) {
     return Bad(std::to_string(marks.size()) + " guest marks, wanted " + std::to_string(want_marks));
   }
@@ -152,10 +156,8 @@ int main(int argc, char** argv) {
     }
     // The run of that vCPU thread the mark lies in: its last entry before
     // the mark and the first exit after that entry.
-    auto& ent = entries[{w.pid, w.task}];
-    auto& ext = exits[{w.pid, w.task}];
-    std::sort(ent.begin(), ent.end());
-    std::sort(ext.begin(), ext.end());
+    const auto& ent = entries[{w.pid, w.task}];
+    const auto& ext = exits[{w.pid, w.task}];
     if (ext.empty()) return Bad(what + ": no kvm_exit of its vCPU thread (record kvm:kvm_exit)");
     const auto after = std::upper_bound(ent.begin(), ent.end(), m.ts);
     if (after == ent.begin()) return Bad(what + ": no kvm_entry of its vCPU thread before it");

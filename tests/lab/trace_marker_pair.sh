@@ -70,6 +70,9 @@ if [ "$mode" = host ]; then
   lab=$here/../../lab
   a64=${1:?AARCH64_BUILD_DIR} guests=${2:?GUEST_DIR}
   shift 2
+  # pair_common.sh defines pass and fail (and failures=0) as
+  # trace_marker_common.sh does: sourced before the first result.
+  . "$here/pair_common.sh"
   tracecmd_setup
   [ -n "${VTIME_TRACE_X86:-}" ] && [ -n "${MARKER_CHECK:-}" ] ||
     { echo "FAIL: VTIME_TRACE_X86 and MARKER_CHECK must name the build host's vtime-trace and marker_check"; exit 1; }
@@ -81,7 +84,6 @@ if [ "$mode" = host ]; then
   out=$(cd "$out" && pwd)
   (cd "$out" && rm -f A.dat A.samples A.guest.out B.dat B.samples B.incoming.out B.restore.out \
     vm.tl guest.trace guest.vals guest.samples guest.dat guest.txt merged.json)
-  . "$here/pair_common.sh"
   make_psk
   case $kind in
     bare) set -- "$@" --add "$guests/trace_marker_long.elf:/guests/trace_marker_long.elf" ;;
