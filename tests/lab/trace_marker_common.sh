@@ -181,31 +181,50 @@ stamp_ns() {
   frac=$(echo "${1#*.}000000000" | cut -c1-9)
   echo $((${1%.*} * 1000000000 + 1$frac - 1000000000))
 }
-# gaps WHAT: reads "N GAP_NS" lines; one check (every gap in 0-50 ms, one
-# per mark of $marks) and a FIGURE line with their range (labelled $figure,
-# default trace_marker/$kind).
+# gaps WHAT: reads "N GAP_NS [BOUND_NS]" lines; one check (every gap in 0 to
+# its bound, 50 ms unless given, one per mark of $marks) and a FIGURE line
+# with their range (labelled $figure, default trace_marker/$kind).
 gaps() {
-  min='' max='' sum=0 n_gap=0 late=0
-  while read -r n gap; do
-    [ "$gap" -ge 0 ] && [ "$gap" -lt 50000000 ] || late=$((late + 1))
+  min='' max='' sum=0 n_gap=0 late=0 loose=0
+  while read -r n gap bound; do
+    [ -n "$bound" ] && loose=$((loose + 1))
+    [ "$gap" -ge 0 ] && [ "$gap" -lt "${bound:-50000000}" ] || late=$((late + 1))
     [ -z "$min" ] || [ "$gap" -lt "$min" ] && min=$gap
     [ -z "$max" ] || [ "$gap" -gt "$max" ] && max=$gap
     sum=$((sum + gap)) n_gap=$((n_gap + 1))
   done
-  [ "$marks" -gt 0 ] && [ "$n_gap" = "$marks" ] && [ "$late" = 0 ] && pass "$1: 0-50 ms for every mark" ||
-    fail "$1: $late of $n_gap marks outside 0-50 ms ($marks marks)"
+  if [ "$loose" = 0 ]; then
+    within="0-50 ms"
+  else
+    within="0-50 ms ($loose of them, near a move, 0-500 ms)"
+  fi
+  [ "$marks" -gt 0 ] && [ "$n_gap" = "$marks" ] && [ "$late" = 0 ] && pass "$1: $within for every mark" ||
+    fail "$1: $late of $n_gap marks outside $within ($marks marks)"
   [ "$n_gap" -gt 0 ] &&
     echo "FIGURE ${figure:-trace_marker/$kind}: $1: min $((min / 1000)) us, mean $((sum / n_gap / 1000)) us, max $((max / 1000)) us over $n_gap marks"
 }
-# guest_gaps: the Linux guest's own record of each mark (guest.trace, in the
-# current directory) after the value it read (guest.vals), by its samples
-# (guest.samples).
+# guest_gaps [PAUSED RESUMED]...: the Linux guest's own record of each mark
+# (guest.trace, in the current directory) after the value it read
+# (guest.vals), by its samples (guest.samples). Each PAUSED RESUMED pair is
+# a move's guest CNTVCT at the pause and at the resume: a mark read from
+# half a second before a pause to a second after its resume gets 500 ms,
+# not 50 (the guest is slow then: every first touch of a page is a stage-2
+# fault on the new host, and its tracer catches up; in CI a mark read just
+# before a migration was recorded 118 ms later).
 guest_gaps() {
+  hz=$(sed -n 's/^frequency hz=\([0-9]*\).*/\1/p' guest.samples)
+  gg_moves="$*"
   while read -r n value; do
     ts=$(grep -m1 " vtime-mark $n $value\$" guest.trace | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { print substr($i, 1, length($i) - 1); exit } }')
     ns=$(trace_ns guest.samples "$value")
     [ -n "$ts" ] && [ -n "$ns" ] || continue
-    echo "$n $(($(stamp_ns "$ts") - ns))"
+    bound=
+    set -- $gg_moves
+    while [ $# -ge 2 ] && [ -n "$hz" ]; do
+      [ "$value" -ge $(($1 - hz / 2)) ] && [ "$value" -le $(($2 + hz)) ] && bound=500000000
+      shift 2
+    done
+    echo "$n $(($(stamp_ns "$ts") - ns)) $bound"
   done <guest.vals >guest.gaps
   gaps "guest CNTVCT read -> its trace_marker record in the guest's trace" <guest.gaps
 }
