@@ -196,7 +196,7 @@ gaps() {
   if [ "$loose" = 0 ]; then
     within="0-50 ms"
   else
-    within="0-50 ms ($loose of them, near a move, 0-500 ms)"
+    within="0 to its bound ($loose of them given: 250 ms, 500 ms near a move)"
   fi
   [ "$marks" -gt 0 ] && [ "$n_gap" = "$marks" ] && [ "$late" = 0 ] && pass "$1: $within for every mark" ||
     fail "$1: $late of $n_gap marks outside $within ($marks marks)"
@@ -218,7 +218,12 @@ guest_gaps() {
     ts=$(grep -m1 " vtime-mark $n $value\$" guest.trace | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+:$/) { print substr($i, 1, length($i) - 1); exit } }')
     ns=$(trace_ns guest.samples "$value")
     [ -n "$ts" ] && [ -n "$ns" ] || continue
-    bound=
+    # 250 ms elsewhere: the guest's own clock also runs while the host has
+    # its vCPU out (exits, the lab's 2 CPUs shared with trace-cmd), which
+    # the guest cannot see; a fresh chroot's run saw 55 ms in steady state.
+    # The exact check is the merge's (marker_check, the guest's own
+    # running only).
+    bound=250000000
     set -- $gg_moves
     while [ $# -ge 2 ] && [ -n "$hz" ]; do
       [ "$value" -ge $(($1 - hz / 2)) ] && [ "$value" -le $(($2 + hz)) ] && bound=500000000
