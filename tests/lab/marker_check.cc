@@ -289,14 +289,13 @@ int main(int argc, char** argv) {
     gaps.push_back(gap);
     in_guest.push_back(guest_part);
     ++per_host[names[w.pid]];
-    const Thread stay = store_thread;
-    if (stays.empty() || stays.back().first != stay) {
+    if (stays.empty() || stays.back().first != store_thread) {
       for (const auto& s : stays) {
-        if (want_stays >= 0 && s.first == stay) {
+        if (want_stays >= 0 && s.first == store_thread) {
           return Bad(what + ": back on an earlier stay after a later one");
         }
       }
-      stays.push_back({stay, 0});
+      stays.push_back({store_thread, 0});
     }
     ++stays.back().second;
   }

@@ -23,7 +23,8 @@
 #     and through the host's samples to its trace clock, comes before the
 #     host's kvm_mmio event of that write, by less than 50 ms (FIGURE lines
 #     give the gap); (linux) its record in the guest's own trace comes
-#     0-50 ms after the value by the guest's samples, too.
+#     0-250 ms after the value by the guest's samples (guest_gaps in
+#     trace_marker_common.sh says why not 50).
 # With TRACE_MARKER_OUT=DIR (host environment) the host copies the files
 # out of the lab into DIR (host.dat, host.txt: its kvm_mmio report, vm.tl, host.samples,
 # guest.trace: the guest's mark lines, guest.samples; linux: guest.dat and

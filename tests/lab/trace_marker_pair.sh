@@ -27,7 +27,7 @@
 # 0..N-1, each once (none lost or repeated across the moves), the three
 # vtvmm processes counted N marker writes between them, every clock sample
 # file passes vtime-trace samples, (linux) each mark's record in the guest's
-# own trace comes 0-50 ms after its value (500 ms near a move, see below);
+# own trace comes 0-250 ms after its value (500 ms near a move, see below);
 # then vtime-trace merge of both hosts' traces and the guest's (B placed by the two wall clocks) and
 # marker_check --stays 3: every mark inside a run of its vCPU thread, at or
 # before its store's exit (or, the guest having moved in between, in the
