@@ -1,5 +1,5 @@
-/* GICv3 / GICv2 drivers for one CPU: private interrupts, and SPIs routed to
- * the calling CPU. */
+/* GICv3 / GICv2 drivers: private interrupts of the calling CPU, SPIs routed
+ * to it, and SGIs to another CPU. */
 #include "gic.h"
 
 /* Distributor (both versions) */
@@ -34,7 +34,8 @@
 #define IRQ_PRIORITY     0xa0u
 
 static int gic_ver;
-static uptr gicr_base;
+/* The calling CPU's redistributor (GICv3). */
+#define gicr_base (GICR_BASE + cpu_index() * GICR_STRIDE)
 
 int gic_version(void) { return gic_ver; }
 
@@ -67,16 +68,18 @@ static void set_priority(uptr ipriorityr, u32 intid)
     mmio_write32(reg, v);
 }
 
-static void v3_init(void)
+static void v3_init_distributor(void)
 {
-    /* Distributor: affinity routing, then group 1. */
+    /* Affinity routing, then group 1. */
     mmio_write32(GICD_BASE + GICD_CTLR, GICD_CTLR_ARE);
     wait_clear(GICD_BASE + GICD_CTLR, GICD_CTLR_RWP);
     mmio_write32(GICD_BASE + GICD_CTLR, GICD_CTLR_ARE | GICD_CTLR_G1);
     wait_clear(GICD_BASE + GICD_CTLR, GICD_CTLR_RWP);
+}
 
+static void v3_init_cpu(void)
+{
     /* Redistributor of this CPU: wake it, all private IRQs group 1, off. */
-    gicr_base = GICR_BASE + cpu_index() * GICR_STRIDE;
     u32 w = mmio_read32(gicr_base + GICR_WAKER);
     mmio_write32(gicr_base + GICR_WAKER, w & ~WAKER_PSLEEP);
     wait_clear(gicr_base + GICR_WAKER, WAKER_CASLEEP);
@@ -91,11 +94,10 @@ static void v3_init(void)
     isb();
 }
 
-static void v2_init(void)
+static void v2_init_cpu(void)
 {
-    mmio_write32(GICD_BASE + GICD_CTLR, 0);
+    /* GICD_ICENABLER0 and the CPU interface are banked per CPU. */
     mmio_write32(GICD_BASE + GICD_ICENABLER0, 0xffffffffu);
-    mmio_write32(GICD_BASE + GICD_CTLR, 1);
     mmio_write32(GICC_BASE + GICC_PMR, 0xff);
     mmio_write32(GICC_BASE + GICC_CTLR, 1);
 }
@@ -104,12 +106,39 @@ int gic_init(void)
 {
     if (have_sysreg_gic()) {
         gic_ver = 3;
-        v3_init();
+        v3_init_distributor();
+        v3_init_cpu();
     } else {
         gic_ver = 2;
-        v2_init();
+        mmio_write32(GICD_BASE + GICD_CTLR, 0);
+        mmio_write32(GICD_BASE + GICD_CTLR, 1);
+        v2_init_cpu();
     }
     return gic_ver;
+}
+
+void gic_init_secondary(void)
+{
+    if (gic_ver == 3)
+        v3_init_cpu();
+    else
+        v2_init_cpu();
+}
+
+#define GICD_SGIR        0xF00
+
+void gic_send_sgi(u32 cpu, u32 intid)
+{
+    dsb_sy();                           /* what the receiver is to see first */
+    if (gic_ver == 3) {
+        /* ICC_SGI1R_EL1: INTID [27:24], Aff1/2/3 0, TargetList bit Aff0. */
+        u64 v = ((u64)(intid & 0xf) << 24) | (1UL << (cpu & 0xf));
+        __asm__ volatile("msr S3_0_C12_C11_5, %0" : : "r"(v) : "memory");
+        isb();
+    } else {
+        /* GICD_SGIR: TargetListFilter 0 (the list), CPUTargetList [23:16]. */
+        mmio_write32(GICD_BASE + GICD_SGIR, (1u << (16 + (cpu & 7))) | (intid & 0xf));
+    }
 }
 
 int gic_enable_ppi(u32 intid)

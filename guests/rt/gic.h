@@ -5,6 +5,11 @@
 #include "rt.h"
 
 int gic_init(void);               /* returns 3 or 2 (the driver in use) */
+/* A secondary CPU's own part (its redistributor or banked registers and
+ * its CPU interface), once CPU 0's gic_init() has run. */
+void gic_init_secondary(void);
+/* SGI `intid` (0..15) to the CPU with Aff0 `cpu` (Aff1..3 zero). */
+void gic_send_sgi(u32 cpu, u32 intid);
 int gic_version(void);
 /* Enable any SGI/PPI 0..31 on the calling CPU (priority 0xa0, group 1 on
  * GICv3): the timer INTIDs come from the DTB, so nothing here assumes

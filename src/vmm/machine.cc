@@ -47,6 +47,8 @@ namespace vtime::vmm {
 namespace {
 
 constexpr int kKickSignal = SIGUSR1;
+// The vCPU whose loop this thread runs (-1 on every other thread).
+thread_local int this_vcpu = -1;
 constexpr int kResumeSignal = SIGCONT;  // an operator's "resume" for a source in doubt
 std::atomic<bool> g_resume_requested{false};
 constexpr int kSnapshotSignal = SIGUSR2;
@@ -179,6 +181,7 @@ class KvmMachine final : public Machine {
     s.mmio_exits = mmio_exits_.load();
     s.intr_exits = intr_exits_.load();
     s.irq_line_raises = irq_line_raises_.load();
+    s.irq_line_kicks = line_kicks_.load();
     s.timer_line_rises = timer_line_rises_.load();
     s.counter_offset_ioctls = counter_offset_ioctls_;
     s.counter_value_writes = counter_value_writes_;
@@ -208,6 +211,8 @@ class KvmMachine final : public Machine {
                           GicWrite write, bool* known);
   void SyncTimerLines(unsigned index, std::uint64_t level);
   void UpdateIrqLinesLocked();
+  void ApplyOwnIrqLine(unsigned index);
+  void KickVcpu(unsigned index);
   void Stop(GuestEnd end, int status, std::string detail);
   Result<void> ApplyCounterOffset(std::uint64_t offset);
   // `record`: the offsets go into the timeline (not a restore's first,
@@ -285,6 +290,11 @@ class KvmMachine final : public Machine {
   std::mutex gic_mutex_;
   std::optional<UserGic> gic_;
   std::vector<bool> injected_;
+  // A vCPU whose line another thread found out of date and kicked: its own
+  // thread sets the line before its next KVM_RUN (UpdateIrqLinesLocked).
+  // Written under gic_mutex_, read without it before each entry.
+  std::vector<std::atomic<bool>> line_stale_;
+  std::atomic<std::uint64_t> line_kicks_{0};
   std::vector<std::uint64_t> timer_level_;
 
   std::mutex console_mutex_;
@@ -441,6 +451,7 @@ Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>*
     if (!gic) return tl::unexpected(gic.error());
     gic_.emplace(std::move(*gic));
     injected_.assign(n, false);
+    line_stale_ = std::vector<std::atomic<bool>>(n);
     timer_level_.assign(n, 0);
   }
   auto target = vm_.PreferredTarget();
@@ -1383,9 +1394,27 @@ Result<void> KvmMachine::WriteSnapshot() {
 }
 
 void KvmMachine::UpdateIrqLinesLocked() {
+  // KVM keeps a vCPU's line in its HCR_EL2.VI. KVM_IRQ_LINE sets or clears
+  // that bit atomically, but loading the vCPU (each KVM_RUN, and each time
+  // its thread is scheduled back in while inside KVM_RUN) rewrites the same
+  // word with plain read-modify-writes of its trap bits (Linux 6.12). A
+  // change made from another thread while the vCPU runs can so be undone,
+  // and injected_ would then hide the loss for good: a vCPU that never sees
+  // its interrupt (stop 22's CI run: a hard lockup, line 1 here, no IRQ
+  // there). So a line changes only on its own vCPU's thread, outside
+  // KVM_RUN; another thread marks it stale and kicks that vCPU, which sets
+  // it before entering again. Before the start gate opens no vCPU runs, and
+  // any thread may set any line (a restore does).
+  const bool running = started_.load(std::memory_order_acquire);
   for (unsigned c = 0; c < injected_.size(); ++c) {
+    const bool own = !running || this_vcpu == static_cast<int>(c);
+    if (own) line_stale_[c].store(false);  // settled below, whatever a kick was for
     const bool want = gic_->IrqLine(c);
     if (want == injected_[c]) continue;
+    if (!own) {
+      if (!line_stale_[c].exchange(true)) KickVcpu(c);
+      continue;
+    }
     if (auto r = vm_.CpuIrqLine(c, /*fiq=*/false, want); !r) {
       Stop(GuestEnd::kError, 1, r.error().Message());
       return;
@@ -1393,6 +1422,22 @@ void KvmMachine::UpdateIrqLinesLocked() {
     injected_[c] = want;
     if (want) ++irq_line_raises_;
   }
+}
+
+void KvmMachine::KickVcpu(unsigned index) {
+  // Under stop_mutex_ and only while not stopped: every vCPU thread then
+  // still runs its loop (none returns before stop_ is set), so the signal
+  // never goes to a thread that has ended.
+  std::lock_guard lock(stop_mutex_);
+  if (stop_.load() || index >= threads_.size()) return;
+  ++line_kicks_;
+  pthread_kill(threads_[index], kKickSignal);
+}
+
+void KvmMachine::ApplyOwnIrqLine(unsigned index) {
+  if (!line_stale_[index].load()) return;
+  std::lock_guard lock(gic_mutex_);
+  UpdateIrqLinesLocked();
 }
 
 void KvmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
@@ -1530,6 +1575,7 @@ std::string KvmMachine::StealReport() const {
 
 void KvmMachine::VcpuLoop(unsigned index) {
   kvm::Vcpu& vcpu = vcpus_[index];
+  this_vcpu = static_cast<int>(index);
   vcpu_tids_[index].store(static_cast<pid_t>(::syscall(SYS_gettid)));
   // On every way out: this thread's run delay and its record's stolen time,
   // read while the thread still exists.
@@ -1625,6 +1671,9 @@ void KvmMachine::VcpuLoop(unsigned index) {
       vcpu.SetImmediateExit(false);
       continue;
     }
+    // A kick for a line another thread changed interrupts the KVM_RUN below
+    // if it comes after this check (the signal stays pending until then).
+    if (gic_) ApplyOwnIrqLine(index);
     if (first_entry) {
       first_entry = false;
       first_entry_count_[index].store(kvm::ReadHostCounter().value);

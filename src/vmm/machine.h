@@ -134,6 +134,9 @@ struct RunStats {
   std::uint64_t mmio_exits = 0;
   std::uint64_t intr_exits = 0;             ///< KVM_EXIT_INTR / EINTR (line changes, signals)
   std::uint64_t irq_line_raises = 0;        ///< KVM_IRQ_LINE level 1 (user irqchip)
+  /// Kicks of a vCPU whose line another thread changed (user irqchip): a
+  /// line is set only on its own vCPU's thread, outside KVM_RUN.
+  std::uint64_t irq_line_kicks = 0;
   std::uint64_t timer_line_rises = 0;       ///< rising edges of device_irq_level timer bits
   std::uint64_t counter_offset_ioctls = 0;  ///< KVM_ARM_SET_COUNTER_OFFSET (per VM)
   std::uint64_t counter_value_writes = 0;   ///< TIMER_CNT/PTIMER_CNT ONE_REG writes

@@ -982,6 +982,7 @@ int main(int argc, char** argv) {
     s.mmio_exits += b.mmio_exits;
     s.intr_exits += b.intr_exits;
     s.irq_line_raises += b.irq_line_raises;
+    s.irq_line_kicks += b.irq_line_kicks;
     s.timer_line_rises += b.timer_line_rises;
     s.counter_offset_ioctls += b.counter_offset_ioctls;
     s.counter_value_writes += b.counter_value_writes;
@@ -994,12 +995,13 @@ int main(int argc, char** argv) {
   if (stats) {
     std::fprintf(stderr,
                  "vtvmm: stats: exits=%llu mmio=%llu intr=%llu irq_line_raises=%llu "
-                 "timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu "
+                 "irq_line_kicks=%llu timer_line_rises=%llu counter_offset_ioctls=%llu counter_value_writes=%llu "
                  "timer_register_writes=%llu trace_marks=%llu\n",
                  static_cast<unsigned long long>(s.exits),
                  static_cast<unsigned long long>(s.mmio_exits),
                  static_cast<unsigned long long>(s.intr_exits),
                  static_cast<unsigned long long>(s.irq_line_raises),
+                 static_cast<unsigned long long>(s.irq_line_kicks),
                  static_cast<unsigned long long>(s.timer_line_rises),
                  static_cast<unsigned long long>(s.counter_offset_ioctls),
                  static_cast<unsigned long long>(s.counter_value_writes),
