@@ -94,11 +94,15 @@ void rt_secondary_main(u64 slot)
     rt_cpu_park();
 }
 
+/* A guest that may run at EL2 (a guest hypervisor, vtvmm --el2) defines
+ * rt_el2_ok as 1; every other one needs EL1. */
+extern const int rt_el2_ok __attribute__((weak));
+
 void rt_main(u64 dtb)
 {
     rt_dtb = dtb;
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
-    if (el != 1) {
+    if (el != 1 && !(el == 2 && &rt_el2_ok != NULL && rt_el2_ok)) {
         uart_puts("vtguest: started at EL");
         uart_putdec(el);
         uart_puts(", need EL1\n");

@@ -465,6 +465,7 @@ Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>*
     kvm::VcpuInit init = *target;
     init.Set(kvm::feature::kPsci02);
     if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
+    if (config_.el2) init.Set(kvm::feature::kHasEl2);
     if (auto r = vcpu->Init(init); !r) return r;
     if (pvtime_) {
       const std::uint64_t ipa = pvtime_ipas != nullptr
@@ -872,6 +873,12 @@ void KvmMachine::StopDirtyLog(Precopy& p) {
 }
 
 Result<void> KvmMachine::MigrateOut() {
+  if (config_.el2) {
+    // Refused before connecting: the guest keeps running here.
+    return Fail(ErrorCode::kUnsupported,
+                "a guest at vEL2 cannot be migrated yet (its CNTVOFF_EL2 and EL2 timers are not "
+                "in vtvmm's saved state)");
+  }
   auto to = ParseEndpoint(config_.migrate_to);
   if (!to) return tl::unexpected(to.error());
   if (!config_.secure_link) {
@@ -1257,6 +1264,13 @@ Result<void> KvmMachine::ReportRestoreStep() {
 }
 
 Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
+  if (config_.el2) {
+    // Its EL2 time (CNTVOFF_EL2, CNTHCTL_EL2, the EL2 timers) would be lost:
+    // a migration is refused and the guest keeps running here.
+    return Fail(ErrorCode::kUnsupported,
+                "a guest at vEL2 cannot be saved or migrated yet (its CNTVOFF_EL2 and EL2 timers "
+                "are not in vtvmm's saved state)");
+  }
   MachineSnapshot s;
   s.cpus = config_.cpus;
   s.ram_size = ram_.size();
@@ -1934,6 +1948,21 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
   if (config.irqchip == IrqChip::kUser && caps->user_irq < 1) {
     return Fail(ErrorCode::kUnsupported,
                 "--irqchip user needs KVM_CAP_ARM_USER_IRQ, which this kernel lacks");
+  }
+  if (config.el2 && !caps->el2) {
+    return Fail(ErrorCode::kUnsupported,
+                "--el2: no nested virtualization on this kernel (KVM_CAP_ARM_EL2 is 0; it needs "
+                "a kernel with it, booted with kvm-arm.mode=nested)");
+  }
+  if (config.el2 && config.irqchip == IrqChip::kUser) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
+                "interface for a guest hypervisor");
+  }
+  if (config.el2 && (config.restore != nullptr || !config.snapshot_path.empty())) {
+    return Fail(ErrorCode::kUnsupported,
+                "--el2: a guest at vEL2 cannot be saved or restored yet (its CNTVOFF_EL2 and EL2 "
+                "timers are not in vtvmm's saved state)");
   }
   if (config.pvtime && !caps->steal_time) {
     return Fail(ErrorCode::kUnsupported,

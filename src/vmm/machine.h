@@ -34,6 +34,10 @@ struct MachineConfig {
   unsigned cpus = 1;
   std::uint64_t ram_size = 256ULL << 20;
   IrqChip irqchip = IrqChip::kKernel;
+  /// vCPUs with KVM_ARM_VCPU_HAS_EL2 (--el2): the guest starts at vEL2, a
+  /// guest hypervisor. Needs KVM_CAP_ARM_EL2 (a kernel with nested
+  /// virtualization booted with kvm-arm.mode=nested) and the in-kernel vGIC.
+  bool el2 = false;
   /// The VM counter offset (guest count = host count - offset). Without it
   /// KVM's own rules apply (the guest's virtual counter starts near 0).
   std::optional<std::uint64_t> counter_offset;

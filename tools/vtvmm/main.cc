@@ -85,6 +85,11 @@ Options:
                          others start powered off and come up with PSCI
                          CPU_ON)
   --memory MB            guest RAM in MiB (default @MEMORY_MB@)
+  --el2                  start the vCPUs at EL2 (KVM_ARM_VCPU_HAS_EL2), for a
+                         guest hypervisor: needs a kernel with nested
+                         virtualization booted with kvm-arm.mode=nested
+                         (KVM_CAP_ARM_EL2) and --irqchip kernel; such a
+                         guest cannot be snapshotted or migrated yet
   --irqchip kernel|user  kernel (default): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
                          distributor (@GICD@) and CPU interface
@@ -628,6 +633,8 @@ int main(int argc, char** argv) {
         return Usage("--irqchip needs 'kernel' or 'user'");
       }
       config.irqchip = v == "kernel" ? IrqChip::kKernel : IrqChip::kUser;
+    } else if (a == "--el2") {
+      config.el2 = true;
     } else if (a == "--counter-offset") {
       if (!number(&n)) return Usage("--counter-offset needs a number of counter ticks");
       config.counter_offset = n;
