@@ -42,7 +42,6 @@ static void nested_timer_check(u64 frq)
     timer_set_ctl(TIMER_VIRT, CTL_ENABLE | CTL_IMASK);
     u64 early = 0, seen_at = 0, start = cntvct();
     while (cntvct() - start < 500 * delta) {
-        u64 before = cntvct();
         u32 ctl = timer_ctl(TIMER_VIRT);
         u64 after = cntvct();
         if ((ctl & CTL_ISTATUS) && after < cval)
@@ -51,7 +50,6 @@ static void nested_timer_check(u64 frq)
             seen_at = after;
             break;
         }
-        (void)before;
     }
     /* What the timer compares with: CVAL - TVAL, against CNTVCT read around it. */
     u64 c0 = cntvct();

@@ -35,7 +35,7 @@
 
 static int gic_ver;
 /* The calling CPU's redistributor (GICv3). */
-#define gicr_base (GICR_BASE + cpu_index() * GICR_STRIDE)
+static uptr gicr_base(void) { return GICR_BASE + cpu_index() * GICR_STRIDE; }
 
 int gic_version(void) { return gic_ver; }
 
@@ -80,11 +80,11 @@ static void v3_init_distributor(void)
 static void v3_init_cpu(void)
 {
     /* Redistributor of this CPU: wake it, all private IRQs group 1, off. */
-    u32 w = mmio_read32(gicr_base + GICR_WAKER);
-    mmio_write32(gicr_base + GICR_WAKER, w & ~WAKER_PSLEEP);
-    wait_clear(gicr_base + GICR_WAKER, WAKER_CASLEEP);
-    mmio_write32(gicr_base + GICR_SGI + GICR_ICENABLER0, 0xffffffffu);
-    mmio_write32(gicr_base + GICR_SGI + GICR_IGROUPR0, 0xffffffffu);
+    u32 w = mmio_read32(gicr_base() + GICR_WAKER);
+    mmio_write32(gicr_base() + GICR_WAKER, w & ~WAKER_PSLEEP);
+    wait_clear(gicr_base() + GICR_WAKER, WAKER_CASLEEP);
+    mmio_write32(gicr_base() + GICR_SGI + GICR_ICENABLER0, 0xffffffffu);
+    mmio_write32(gicr_base() + GICR_SGI + GICR_IGROUPR0, 0xffffffffu);
 
     /* CPU interface. */
     write_sysreg(icc_sre_el1, read_sysreg(icc_sre_el1) | 1);
@@ -146,8 +146,8 @@ int gic_enable_ppi(u32 intid)
     if (intid >= 32)
         return -1;
     if (gic_ver == 3) {
-        set_priority(gicr_base + GICR_SGI + GICR_IPRIORITYR, intid);
-        mmio_write32(gicr_base + GICR_SGI + GICR_ISENABLER0, 1u << intid);
+        set_priority(gicr_base() + GICR_SGI + GICR_IPRIORITYR, intid);
+        mmio_write32(gicr_base() + GICR_SGI + GICR_ISENABLER0, 1u << intid);
     } else {
         set_priority(GICD_BASE + GICD_IPRIORITYR, intid);
         mmio_write32(GICD_BASE + GICD_ISENABLER0, 1u << intid);
@@ -188,7 +188,7 @@ void gic_disable_irq(u32 intid)
         return;
     }
     if (gic_ver == 3)
-        mmio_write32(gicr_base + GICR_SGI + GICR_ICENABLER0, 1u << intid);
+        mmio_write32(gicr_base() + GICR_SGI + GICR_ICENABLER0, 1u << intid);
     else
         mmio_write32(GICD_BASE + GICD_ICENABLER0, 1u << intid);
 }
