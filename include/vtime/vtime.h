@@ -745,8 +745,10 @@ VTIME_API vtime_status vtime_kvm_set_vm_offset(vtime_clock *clock, int vm_fd,
 
 /** 1 when reg_id (a KVM ONE_REG id, as KVM_GET_REG_LIST lists them) is one
  *  vtime saves and restores as guest time: the two counters, the EL1
- *  timers' CTL and CVAL, CNTKCTL_EL1. A VMM leaves these out of its own
- *  register save, and never writes a counter value itself. 0 otherwise. */
+ *  timers' CTL and CVAL, CNTKCTL_EL1, and for a vCPU with
+ *  KVM_ARM_VCPU_HAS_EL2 CNTVOFF_EL2, CNTHCTL_EL2 and the EL2 timers' CTL and
+ *  CVAL. A VMM leaves these out of its own register save, and never writes
+ *  a counter value itself. 0 otherwise. */
 VTIME_API int vtime_kvm_is_time_register(uint64_t reg_id) VTIME_NOEXCEPT;
 
 /** Captures the guest time of a paused VM into out (which is overwritten;
@@ -755,6 +757,9 @@ VTIME_API int vtime_kvm_is_time_register(uint64_t reg_id) VTIME_NOEXCEPT;
  *  on the first vCPU by reading its counters between two host counter
  *  reads), one (host counter, CLOCK_REALTIME) pair read back to back now,
  *  and per vCPU the EL1 timers' CTL (without ISTATUS) and CVAL, CNTKCTL_EL1
+ *  (and for a vCPU created with KVM_ARM_VCPU_HAS_EL2, which the state then
+ *  marks VTIME_STATE_VCPU_NESTED: CNTVOFF_EL2, CNTHCTL_EL2 and the EL2
+ *  timers, which KVM exposes from Linux 6.14 on)
  *  and the PV stolen-time record's IPA if the VMM set one (the record lives
  *  in the guest's RAM, which the VMM saves; pvtime_stolen_ns is left 0 and
  *  the revision is the one KVM serves, 0). vcpu_fds are the VM's vCPUs in
@@ -771,9 +776,11 @@ VTIME_API vtime_status vtime_kvm_capture(const vtime_clock *clock, const int *vc
  *  offset where clock's host has it, else counter-value writes on the first
  *  vCPU) to KVM and to clock, then each vCPU's CNTKCTL_EL1 and timers, CTL
  *  before CVAL, so no timer compares a CVAL against a count it was not
- *  programmed for. *plan (if plan is not NULL) says what was applied.
- *  Refused before anything is written: a state that does not validate, a
- *  vCPU count other than vcpu_count, a nested vCPU, a frequency other than
+ *  programmed for (a nested vCPU's CNTVOFF_EL2 and CNTHCTL_EL2 before its
+ *  timers, its EL2 timers after). *plan (if plan is not NULL) says what was
+ *  applied. Refused before anything is written: a state that does not
+ *  validate, a vCPU count other than vcpu_count, a vCPU saved nested whose
+ *  counterpart here has no EL2 or the other way round, a frequency other than
  *  the host's, a vCPU saved with PV time whose counterpart here has no
  *  record at the same IPA. Errors: BAD_HANDLE, INVALID_ARGUMENT (vcpu_fds
  *  NULL, vcpu_count 0 or above VTIME_STATE_MAX_VCPUS, unknown policy),

@@ -628,11 +628,21 @@ Result<std::string> KvmMachine::RestoredTimeReport() {
                     std::to_string(restored_plan_->physical_count_at_resume) + "\n";
   for (auto& vcpu : vcpus_) {
     out += "restore: vcpu" + std::to_string(vcpu.index());
-    for (const auto& [name, id] : {std::pair{"cntv_ctl", kvm::reg::kCntvCtl},
-                                   {"cntv_cval", kvm::reg::kCntvCval},
-                                   {"cntp_ctl", kvm::reg::kCntpCtl},
-                                   {"cntp_cval", kvm::reg::kCntpCval},
-                                   {"cntkctl_el1", kvm::reg::kCntkctlEl1}}) {
+    std::vector<std::pair<const char*, std::uint64_t>> shown_regs = {
+        {"cntv_ctl", kvm::reg::kCntvCtl},
+        {"cntv_cval", kvm::reg::kCntvCval},
+        {"cntp_ctl", kvm::reg::kCntpCtl},
+        {"cntp_cval", kvm::reg::kCntpCval},
+        {"cntkctl_el1", kvm::reg::kCntkctlEl1}};
+    if (config_.el2) {
+      shown_regs.insert(shown_regs.end(), {{"cntvoff_el2", kvm::reg::kCntvoffEl2},
+                                           {"cnthctl_el2", kvm::reg::kCnthctlEl2},
+                                           {"cnthp_ctl", kvm::reg::kCnthpCtl},
+                                           {"cnthp_cval", kvm::reg::kCnthpCval},
+                                           {"cnthv_ctl", kvm::reg::kCnthvCtl},
+                                           {"cnthv_cval", kvm::reg::kCnthvCval}});
+    }
+    for (const auto& [name, id] : shown_regs) {
       auto v = vcpu.GetOneReg(id);
       if (!v) return tl::unexpected(v.error());
       // ISTATUS depends on when it is read, not on what was restored.
@@ -873,12 +883,6 @@ void KvmMachine::StopDirtyLog(Precopy& p) {
 }
 
 Result<void> KvmMachine::MigrateOut() {
-  if (config_.el2) {
-    // Refused before connecting: the guest keeps running here.
-    return Fail(ErrorCode::kUnsupported,
-                "a guest at vEL2 cannot be migrated yet (its CNTVOFF_EL2 and EL2 timers are not "
-                "in vtvmm's saved state)");
-  }
   auto to = ParseEndpoint(config_.migrate_to);
   if (!to) return tl::unexpected(to.error());
   if (!config_.secure_link) {
@@ -1264,13 +1268,6 @@ Result<void> KvmMachine::ReportRestoreStep() {
 }
 
 Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
-  if (config_.el2) {
-    // Its EL2 time (CNTVOFF_EL2, CNTHCTL_EL2, the EL2 timers) would be lost:
-    // a migration is refused and the guest keeps running here.
-    return Fail(ErrorCode::kUnsupported,
-                "a guest at vEL2 cannot be saved or migrated yet (its CNTVOFF_EL2 and EL2 timers "
-                "are not in vtvmm's saved state)");
-  }
   MachineSnapshot s;
   s.cpus = config_.cpus;
   s.ram_size = ram_.size();
@@ -1293,7 +1290,7 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   std::vector<std::uint64_t> mpidrs;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
     kvm::Vcpu& vcpu = vcpus_[i];
-    auto timers = kvm::CaptureVcpuTimers(vcpu.fd(), i);
+    auto timers = kvm::CaptureVcpuTimers(vcpu.fd(), i, /*nested=*/config_.el2);
     if (!timers) return tl::unexpected(timers.error());
     state::VcpuTime vt = *timers;
     if (pvtime_) {
@@ -1923,6 +1920,9 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     config.vtimer_ppi = static_cast<int>(snap.vtimer_ppi);
     config.ptimer_ppi = static_cast<int>(snap.ptimer_ppi);
     config.counter_offset.reset();
+    // A guest hypervisor's vCPUs come back at vEL2 (Validate made every
+    // saved vCPU agree).
+    config.el2 = !snap.time.vcpus.empty() && snap.time.vcpus[0].nested;
     config.console = snap.virtio_console.empty() ? MachineConfig::Console::kPl011
                                                  : MachineConfig::Console::kVirtio;
   }
@@ -1951,18 +1951,17 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
   }
   if (config.el2 && !caps->el2) {
     return Fail(ErrorCode::kUnsupported,
-                "--el2: no nested virtualization on this kernel (KVM_CAP_ARM_EL2 is 0; it needs "
-                "a kernel with it, booted with kvm-arm.mode=nested)");
+                std::string(config.restore != nullptr
+                                ? "restore: the saved vCPUs run at vEL2 (a guest hypervisor), and "
+                                  "there is "
+                                : "--el2: ") +
+                    "no nested virtualization on this kernel (KVM_CAP_ARM_EL2 is 0; it needs a "
+                    "kernel with it, booted with kvm-arm.mode=nested)");
   }
   if (config.el2 && config.irqchip == IrqChip::kUser) {
     return Fail(ErrorCode::kInvalidArgument,
                 "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
                 "interface for a guest hypervisor");
-  }
-  if (config.el2 && (config.restore != nullptr || !config.snapshot_path.empty())) {
-    return Fail(ErrorCode::kUnsupported,
-                "--el2: a guest at vEL2 cannot be saved or restored yet (its CNTVOFF_EL2 and EL2 "
-                "timers are not in vtvmm's saved state)");
   }
   if (config.pvtime && !caps->steal_time) {
     return Fail(ErrorCode::kUnsupported,

@@ -36,6 +36,14 @@ Result<void> Validate(const MachineSnapshot& s, RamContents ram) {
   }
   if (s.vcpus.size() != s.cpus) return Bad("vCPU sections do not match the vCPU count");
   if (s.time.vcpus.size() != s.cpus) return Bad("guest time covers a different number of vCPUs");
+  for (const state::VcpuTime& v : s.time.vcpus) {
+    if (v.nested != s.time.vcpus[0].nested) {
+      return Bad("some vCPUs are nested (at vEL2) and some are not: a VM's vCPUs all are or none");
+    }
+  }
+  if (!s.time.vcpus.empty() && s.time.vcpus[0].nested && s.irqchip != IrqChip::kKernel) {
+    return Bad("nested vCPUs with the user irqchip: a guest hypervisor needs the in-kernel GIC");
+  }
   if (s.ram_size == 0 || s.ram_size > layout::kMaxRam || s.ram_size % 0x10000 != 0) {
     return Bad("RAM size " + std::to_string(s.ram_size) +
                " is not a multiple of 64 KiB up to 64 GiB");

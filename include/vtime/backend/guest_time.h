@@ -19,8 +19,8 @@ namespace vtime::kvm {
 
 /// What KVM offers a VM for guest time.
 struct GuestTimeHost {
-  bool counter_offset = false;     ///< KVM_CAP_COUNTER_OFFSET (Linux 6.4)
-  std::uint64_t cntfrq_hz = 0;     ///< CNTFRQ_EL0 as the host reads it
+  bool counter_offset = false;  ///< KVM_CAP_COUNTER_OFFSET (Linux 6.4)
+  std::uint64_t cntfrq_hz = 0;  ///< CNTFRQ_EL0 as the host reads it
 };
 /// KVM_CHECK_EXTENSION(KVM_CAP_COUNTER_OFFSET) on vm_fd, and CNTFRQ_EL0.
 Result<GuestTimeHost> ProbeGuestTime(int vm_fd);
@@ -48,15 +48,18 @@ Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, int vm_fd, int vcpu0_fd,
                                   std::uint64_t virtual_offset, std::uint64_t physical_offset);
 
 /// Reads one vCPU's EL1 timers (CTL without ISTATUS, CVAL) and CNTKCTL_EL1
-/// with KVM_GET_ONE_REG. `index` names the vCPU in errors.
-Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index);
+/// with KVM_GET_ONE_REG; for a `nested` vCPU (KVM_ARM_VCPU_HAS_EL2) also
+/// CNTVOFF_EL2, CNTHCTL_EL2 and the EL2 physical and virtual timers, and
+/// the result says nested. `index` names the vCPU in errors.
+Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index, bool nested = false);
 
 /// The vCPU's PV stolen-time record IPA (KVM_ARM_VCPU_PVTIME_CTRL), or none
 /// where the kernel has no PV time or the VMM set no IPA.
 Result<std::optional<std::uint64_t>> PvtimeIpa(int vcpu_fd, unsigned index);
 
 /// Writes one vCPU's CNTKCTL_EL1 and EL1 timers with KVM_SET_ONE_REG, CTL
-/// before CVAL; returns the number of registers written.
+/// before CVAL; for a nested one CNTVOFF_EL2 and CNTHCTL_EL2 before them and
+/// the EL2 timers after. Returns the number of registers written.
 Result<unsigned> RestoreVcpuTimers(int vcpu_fd, unsigned index, const state::VcpuTime& time);
 
 /// The guest time of a paused VM: offsets from `clock` where the VMM set

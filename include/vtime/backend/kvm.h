@@ -73,6 +73,15 @@ inline constexpr std::uint64_t kCntpCtl = 0x603000000013DF11;   // KVM_REG_ARM_P
 inline constexpr std::uint64_t kCntpCval = 0x603000000013DF12;  // KVM_REG_ARM_PTIMER_CVAL
 inline constexpr std::uint64_t kCntpct = 0x603000000013DF01;    // KVM_REG_ARM_PTIMER_CNT
 inline constexpr std::uint64_t kCntkctlEl1 = 0x603000000013C708;
+/// The EL2 time registers of a vCPU with KVM_ARM_VCPU_HAS_EL2 (architectural
+/// encodings; listed by KVM_GET_REG_LIST only for such a vCPU, the CNTH*
+/// timers from Linux 6.14 on, CNTHV only for a VHE guest hypervisor).
+inline constexpr std::uint64_t kCntvoffEl2 = 0x603000000013E703;  // (3,4,14,0,3)
+inline constexpr std::uint64_t kCnthctlEl2 = 0x603000000013E708;  // (3,4,14,1,0)
+inline constexpr std::uint64_t kCnthpCtl = 0x603000000013E711;    // CNTHP_CTL_EL2 (3,4,14,2,1)
+inline constexpr std::uint64_t kCnthpCval = 0x603000000013E712;   // CNTHP_CVAL_EL2 (3,4,14,2,2)
+inline constexpr std::uint64_t kCnthvCtl = 0x603000000013E719;    // CNTHV_CTL_EL2 (3,4,14,3,1)
+inline constexpr std::uint64_t kCnthvCval = 0x603000000013E71A;   // CNTHV_CVAL_EL2 (3,4,14,3,2)
 inline constexpr std::uint64_t kStdHypBmap = 0x6030000000160001;  // KVM_REG_ARM_STD_HYP_BMAP
 inline constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;    // MPIDR_EL1 (3,0,0,0,5)
 /// ONE_REG id of core register x0..x30 (n < 31), SP (31) or PC (32).
@@ -84,11 +93,13 @@ std::uint64_t Pstate();
 std::string Name(std::uint64_t id);
 /// The size in bytes of a register id (from its KVM_REG_SIZE field).
 std::size_t Size(std::uint64_t id);
-/// True for the timer registers and CNTKCTL_EL1, which vtime saves and
-/// restores as guest time (offsets first, then CTL/CVAL), not as plain state.
+/// True for the timer registers, CNTKCTL_EL1 and the EL2 time registers,
+/// which vtime saves and restores as guest time (offsets first, then
+/// CTL/CVAL), not as plain state.
 constexpr bool IsTimeRegister(std::uint64_t id) {
   return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
-         id == kCntpct || id == kCntkctlEl1;
+         id == kCntpct || id == kCntkctlEl1 || id == kCntvoffEl2 || id == kCnthctlEl2 ||
+         id == kCnthpCtl || id == kCnthpCval || id == kCnthvCtl || id == kCnthvCval;
 }
 }  // namespace reg
 

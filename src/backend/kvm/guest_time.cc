@@ -3,6 +3,7 @@
 // writes what KVM holds, through kvm.cc's borrowed:: ioctls.
 #include "vtime/backend/guest_time.h"
 
+#include <errno.h>
 #include <time.h>
 
 #include <string>
@@ -25,6 +26,15 @@ Result<std::uint64_t> MeasureOffset(int vcpu_fd, std::uint64_t counter_id) {
   if (!guest) return tl::unexpected(guest.error());
   const std::uint64_t after = ReadHostCounter().value;
   return before + (after - before) / 2 - *guest;
+}
+
+// True for a vCPU created with KVM_ARM_VCPU_HAS_EL2: only such a vCPU has
+// CNTHCTL_EL2 (KVM answers ENOENT for a register a vCPU does not have).
+Result<bool> HasEl2(int vcpu_fd, unsigned index) {
+  auto v = borrowed::GetOneReg(vcpu_fd, index, reg::kCnthctlEl2);
+  if (v) return true;
+  if (v.error().sys_errno == ENOENT) return false;
+  return tl::unexpected(v.error());
 }
 
 }  // namespace
@@ -63,8 +73,8 @@ Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, int vm_fd, int vcpu0_fd,
     if (physical && !clock.features().physical_offset) break;
     const HostCount now = ReadHostCounter();
     const Ticks value = GuestView(now, Ticks{physical ? physical_offset : virtual_offset});
-    if (auto r = borrowed::SetOneReg(vcpu0_fd, 0, physical ? reg::kCntpct : reg::kCntvct,
-                                     value.value);
+    if (auto r =
+            borrowed::SetOneReg(vcpu0_fd, 0, physical ? reg::kCntpct : reg::kCntvct, value.value);
         !r) {
       return tl::unexpected(r.error());
     }
@@ -76,7 +86,7 @@ Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, int vm_fd, int vcpu0_fd,
   return done;
 }
 
-Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index) {
+Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index, bool nested) {
   std::uint64_t regs[5];
   const std::uint64_t ids[5] = {reg::kCntvCtl, reg::kCntvCval, reg::kCntpCtl, reg::kCntpCval,
                                 reg::kCntkctlEl1};
@@ -90,6 +100,30 @@ Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index) {
   t.el1_virtual = state::TimerState{regs[0] & arch::ctl::kWritable, regs[1]};
   t.el1_physical = state::TimerState{regs[2] & arch::ctl::kWritable, regs[3]};
   t.cntkctl_el1 = regs[4];
+  if (!nested) return t;
+  // The guest hypervisor's time: its offset for the nested guest, its
+  // controls and its two EL2 timers, each in its own guest terms (the
+  // offset and CVALs against the guest's physical count), so that they stay
+  // right wherever the VM offset carries that count.
+  std::uint64_t el2[6];
+  const std::uint64_t el2_ids[6] = {reg::kCntvoffEl2, reg::kCnthctlEl2, reg::kCnthpCtl,
+                                    reg::kCnthpCval,  reg::kCnthvCtl,   reg::kCnthvCval};
+  for (int k = 0; k < 6; ++k) {
+    auto v = borrowed::GetOneReg(vcpu_fd, index, el2_ids[k]);
+    if (!v) {
+      return Fail(v.error().code, "vCPU " + std::to_string(index) + " runs at vEL2 but its " +
+                                      reg::Name(el2_ids[k]) +
+                                      " cannot be read (KVM exposes the EL2 timers from Linux "
+                                      "6.14 on, CNTHV for a VHE guest hypervisor only): " +
+                                      v.error().Message());
+    }
+    el2[k] = *v;
+  }
+  t.nested = true;
+  t.cntvoff_el2 = el2[0];
+  t.cnthctl_el2 = el2[1];
+  t.el2_physical = state::TimerState{el2[2] & arch::ctl::kWritable, el2[3]};
+  t.el2_virtual = state::TimerState{el2[4] & arch::ctl::kWritable, el2[5]};
   return t;
 }
 
@@ -110,15 +144,33 @@ Result<std::optional<std::uint64_t>> PvtimeIpa(int vcpu_fd, unsigned index) {
 
 Result<unsigned> RestoreVcpuTimers(int vcpu_fd, unsigned index, const state::VcpuTime& t) {
   unsigned written = 0;
+  auto write = [&](std::uint64_t id, std::uint64_t value) -> Result<void> {
+    if (auto r = borrowed::SetOneReg(vcpu_fd, index, id, value); !r) return r;
+    ++written;
+    return Ok();
+  };
+  if (t.nested) {
+    // The nested guest's offset and access controls first: its virtual
+    // count (and so what its EL1 timer CVAL means) depends on CNTVOFF_EL2.
+    for (const auto& [id, value] :
+         {std::pair{reg::kCntvoffEl2, t.cntvoff_el2}, {reg::kCnthctlEl2, t.cnthctl_el2}}) {
+      if (auto r = write(id, value); !r) return tl::unexpected(r.error());
+    }
+  }
   for (const auto& [id, value] : {std::pair{reg::kCntkctlEl1, t.cntkctl_el1},
                                   {reg::kCntvCtl, t.el1_virtual.ctl},
                                   {reg::kCntvCval, t.el1_virtual.cval},
                                   {reg::kCntpCtl, t.el1_physical.ctl},
                                   {reg::kCntpCval, t.el1_physical.cval}}) {
-    if (auto r = borrowed::SetOneReg(vcpu_fd, index, id, value); !r) {
-      return tl::unexpected(r.error());
+    if (auto r = write(id, value); !r) return tl::unexpected(r.error());
+  }
+  if (t.nested) {
+    for (const auto& [id, value] : {std::pair{reg::kCnthpCtl, t.el2_physical.ctl},
+                                    {reg::kCnthpCval, t.el2_physical.cval},
+                                    {reg::kCnthvCtl, t.el2_virtual.ctl},
+                                    {reg::kCnthvCval, t.el2_virtual.cval}}) {
+      if (auto r = write(id, value); !r) return tl::unexpected(r.error());
     }
-    ++written;
   }
   return written;
 }
@@ -150,7 +202,9 @@ Result<state::SavedState> CaptureGuestTime(const arch::VmClock& clock,
   s.pause = CaptureHostNow();
   for (std::size_t i = 0; i < vcpu_fds.size(); ++i) {
     const auto index = static_cast<unsigned>(i);
-    auto t = CaptureVcpuTimers(vcpu_fds[i], index);
+    auto nested = HasEl2(vcpu_fds[i], index);
+    if (!nested) return tl::unexpected(nested.error());
+    auto t = CaptureVcpuTimers(vcpu_fds[i], index, *nested);
     if (!t) return tl::unexpected(t.error());
     auto ipa = PvtimeIpa(vcpu_fds[i], index);
     if (!ipa) return tl::unexpected(ipa.error());
@@ -177,9 +231,14 @@ Result<state::ResumePlan> RestoreGuestTime(arch::VmClock& clock, int vm_fd,
   }
   for (std::size_t i = 0; i < vcpu_fds.size(); ++i) {
     const state::VcpuTime& t = saved.vcpus[i];
-    if (t.nested) {
-      return Fail(ErrorCode::kUnsupported,
-                  VcpuName(i) + " is nested: this path restores EL1 timers only");
+    auto nested = HasEl2(vcpu_fds[i], static_cast<unsigned>(i));
+    if (!nested) return tl::unexpected(nested.error());
+    if (t.nested != *nested) {
+      return Fail(ErrorCode::kBadState,
+                  VcpuName(i) + (t.nested ? " was at vEL2 (nested); here it has no EL2 (create it "
+                                            "with KVM_ARM_VCPU_HAS_EL2)"
+                                          : " had no EL2; here it was created with "
+                                            "KVM_ARM_VCPU_HAS_EL2"));
     }
     if (!t.pvtime.enabled) continue;
     auto here = PvtimeIpa(vcpu_fds[i], static_cast<unsigned>(i));

@@ -172,6 +172,18 @@ std::string Name(std::uint64_t id) {
       return "PTIMER_CNT (CNTPCT_EL0)";
     case kCntkctlEl1:
       return "CNTKCTL_EL1";
+    case kCntvoffEl2:
+      return "CNTVOFF_EL2";
+    case kCnthctlEl2:
+      return "CNTHCTL_EL2";
+    case kCnthpCtl:
+      return "CNTHP_CTL_EL2";
+    case kCnthpCval:
+      return "CNTHP_CVAL_EL2";
+    case kCnthvCtl:
+      return "CNTHV_CTL_EL2";
+    case kCnthvCval:
+      return "CNTHV_CVAL_EL2";
     case kStdHypBmap:
       return "STD_HYP_BMAP";
     default:

@@ -235,6 +235,38 @@ TEST(Snapshot, RefusesInconsistentStatesOnEncode) {
   EXPECT_FALSE(EncodeSnapshot(s).has_value());
 }
 
+TEST(Snapshot, CarriesAGuestHypervisorsEl2TimeAndRefusesMixedOrUserGicNesting) {
+  MachineSnapshot s = Sample(2);
+  for (state::VcpuTime& t : s.time.vcpus) {
+    t.nested = true;
+    t.cntvoff_el2 = 0x123456789;
+    t.cnthctl_el2 = 0xc03;
+    t.el2_physical = state::TimerState{1, 777};
+    t.el2_virtual = state::TimerState{3, 888};
+  }
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->time.vcpus[1].cntvoff_el2, 0x123456789U);
+  EXPECT_EQ(back->time.vcpus[1].el2_virtual, (state::TimerState{3, 888}));
+  EXPECT_EQ(*back, s);
+
+  MachineSnapshot mixed = s;
+  mixed.time.vcpus[1] = Sample(2).time.vcpus[1];
+  auto r = EncodeSnapshot(mixed);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().context.find("some vCPUs are nested"), std::string::npos);
+
+  MachineSnapshot user = s;
+  user.irqchip = IrqChip::kUser;
+  user.vgic.clear();
+  user.user_gic = {1};
+  r = EncodeSnapshot(user);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().context.find("in-kernel GIC"), std::string::npos);
+}
+
 TEST(Snapshot, RefusesEveryTruncation) {
   MachineSnapshot s = Sample(1);
   s.ram_size = 0x10000;
