@@ -2,35 +2,99 @@
  *
  * At vEL2 (VHE, HCR_EL2.E2H = 1) it checks its own two EL2 timers by
  * their condition (CNTHP against CNTPCT, CNTHV against the count it
- * compares with at EL2, polled with IMASK set), then sets CNTVOFF_EL2 to
- * NESTED_VOFF, lets EL1 read the physical counter and timer (CNTHCTL_EL2),
- * and enters a nested guest at EL1 (HCR_EL2: RW, E2H, no TGE, no stage 2)
- * with this image's own vectors (VBAR_EL12). The nested guest reads its
- * counters interleaved: each CNTVCT must lie in [CNTPCT before, CNTPCT
- * after] minus CNTVOFF_EL2, which is how the model composes a nested
- * vCPU's virtual count (host - VM offset - CNTVOFF_EL2) around the
+ * compares with at EL2, polled with IMASK set), and then as interrupts:
+ * with HCR_EL2.IMO|FMO set and the GIC set up from EL2 (PPIs 26, 28 and
+ * 27), each timer armed 1 ms ahead unmasked must interrupt EL2 exactly
+ * once, not before CVAL. Then it sets CNTVOFF_EL2 to NESTED_VOFF, lets EL1
+ * read the physical counter and timer (CNTHCTL_EL2), turns on its virtual
+ * CPU interface (ICH_HCR_EL2.En, ICH_VMCR_EL2 VENG1 and VPMR 0xff) and
+ * enters a nested guest at EL1 (HCR_EL2: RW, E2H, IMO, FMO, no TGE, no
+ * stage 2) with this image's own vectors (VBAR_EL12). The nested guest
+ * reads its counters interleaved: each CNTVCT must lie in [CNTPCT before,
+ * CNTPCT after] minus CNTVOFF_EL2, which is how the model composes a
+ * nested vCPU's virtual count (host - VM offset - CNTVOFF_EL2) around the
  * physical one (host - VM offset). It then arms its EL1 virtual timer
  * 2 ms ahead and polls ISTATUS, which must not be set before CVAL and must
- * be set once the count passed it. The nested guest prints and exits the
- * VM itself (PL011 and finisher stores are MMIO at EL1 too).
- *
- * Interrupts are not delivered yet (no GIC list registers are used):
- * timers are checked by their condition only. */
+ * be set once the count passed it. Last, it arms that timer 2 ms ahead
+ * unmasked with IRQs on: PPI 27 reaches the guest hypervisor as an IRQ
+ * from the lower EL (rt_lower_irq), which masks the nested timer
+ * (CNTV_CTL_EL02.IMASK), EOIs it and injects virtual INTID 27 through
+ * ICH_LR0_EL2; the nested guest takes it through its virtual CPU interface
+ * and checks it came once, not before CVAL. The nested guest prints and
+ * exits the VM itself (PL011 and finisher stores are MMIO at EL1 too). */
 #include "rt/rt.h"
 #include "rt/timer.h"
+#include "rt/gic.h"
 
 const int rt_el2_ok = 1;
 
+#ifndef NESTED_VOFF                /* EXTRA_CFLAGS=-DNESTED_VOFF=0UL: no nested offset */
 #define NESTED_VOFF 0x123456789UL  /* about 4.9 s at 1 GHz, 78 s at 62.5 MHz */
+#endif
+#define PROBES      50u /* counter probes of each kind for vtvmm's model check */
+#ifndef PROBE_LIE
+#define PROBE_LIE   0UL /* el2_nested_lie: 1, its virtual probes claim CNTVCT + CNTVOFF_EL2 */
+#endif
 #define HCR_RW      (1UL << 31)
 #define HCR_TGE     (1UL << 27)
 #define HCR_E2H     (1UL << 34)
+#define HCR_FMO     (1UL << 3)
+#define HCR_IMO     (1UL << 4)
+#define INTID_HPTIMER 26           /* EL2 physical timer (CNTHP) */
+#define INTID_HVTIMER 28           /* EL2 virtual timer (CNTHV) */
 #define CNTHCTL_EL1PCTEN (1UL << 10) /* E2H = 1 layout */
 #define CNTHCTL_EL1PTEN  (1UL << 11)
 #define SPSR_EL1H_MASKED 0x3c5UL
 
+#define CNTHV_CTL_EL2  "S3_4_C14_C3_1"
+#define CNTHV_CVAL_EL2 "S3_4_C14_C3_2"
+#define VBAR_EL12      "S3_5_C12_C0_0"
+#define CNTV_CTL_EL02  "S3_5_C14_C3_1"   /* the nested guest's EL1 virtual timer */
+#define CNTV_CVAL_EL02 "S3_5_C14_C3_2"
+#define ICH_HCR_EL2    "S3_4_C12_C11_0"
+#define ICH_VTR_EL2    "S3_4_C12_C11_1"
+#define ICH_VMCR_EL2   "S3_4_C12_C11_7"
+#define ICH_LR0_EL2    "S3_4_C12_C12_0"
+#define ICH_HCR_EN     1UL
+#define ICH_VMCR_VENG1 (1UL << 1)
+#define ICH_VMCR_VPMR(p) ((u64)(p) << 24)
+/* List register: State [63:62] (1 = pending), HW [61] (0), Group [60],
+ * Priority [55:48], vINTID [31:0]. */
+#define ICH_LR_PENDING (1UL << 62)
+#define ICH_LR_GROUP1  (1UL << 60)
+#define ICH_LR_PRIO(p) ((u64)(p) << 48)
+#define ICH_LR_STATE   (3UL << 62)
+#define LR_PRIORITY    0xa0u
+
+#define sysreg_get(name) ({ u64 __v; __asm__ volatile("mrs %0, " name : "=r"(__v) : : "memory"); __v; })
+#define sysreg_set(name, v) do { u64 __v = (u64)(v); __asm__ volatile("msr " name ", %0\n\tisb" : : "r"(__v) : "memory"); } while (0)
+
 static u8 nested_stack[0x4000] __attribute__((aligned(16)));
 extern char vectors[];
+
+/* What the guest hypervisor saw when the nested timer's PPI reached it
+ * (rt_lower_irq), for the nested guest's report; shared memory, as the
+ * nested guest runs in the same address space (no stage 2). */
+static volatile u32 fwd_count;         /* PPI 27 taken at EL2 and injected */
+static volatile u32 fwd_lr_busy;       /* LR0 still held an interrupt then */
+static volatile u32 fwd_other;         /* other INTIDs taken from the lower EL */
+static volatile u64 fwd_ctl, fwd_cval, fwd_count_at; /* CNTV_*_EL02 and CNTVCT at entry */
+static u32 nested_intid = INTID_VTIMER_DEFAULT;
+
+/* The nested guest's EL1 virtual timer interrupt, at its own level. */
+static volatile u32 n_irqs;
+static volatile u64 n_fired_at, n_ctl_at;
+
+static void nested_vtimer_irq(u32 intid)
+{
+    (void)intid;
+    u64 now = cntvct();
+    if (n_irqs++ == 0) {
+        n_fired_at = now;
+        n_ctl_at = timer_ctl(TIMER_VIRT);
+    }
+    timer_set_ctl(TIMER_VIRT, 0);
+}
 
 /* ---- the nested guest, at EL1 ---- */
 
@@ -74,6 +138,57 @@ static void nested_timer_check(u64 frq)
             "late_us", seen_at ? us_from_ticks(frq, seen_at - cval) : 0);
 }
 
+/* The same timer as an interrupt: 2 ms ahead, unmasked, IRQs on. The
+ * guest hypervisor forwards PPI 27 as virtual INTID 27. Bounded by 2 s of
+ * CNTVCT (and a read count), then 10 ms more to see a second IRQ. */
+static void nested_timer_irq_check(u64 frq)
+{
+    u64 delta = ticks_from_us(frq, 2000);
+    irq_set_handler(nested_intid, nested_vtimer_irq);
+    n_irqs = 0;
+    u64 cval = cntvct() + delta;
+    timer_set_cval(TIMER_VIRT, cval);
+    timer_set_ctl(TIMER_VIRT, CTL_ENABLE);
+    irq_enable();
+    /* The loop also polls ISTATUS, to compare it with the IRQ's arrival. */
+    u64 start = cntvct(), reads = 0, polled_at = 0;
+    while (n_irqs == 0 && cntvct() - start < 1000 * delta && ++reads < (1UL << 30)) {
+        if (!polled_at && (timer_ctl(TIMER_VIRT) & CTL_ISTATUS))
+            polled_at = cntvct();
+    }
+    u64 stop = cntvct();
+    while (cntvct() - stop < 5 * delta && ++reads < (1UL << 30))
+        cpu_relax();
+    irq_disable();
+    timer_set_ctl(TIMER_VIRT, 0);
+    u64 fired = n_fired_at, fcount = fwd_count_at;
+    uart_puts("el2_nested: nested timer irq: irqs=");
+    uart_putdec(n_irqs);
+    uart_puts(" ctl_at_entry=");
+    uart_puthex(n_ctl_at);
+    uart_puts(" istatus_polled_late_us=");
+    uart_putsdec(!polled_at ? -1 : polled_at >= cval ? (s64)us_from_ticks(frq, polled_at - cval)
+                                                     : -(s64)us_from_ticks(frq, cval - polled_at));
+    uart_puts(" l1_forwards=");
+    uart_putdec(fwd_count);
+    uart_puts(" l1_ctl02=");
+    uart_puthex(fwd_ctl);
+    uart_puts(" l1_late_us=");
+    uart_putsdec(fcount >= cval ? (s64)us_from_ticks(frq, fcount - cval) : -(s64)us_from_ticks(frq, cval - fcount));
+    uart_puts(" l1_lr_busy=");
+    uart_putdec(fwd_lr_busy);
+    uart_puts(" l1_other=");
+    uart_putdec(fwd_other);
+    uart_putc('\n');
+    check_u(n_irqs == 1, "el2_nested: nested EL1 virtual timer IRQ (via ICH_LR0_EL2) exactly once",
+            "irqs", n_irqs);
+    check_u(n_irqs && fired >= cval && (n_ctl_at & CTL_ISTATUS),
+            "el2_nested: nested EL1 virtual timer IRQ not before CVAL, ISTATUS at entry",
+            "istatus", (n_ctl_at >> 2) & 1);
+    check_u(n_irqs && fired >= cval, "el2_nested: nested EL1 virtual timer IRQ lateness",
+            "late_us", n_irqs && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
+}
+
 static void nested_main(void)
 {
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
@@ -114,15 +229,21 @@ static void nested_main(void)
     check_u(viol == 0,
             "el2_nested: nested CNTVCT = CNTPCT - CNTVOFF_EL2 within the read window (2000 reads)",
             "violations", viol);
+    /* The same counters against vtvmm's model: each probe stores the count
+     * just read; vtvmm checks it against the VM offset and this vCPU's
+     * CNTVOFF_EL2 at the exit (its --stats "probes" line). */
+    for (u32 i = 0; i < PROBES; i++) {
+        u64 v = cntvct() + PROBE_LIE * NESTED_VOFF;
+        __asm__ volatile("str %0, [%1]" : : "r"(v), "r"(TRACEMARKER_BASE + 0x10) : "memory");
+        u64 p = cntpct();
+        __asm__ volatile("str %0, [%1]" : : "r"(p), "r"(TRACEMARKER_BASE + 0x18) : "memory");
+    }
     nested_timer_check(frq);
+    nested_timer_irq_check(frq);
     guest_exit(rt_status());
 }
 
 /* ---- the guest hypervisor, at EL2 ---- */
-
-#define CNTHV_CTL_EL2  "S3_4_C14_C3_1"
-#define CNTHV_CVAL_EL2 "S3_4_C14_C3_2"
-#define VBAR_EL12      "S3_5_C12_C0_0"
 
 static u64 mrs_cnthv_ctl(void) { u64 v; __asm__ volatile("isb\n\tmrs %0, " CNTHV_CTL_EL2 : "=r"(v) : : "memory"); return v; }
 static void msr_cnthv_ctl(u64 v) { __asm__ volatile("msr " CNTHV_CTL_EL2 ", %0\n\tisb" : : "r"(v) : "memory"); }
@@ -165,6 +286,102 @@ static u64 el2_timer(int hv, u64 delta, u64 *early)
     return late;
 }
 
+/* The guest hypervisor's side of the nested timer: PPI 27 (or any other
+ * IRQ) taken from the nested guest. */
+void rt_lower_irq(struct exc_frame *f)
+{
+    (void)f;
+    u32 iar = gic_ack();
+    u32 intid = gic_intid(iar);
+    if (intid >= 1020)
+        return;
+    if (intid == nested_intid) {
+        /* The nested guest's virtual count. Not CNTVCT: at EL2 with E2H = 1
+         * the virtual offset is 0 (measured: CNTVCT = CNTPCT here). */
+        fwd_count_at = cntpct() - read_sysreg(cntvoff_el2);
+        fwd_ctl = sysreg_get(CNTV_CTL_EL02);
+        fwd_cval = sysreg_get(CNTV_CVAL_EL02);
+        sysreg_set(CNTV_CTL_EL02, fwd_ctl | CTL_IMASK);
+        gic_eoi(iar);
+        u64 lr = sysreg_get(ICH_LR0_EL2);
+        if (lr & ICH_LR_STATE)
+            fwd_lr_busy++;
+        sysreg_set(ICH_LR0_EL2, ICH_LR_PENDING | ICH_LR_GROUP1 | ICH_LR_PRIO(LR_PRIORITY) | nested_intid);
+        fwd_count++;
+        return;
+    }
+    fwd_other++;
+    gic_disable_irq(intid);
+    gic_eoi(iar);
+}
+
+/* EL2 timer interrupts, taken at EL2 (vector 5, the runtime's table). */
+static volatile u32 h_irqs[2];
+static volatile u64 h_fired_at[2], h_ctl_at[2];
+
+static void el2_timer_irq(u32 intid)
+{
+    int hv = intid == INTID_HVTIMER;
+    u64 now = hv ? cntvct() : cntpct();
+    u64 ctl = hv ? mrs_cnthv_ctl() : read_sysreg(cnthp_ctl_el2);
+    if (h_irqs[hv]++ == 0) {
+        h_fired_at[hv] = now;
+        h_ctl_at[hv] = ctl;
+    }
+    if (hv)
+        msr_cnthv_ctl(0);
+    else {
+        write_sysreg(cnthp_ctl_el2, 0);
+        isb();
+    }
+}
+
+/* One EL2 timer as an interrupt: armed `delta` ahead, unmasked, IRQs on;
+ * waits up to 2000 deltas (and a read count), then 5 deltas more. */
+static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
+{
+    const char *name = hv ? "CNTHV" : "CNTHP";
+    u64 (*count)(void) = hv ? cntvct : cntpct;
+    h_irqs[hv] = 0;
+    u64 cval = count() + delta;
+    if (hv) {
+        msr_cnthv_cval(cval);
+        msr_cnthv_ctl(CTL_ENABLE);
+    } else {
+        write_sysreg(cnthp_cval_el2, cval);
+        write_sysreg(cnthp_ctl_el2, CTL_ENABLE);
+        isb();
+    }
+    irq_enable();
+    u64 start = count(), reads = 0;
+    while (h_irqs[hv] == 0 && count() - start < 2000 * delta && ++reads < (1UL << 30))
+        cpu_relax();
+    u64 stop = count();
+    while (count() - stop < 5 * delta && ++reads < (1UL << 30))
+        cpu_relax();
+    irq_disable();
+    if (hv)
+        msr_cnthv_ctl(0);
+    else
+        write_sysreg(cnthp_ctl_el2, 0);
+    u64 n = h_irqs[hv], fired = h_fired_at[hv], ctl = h_ctl_at[hv];
+    uart_puts("el2_nested: ");
+    uart_puts(name);
+    uart_puts(" irq: irqs=");
+    uart_putdec(n);
+    uart_puts(" ctl_at_entry=");
+    uart_puthex(ctl);
+    uart_puts(" late_us=");
+    uart_putdec(n && fired >= cval ? us_from_ticks(frq, fired - cval) : 0);
+    uart_putc('\n');
+    check_u(n == 1, hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ at EL2 exactly once"
+                       : "el2_nested: EL2 physical timer (CNTHP) IRQ at EL2 exactly once", "irqs", n);
+    check_u(n && fired >= cval && (ctl & CTL_ISTATUS),
+            hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ not before CVAL, ISTATUS at entry"
+               : "el2_nested: EL2 physical timer (CNTHP) IRQ not before CVAL, ISTATUS at entry",
+            "late_us", n && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
+}
+
 int main(void)
 {
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
@@ -191,12 +408,38 @@ int main(void)
     check_u(early == 0 && late != ~0UL, "el2_nested: EL2 virtual timer (CNTHV) condition at CVAL",
             "late_us", late == ~0UL ? ~0UL : us_from_ticks(frq, late));
 
+    /* The EL2 timers as interrupts, taken at EL2: physical IRQs go to EL2
+     * (IMO, FMO), the GIC set up from here. */
+    write_sysreg(hcr_el2, (hcr | HCR_IMO | HCR_FMO) & ~HCR_TGE);
+    isb();
+    int gv = gic_init();
+    nested_intid = rt_timer_ppi_virt();
+    gic_enable_ppi(INTID_HPTIMER);
+    gic_enable_ppi(INTID_HVTIMER);
+    gic_enable_ppi(nested_intid);
+    irq_set_handler(INTID_HPTIMER, el2_timer_irq);
+    irq_set_handler(INTID_HVTIMER, el2_timer_irq);
+    uart_puts("el2_nested: gic=v");
+    uart_putdec((u64)gv);
+    uart_puts(" ich_vtr_el2=");
+    uart_puthex(sysreg_get(ICH_VTR_EL2));
+    uart_puts(" nested_intid=");
+    uart_putdec(nested_intid);
+    uart_putc('\n');
+    el2_timer_irq_check(0, frq, delta);
+    el2_timer_irq_check(1, frq, delta);
+    check_u(irq_unexpected == 0 && irq_spurious == 0, "el2_nested: no unexpected IRQs at EL2",
+            "unexpected", irq_unexpected + irq_spurious);
+
     /* The nested guest: its virtual counter offset, its access to the
      * physical counter and timer, its vectors and stack, EL1h. */
     write_sysreg(cntvoff_el2, NESTED_VOFF);
     write_sysreg(cnthctl_el2, read_sysreg(cnthctl_el2) | CNTHCTL_EL1PCTEN | CNTHCTL_EL1PTEN);
     __asm__ volatile("msr " VBAR_EL12 ", %0" : : "r"(vectors) : "memory");
-    write_sysreg(hcr_el2, (hcr | HCR_RW | HCR_E2H) & ~HCR_TGE);
+    sysreg_set(ICH_LR0_EL2, 0);
+    sysreg_set(ICH_VMCR_EL2, ICH_VMCR_VPMR(0xff) | ICH_VMCR_VENG1);
+    sysreg_set(ICH_HCR_EL2, ICH_HCR_EN);
+    write_sysreg(hcr_el2, (hcr | HCR_RW | HCR_E2H | HCR_IMO | HCR_FMO) & ~HCR_TGE);
     write_sysreg(sp_el1, (u64)&nested_stack[sizeof(nested_stack)]);
     write_sysreg(elr_el2, (u64)nested_main);
     write_sysreg(spsr_el2, SPSR_EL1H_MASKED);

@@ -99,6 +99,21 @@ struct exc_frame {
     u64 pad;
 };
 
+/* Guest-hypervisor hooks (a guest at EL2 with a nested guest below it).
+ * With HCR_EL2.E2H = 1 the runtime's EL1 register names reach the EL2
+ * registers, so its vector table serves EL2: an IRQ taken from the lower
+ * EL (vector 9) calls rt_lower_irq(frame), a synchronous exception from
+ * it (vector 8, e.g. an HVC: ESR_EL2.EC 0x16, ELR already past the HVC)
+ * calls rt_lower_sync(ESR_EL2, frame). A guest defines them to get them;
+ * without a definition these vectors stay unexpected exceptions (as at
+ * EL1, where they are EL0's). The frame holds the nested guest's x0..x30,
+ * and ELR/SPSR are its return state: the hook may change them, and they
+ * are written back before the eret. Hooks run with DAIF as the exception
+ * left it (IRQs masked); one that unmasks IRQs must mask them again before
+ * returning, since the restore of ELR/SPSR is not reentrant. */
+void rt_lower_irq(struct exc_frame *f);
+void rt_lower_sync(u64 esr, struct exc_frame *f);
+
 /* Expected-fault fixup: set rt_fault_expected, do ONE access that may
  * fault; a synchronous exception then skips the instruction, clears the
  * flag and records ESR in rt_fault_esr. Check rt_fault_taken after. */

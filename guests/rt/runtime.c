@@ -142,13 +142,26 @@ static const char *const exc_names[16] = {
     "EL0/32 sync", "EL0/32 irq", "EL0/32 fiq", "EL0/32 serror",
 };
 
+/* Hooks a guest hypervisor may define (rt.h); without them a lower-EL
+ * exception is unexpected, as it always is at EL1. */
+void rt_lower_irq(struct exc_frame *f) __attribute__((weak));
+void rt_lower_sync(u64 esr, struct exc_frame *f) __attribute__((weak));
+
 void rt_exception(u64 kind, struct exc_frame *f)
 {
     if (kind == 5) {
         irq_dispatch();
         return;
     }
+    if (kind == 9 && rt_lower_irq) {
+        rt_lower_irq(f);
+        return;
+    }
     u64 esr = read_sysreg(esr_el1);
+    if (kind == 8 && rt_lower_sync) {
+        rt_lower_sync(esr, f);
+        return;
+    }
     if (kind == 4 && rt_fault_expected) {
         rt_fault_expected = 0;
         rt_fault_taken = 1;

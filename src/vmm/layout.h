@@ -32,6 +32,14 @@ inline constexpr std::uint64_t kDebugPrint = 0x090D0000;  ///< vtime bulk print 
 /// traces together. vtvmm only counts the writes; the page reads as zero.
 inline constexpr std::uint64_t kTraceMarker = 0x090E0000;
 inline constexpr std::uint64_t kTraceMarkerSize = 0x1000;
+/// Counter probes in the trace marker's page: a guest stores the count it
+/// has just read (one 8-byte write), CNTVCT as EL1 reads it (a nested guest
+/// included) to the first, CNTPCT to the second. vtvmm reads the host
+/// counter at that exit and checks the value against what its model of the
+/// VM's offsets (and, at vEL2, the vCPU's CNTVOFF_EL2 read from KVM)
+/// predicts then: never ahead of it, behind by the read window only.
+inline constexpr std::uint64_t kVirtualCountProbe = kTraceMarker + 0x10;
+inline constexpr std::uint64_t kPhysicalCountProbe = kTraceMarker + 0x18;
 /// virtio-mmio console (--console virtio): the first slot of QEMU virt's
 /// virtio-mmio window.
 inline constexpr std::uint64_t kVirtioConsole = 0x0a000000;

@@ -187,12 +187,15 @@ class KvmMachine final : public Machine {
     s.counter_value_writes = counter_value_writes_;
     s.timer_register_writes = timer_register_writes_;
     s.trace_marks = trace_marks_.load();
+    s.probes = ProbeReport();
     s.steal = StealReport();
     return s;
   }
   [[nodiscard]] std::string Describe() const override { return caps_.Describe(); }
 
  private:
+  void CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t value);
+  [[nodiscard]] std::string ProbeReport() const;
   void Console(char c);
   void ConsoleBytes(std::span<const std::uint8_t> bytes);
   void ConsoleLocked(char c);
@@ -346,6 +349,16 @@ class KvmMachine final : public Machine {
 
   std::atomic<std::uint64_t> exits_{0}, mmio_exits_{0}, intr_exits_{0}, irq_line_raises_{0},
       timer_line_rises_{0}, trace_marks_{0};
+  // The counter probes, checked against clock_ on the vCPU threads.
+  struct ProbeStats {
+    std::uint64_t count = 0;
+    std::uint64_t ahead = 0;
+    std::uint64_t min_window = ~std::uint64_t{0};
+    std::uint64_t max_window = 0;
+  };
+  std::atomic<bool> warned_probe_{false};
+  mutable std::mutex probe_mutex_;
+  ProbeStats probes_;
   std::uint64_t counter_offset_ioctls_ = 0;
   std::uint64_t counter_value_writes_ = 0;
   std::uint64_t timer_register_writes_ = 0;
@@ -1483,6 +1496,52 @@ std::uint64_t KvmMachine::GicAccess(unsigned index, const kvm::Exit& exit, std::
   return result;
 }
 
+void KvmMachine::CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t value) {
+  // The host counter now, after the guest's read and its exit: the model's
+  // count for it can only be at or past the guest's value.
+  const HostCount now = kvm::ReadHostCounter();
+  arch::NestedOffsets nested;
+  if (config_.el2) {
+    // What the VMM can see of a guest hypervisor's offset: its CNTVOFF_EL2
+    // as KVM holds it at this exit (the nested guest's, when it made it).
+    auto voff = vcpu.GetOneReg(kvm::reg::kCntvoffEl2);
+    if (!voff) {
+      NoteOnce(warned_probe_, "counter probe: " + voff.error().Message());
+      return;
+    }
+    nested.enabled = true;
+    nested.cntvoff_el2 = Ticks{*voff};
+  }
+  const std::uint64_t model =
+      physical ? clock_.PhysicalCount(now).value : clock_.VirtualCount(now, nested).value;
+  const std::uint64_t window = model - value;  // modulo 2^64
+  std::lock_guard lock(probe_mutex_);
+  ++probes_.count;
+  if (static_cast<std::int64_t>(window) < 0) {
+    ++probes_.ahead;
+    return;
+  }
+  probes_.min_window = std::min(probes_.min_window, window);
+  probes_.max_window = std::max(probes_.max_window, window);
+}
+
+std::string KvmMachine::ProbeReport() const {
+  std::lock_guard lock(probe_mutex_);
+  if (probes_.count == 0) return "";
+  std::string out = " counter_probes=" + std::to_string(probes_.count) +
+                    " probes_ahead=" + std::to_string(probes_.ahead);
+  if (probes_.count == probes_.ahead) return out + " probe_window=none";
+  const std::uint64_t hz = kvm::ReadCounterFrequency();
+  auto us = [hz](std::uint64_t ticks) {
+    return std::to_string(
+        hz ? static_cast<std::uint64_t>(static_cast<double>(ticks) * 1e6 / static_cast<double>(hz))
+           : 0);
+  };
+  return out + " probe_window_ticks=" + std::to_string(probes_.min_window) + ".." +
+         std::to_string(probes_.max_window) + " probe_window_us=" + us(probes_.min_window) + ".." +
+         us(probes_.max_window);
+}
+
 void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit) {
   std::uint64_t value = 0;
   std::memcpy(&value, exit.mmio_data, exit.mmio_len > 8 ? 8 : exit.mmio_len);
@@ -1542,6 +1601,9 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
     if (exit.mmio_write) {
       if (a == layout::kTraceMarker && exit.mmio_len == 8) {
         ++trace_marks_;
+      } else if ((a == layout::kVirtualCountProbe || a == layout::kPhysicalCountProbe) &&
+                 exit.mmio_len == 8) {
+        CheckCounterProbe(vcpu, a == layout::kPhysicalCountProbe, value);
       } else {
         known = false;
       }

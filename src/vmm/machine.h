@@ -146,6 +146,11 @@ struct RunStats {
   std::uint64_t counter_value_writes = 0;   ///< TIMER_CNT/PTIMER_CNT ONE_REG writes
   std::uint64_t timer_register_writes = 0;  ///< CTL/CVAL/CNTKCTL ONE_REG writes (restore)
   std::uint64_t trace_marks = 0;            ///< 8-byte writes to the trace marker
+  /// The counter probes (layout::kVirtualCountProbe): "" when the guest
+  /// wrote none, else " counter_probes=N probes_ahead=A
+  /// probe_window_ticks=MIN..MAX probe_window_us=MIN..MAX", A the values
+  /// ahead of the model, the window over the others.
+  std::string probes;
   /// Per vCPU: " vcpuN_run_delay_ns=D vcpuN_stolen_ns=S", the host
   /// scheduler's run delay of its thread (schedstat) next to the stolen
   /// time its PV-time record holds ("off" without PV time).

@@ -995,7 +995,8 @@ int main(int argc, char** argv) {
     s.counter_value_writes += b.counter_value_writes;
     s.timer_register_writes += b.timer_register_writes;
     s.trace_marks += b.trace_marks;
-    s.steal = b.steal;  // the last boot's
+    s.steal = b.steal;    // the last boot's
+    s.probes = b.probes;  // the last boot's
     if (!result || result->end != vtime::vmm::GuestEnd::kReset || no_reboot) break;
     std::fprintf(stderr, "vtvmm: %s; rebooting (boot %u)\n", result->detail.c_str(), boot + 2);
   }
@@ -1014,6 +1015,7 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(s.counter_value_writes),
                  static_cast<unsigned long long>(s.timer_register_writes),
                  static_cast<unsigned long long>(s.trace_marks));
+    if (!s.probes.empty()) std::fprintf(stderr, "vtvmm: probes:%s\n", s.probes.c_str());
     std::fprintf(stderr, "vtvmm: steal:%s\n", s.steal.c_str());
   }
   if (!result) {

@@ -70,6 +70,17 @@ inline constexpr std::uint64_t kIccCtlr = SysregId(3, 0, 12, 12, 4);
 inline constexpr std::uint64_t kIccSre = SysregId(3, 0, 12, 12, 5);
 inline constexpr std::uint64_t kIccIgrpen0 = SysregId(3, 0, 12, 12, 6);
 inline constexpr std::uint64_t kIccIgrpen1 = SysregId(3, 0, 12, 12, 7);
+/// The GIC virtualization interface of a guest hypervisor (a vCPU with
+/// KVM_ARM_VCPU_HAS_EL2): the list registers, active priorities and
+/// controls through which it gives its own guest interrupts. KVM keeps
+/// them in memory, not in the vCPU's register list.
+inline constexpr std::uint64_t kIchAp0r0 = SysregId(3, 4, 12, 8, 0);  // + n, n < 4
+inline constexpr std::uint64_t kIchAp1r0 = SysregId(3, 4, 12, 9, 0);  // + n, n < 4
+inline constexpr std::uint64_t kIchHcr = SysregId(3, 4, 12, 11, 0);
+inline constexpr std::uint64_t kIchVtr = SysregId(3, 4, 12, 11, 1);  // read only, not saved
+inline constexpr std::uint64_t kIchVmcr = SysregId(3, 4, 12, 11, 7);
+inline constexpr std::uint64_t kIchLr0 = SysregId(3, 4, 12, 12, 0);  // + n, n < 8
+inline constexpr std::uint64_t kIchLr8 = SysregId(3, 4, 12, 13, 0);  // + n, n < 8
 
 /// attr = affinity field of `mpidr_el1` << 32 | low.
 constexpr std::uint64_t VcpuAttr(std::uint64_t mpidr_el1, std::uint64_t low) {

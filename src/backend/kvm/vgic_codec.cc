@@ -157,6 +157,21 @@ int SysregRank(std::uint64_t id) {
   }
   if (id == vgic::kIccIgrpen0) return 13;
   if (id == vgic::kIccIgrpen1) return 14;
+  // A guest hypervisor's virtualization interface: its guest's view (VMCR)
+  // and active priorities, the list registers, and ICH_HCR_EL2 (whose En
+  // turns the interface on) last.
+  if (id == vgic::kIchVmcr) return 15;
+  if (id >= vgic::kIchAp0r0 && id < vgic::kIchAp0r0 + 4) {
+    return 16 + static_cast<int>(id - vgic::kIchAp0r0);
+  }
+  if (id >= vgic::kIchAp1r0 && id < vgic::kIchAp1r0 + 4) {
+    return 20 + static_cast<int>(id - vgic::kIchAp1r0);
+  }
+  if (id >= vgic::kIchLr0 && id < vgic::kIchLr0 + 8)
+    return 24 + static_cast<int>(id - vgic::kIchLr0);
+  if (id >= vgic::kIchLr8 && id < vgic::kIchLr8 + 8)
+    return 32 + static_cast<int>(id - vgic::kIchLr8);
+  if (id == vgic::kIchHcr) return 40;
   return -1;
 }
 

@@ -67,7 +67,9 @@ inline constexpr std::array<std::uint64_t, 7> kIccFixed = {
 
 /// Sort key of a sysreg within one vCPU's restore, or -1 if not one we save:
 /// SRE, CTLR, PMR, BPR0, BPR1 (0..4), AP0R0..3 (5..8), AP1R0..3 (9..12),
-/// IGRPEN0, IGRPEN1 (13, 14).
+/// IGRPEN0, IGRPEN1 (13, 14); for a guest hypervisor then ICH_VMCR_EL2
+/// (15), ICH_AP0R0..3 (16..19), ICH_AP1R0..3 (20..23), ICH_LR0..15
+/// (24..39) and ICH_HCR_EL2 (40).
 int SysregRank(std::uint64_t id);
 
 /// The shape of a state, without any device or vCPU list: nr_irqs valid,

@@ -45,6 +45,21 @@ std::string SysregName(std::uint64_t id) {
   if (id >= vgic::kIccAp1r0 && id < vgic::kIccAp1r0 + 4) {
     return "ICC_AP1R" + std::to_string(id - vgic::kIccAp1r0) + "_EL1";
   }
+  if (id == vgic::kIchHcr) return "ICH_HCR_EL2";
+  if (id == vgic::kIchVtr) return "ICH_VTR_EL2";
+  if (id == vgic::kIchVmcr) return "ICH_VMCR_EL2";
+  if (id >= vgic::kIchAp0r0 && id < vgic::kIchAp0r0 + 4) {
+    return "ICH_AP0R" + std::to_string(id - vgic::kIchAp0r0) + "_EL2";
+  }
+  if (id >= vgic::kIchAp1r0 && id < vgic::kIchAp1r0 + 4) {
+    return "ICH_AP1R" + std::to_string(id - vgic::kIchAp1r0) + "_EL2";
+  }
+  if (id >= vgic::kIchLr0 && id < vgic::kIchLr0 + 8) {
+    return "ICH_LR" + std::to_string(id - vgic::kIchLr0) + "_EL2";
+  }
+  if (id >= vgic::kIchLr8 && id < vgic::kIchLr8 + 8) {
+    return "ICH_LR" + std::to_string(8 + id - vgic::kIchLr8) + "_EL2";
+  }
   return "sysreg " + Hex(id);
 }
 
@@ -249,6 +264,27 @@ Result<VgicState> SaveVgicV3(Device& vgic, std::span<const std::uint64_t> vcpu_m
     for (std::uint64_t n = 0; n < aprs; ++n) {
       ids.push_back(vgic::kIccAp0r0 + n);
       ids.push_back(vgic::kIccAp1r0 + n);
+    }
+    // A guest hypervisor's virtualization interface, where the vCPU has
+    // one: as many list registers and active-priority registers as
+    // ICH_VTR_EL2 says (ListRegs + 1; 1, 2 or 4 APRs for 5, 6 or 7 bits).
+    auto nested = vgic.HasAttr(vgic::kGrpCpuSysregs, field << 32 | vgic::kIchHcr);
+    if (!nested) return tl::unexpected(nested.error());
+    if (*nested) {
+      auto vtr = Get64(vgic, vgic::kGrpCpuSysregs, field << 32 | vgic::kIchVtr);
+      if (!vtr) return tl::unexpected(vtr.error());
+      const std::uint64_t lrs = (*vtr & 0x1f) + 1;
+      const std::uint64_t pre_bits = ((*vtr >> 26) & 7) + 1;
+      const std::uint64_t ich_aprs = pre_bits >= 7 ? 4 : pre_bits == 6 ? 2 : 1;
+      ids.push_back(vgic::kIchHcr);
+      ids.push_back(vgic::kIchVmcr);
+      for (std::uint64_t n = 0; n < ich_aprs; ++n) {
+        ids.push_back(vgic::kIchAp0r0 + n);
+        ids.push_back(vgic::kIchAp1r0 + n);
+      }
+      for (std::uint64_t n = 0; n < lrs && n < 16; ++n) {
+        ids.push_back(n < 8 ? vgic::kIchLr0 + n : vgic::kIchLr8 + (n - 8));
+      }
     }
     std::sort(ids.begin(), ids.end());
     for (std::uint64_t id : ids) {

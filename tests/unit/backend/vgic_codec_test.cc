@@ -158,6 +158,29 @@ TEST(VgicCodec, RoundTrips) {
   }
 }
 
+// A guest hypervisor's vCPU adds its virtualization interface (ICH_*_EL2):
+// it round trips; the read-only ICH_VTR_EL2 is refused.
+TEST(VgicCodec, RoundTripsAGuestHypervisorsVirtualizationInterface) {
+  VgicState s = Full(64, 1);
+  const std::uint64_t mpidr = 0;
+  std::vector<std::uint64_t> ich = {vgic::kIchHcr, vgic::kIchVmcr, vgic::kIchAp0r0,
+                                    vgic::kIchAp1r0};
+  for (std::uint64_t n = 0; n < 8; ++n) ich.push_back(vgic::kIchLr0 + n);
+  for (std::uint64_t n = 0; n < 8; ++n) ich.push_back(vgic::kIchLr8 + n);
+  std::uint64_t v = 0x5000000000000000ULL;
+  for (std::uint64_t id : ich) s.cpu_sysregs.emplace_back(vgic::VcpuAttr(mpidr, id), ++v);
+  std::sort(s.cpu_sysregs.begin(), s.cpu_sysregs.end());
+  const auto bytes = EncodeVgicState(s);
+  auto back = DecodeVgicState(bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_TRUE(*back == s) << Diff(s, *back);
+  // ICH_VTR_EL2 is read-only: never in a state.
+  VgicState vtr = s;
+  vtr.cpu_sysregs.emplace_back(vgic::VcpuAttr(mpidr, vgic::kIchVtr), 1);
+  std::sort(vtr.cpu_sysregs.begin(), vtr.cpu_sysregs.end());
+  ExpectRefusal(DecodeVgicState(EncodeVgicState(vtr)), ErrorCode::kMalformed, "ICH_VTR_EL2");
+}
+
 // The largest state KVM can hold: 1024 interrupts, 512 vCPUs.
 TEST(VgicCodec, RoundTripsTheLargestState) {
   const VgicState s = Full(1024, 512);
