@@ -5,7 +5,8 @@
  * compares with at EL2, polled with IMASK set), and then as interrupts:
  * with HCR_EL2.IMO|FMO set and the GIC set up from EL2 (PPIs 26, 28 and
  * 27), each timer armed 1 ms ahead unmasked must interrupt EL2 exactly
- * once, not before CVAL. Then it sets CNTVOFF_EL2 to NESTED_VOFF, lets EL1
+ * once, not before CVAL, and within WFI_LATE_US while it waits in WFI.
+ * Then it sets CNTVOFF_EL2 to NESTED_VOFF, lets EL1
  * read the physical counter and timer (CNTHCTL_EL2), turns on its virtual
  * CPU interface (ICH_HCR_EL2.En, ICH_VMCR_EL2 VENG1 and VPMR 0xff) and
  * enters a nested guest at EL1 (HCR_EL2: RW, E2H, IMO, FMO, no TGE, no
@@ -20,8 +21,13 @@
  * from the lower EL (rt_lower_irq), which masks the nested timer
  * (CNTV_CTL_EL02.IMASK), EOIs it and injects virtual INTID 27 through
  * ICH_LR0_EL2; the nested guest takes it through its virtual CPU interface
- * and checks it came once, not before CVAL. The nested guest prints and
- * exits the VM itself (PL011 and finisher stores are MMIO at EL1 too). */
+ * and checks it came once, not before CVAL, while it spins (its lateness
+ * is printed: on a host without FEAT_ECV KVM sees a nested guest's timer
+ * only at its next exit) and again while it waits in WFI (within
+ * WFI_LATE_US: the WFI exits to the host's KVM, which sleeps on the
+ * vCPU's timers). Between the two it stores its counters to vtvmm's
+ * counter probes (PROBES of each). The nested guest prints and exits the
+ * VM itself (PL011 and finisher stores are MMIO at EL1 too). */
 #include "rt/rt.h"
 #include "rt/timer.h"
 #include "rt/gic.h"
@@ -32,6 +38,7 @@ const int rt_el2_ok = 1;
 #define NESTED_VOFF 0x123456789UL  /* about 4.9 s at 1 GHz, 78 s at 62.5 MHz */
 #endif
 #define PROBES      50u /* counter probes of each kind for vtvmm's model check */
+#define WFI_LATE_US 20000UL /* a timer waited for in WFI: at most this late */
 #ifndef PROBE_LIE
 #define PROBE_LIE   0UL /* el2_nested_lie: 1, its virtual probes claim CNTVCT + CNTVOFF_EL2 */
 #endif
@@ -189,6 +196,41 @@ static void nested_timer_irq_check(u64 frq)
             "late_us", n_irqs && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
 }
 
+/* The same interrupt waited for the way an operating system idles: WFI.
+ * The nested guest's WFI exits to the host's KVM (the guest hypervisor
+ * does not trap it), which then sleeps on the vCPU's timers: the
+ * interrupt comes on time, where a busy loop (above) runs without an exit
+ * and, on a host without FEAT_ECV, sees it only at the next exit. Bounded
+ * by 2 s of CNTVCT: any other interrupt also ends a WFI. */
+static void nested_timer_wfi_check(u64 frq)
+{
+    u64 delta = ticks_from_us(frq, 2000);
+    irq_set_handler(nested_intid, nested_vtimer_irq);
+    n_irqs = 0;
+    u64 cval = cntvct() + delta;
+    timer_set_cval(TIMER_VIRT, cval);
+    timer_set_ctl(TIMER_VIRT, CTL_ENABLE);
+    u64 start = cntvct();
+    irq_enable();
+    while (n_irqs == 0 && cntvct() - start < 1000 * delta)
+        __asm__ volatile("wfi" : : : "memory");
+    irq_disable();
+    timer_set_ctl(TIMER_VIRT, 0);
+    u64 fired = n_fired_at;
+    uart_puts("el2_nested: nested timer wfi: irqs=");
+    uart_putdec(n_irqs);
+    uart_puts(" late_us=");
+    uart_putsdec(!n_irqs ? -1 : fired >= cval ? (s64)us_from_ticks(frq, fired - cval)
+                                              : -(s64)us_from_ticks(frq, cval - fired));
+    uart_putc('\n');
+    check_u(n_irqs == 1 && fired >= cval,
+            "el2_nested: nested EL1 virtual timer IRQ, waited for in WFI, once, not before CVAL",
+            "irqs", n_irqs);
+    check_u(n_irqs == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
+            "el2_nested: nested EL1 virtual timer IRQ, waited for in WFI, on time",
+            "late_us", n_irqs == 1 && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
+}
+
 static void nested_main(void)
 {
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
@@ -240,6 +282,7 @@ static void nested_main(void)
     }
     nested_timer_check(frq);
     nested_timer_irq_check(frq);
+    nested_timer_wfi_check(frq);
     guest_exit(rt_status());
 }
 
@@ -337,7 +380,7 @@ static void el2_timer_irq(u32 intid)
 }
 
 /* One EL2 timer as an interrupt: armed `delta` ahead, unmasked, IRQs on;
- * waits up to 2000 deltas (and a read count), then 5 deltas more. */
+ * waits in WFI up to 2000 deltas (and a loop count), then 5 deltas more. */
 static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
 {
     const char *name = hv ? "CNTHV" : "CNTHP";
@@ -354,8 +397,11 @@ static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
     }
     irq_enable();
     u64 start = count(), reads = 0;
+    /* Waited for in WFI, as an operating system idles: it exits to the
+     * host's KVM, which sleeps on the vCPU's timers (a busy loop without
+     * exits sees CNTHV only at the next exit on a host without FEAT_ECV). */
     while (h_irqs[hv] == 0 && count() - start < 2000 * delta && ++reads < (1UL << 30))
-        cpu_relax();
+        __asm__ volatile("wfi" : : : "memory");
     u64 stop = count();
     while (count() - stop < 5 * delta && ++reads < (1UL << 30))
         cpu_relax();
@@ -379,6 +425,10 @@ static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
     check_u(n && fired >= cval && (ctl & CTL_ISTATUS),
             hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ not before CVAL, ISTATUS at entry"
                : "el2_nested: EL2 physical timer (CNTHP) IRQ not before CVAL, ISTATUS at entry",
+            "late_us", n && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
+    check_u(n == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
+            hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ, waited for in WFI, on time"
+               : "el2_nested: EL2 physical timer (CNTHP) IRQ, waited for in WFI, on time",
             "late_us", n && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
 }
 

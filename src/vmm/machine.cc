@@ -195,6 +195,8 @@ class KvmMachine final : public Machine {
 
  private:
   void CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t value);
+  void ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu);
+  void RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at);
   [[nodiscard]] std::string ProbeReport() const;
   void Console(char c);
   void ConsoleBytes(std::span<const std::uint8_t> bytes);
@@ -371,6 +373,11 @@ class KvmMachine final : public Machine {
   trace::Timeline timeline_;
   std::uint32_t timeline_host_ = 0;
   bool timeline_on_ = false;
+  // vCPU threads add the nested offsets they see (ObserveNestedOffset), so
+  // every change of timeline_ takes this lock.
+  mutable std::mutex timeline_mutex_;
+  // Per vCPU, the guest hypervisor's CNTVOFF_EL2 last recorded (--el2).
+  std::vector<std::uint64_t> seen_cntvoff_;
   kvm::Fd monitor_;
   bool in_doubt_ = false;                // a migration's hand-over is in doubt
   std::optional<bool> operator_says_;    // true: the destination runs it
@@ -398,6 +405,7 @@ Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
 void KvmMachine::RecordCurrentOffsets(std::uint64_t at) {
   // From count `at` on the guest's counters are the host's minus what the
   // model now holds (what KVM took, legacy writes included).
+  std::lock_guard lock(timeline_mutex_);
   RecordOffsets(timeline_, timeline_host_, at, clock_.virtual_offset().value,
                 clock_.physical_offset().value);
 }
@@ -431,16 +439,53 @@ void KvmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
   }
   if (restored) timeline_ = std::move(*restored);
   timeline_.vcpus = config_.cpus;
+  // CNTVOFF_EL2 resets to 0, which is what the timeline assumes of a vCPU
+  // with no nested-offset event; a restore sets what it restored.
+  seen_cntvoff_.assign(config_.cpus, 0);
   const std::string name =
       config_.timeline_host.empty() ? DefaultTimelineHost() : config_.timeline_host;
   timeline_host_ =
       JoinTimelineHost(timeline_, name, kvm::ReadCounterFrequency(), kvm::ReadHostCounter().value);
 }
 
-void KvmMachine::CommitPause(std::uint64_t at) { RecordPause(timeline_, timeline_host_, at); }
+void KvmMachine::CommitPause(std::uint64_t at) {
+  std::lock_guard lock(timeline_mutex_);
+  RecordPause(timeline_, timeline_host_, at);
+}
+
+void KvmMachine::ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu) {
+  // What the VMM can see of a guest hypervisor's offset: KVM handles its
+  // CNTVOFF_EL2 writes without an exit to user space, so vtvmm reads the
+  // register at each exit of the vCPU and records a change at the exit
+  // where it first sees it. A change between two exits is placed at the
+  // later one; offsets set and replaced between two exits are not seen.
+  auto voff = vcpu.GetOneReg(kvm::reg::kCntvoffEl2);
+  if (!voff) {
+    NoteOnce(warned_probe_, "timeline: CNTVOFF_EL2: " + voff.error().Message());
+    return;
+  }
+  if (*voff == seen_cntvoff_[index]) return;
+  std::lock_guard lock(timeline_mutex_);
+  RecordNestedOffsetLocked(index, *voff, kvm::ReadHostCounter().value);
+}
+
+void KvmMachine::RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at) {
+  // Only while the timeline says the guest runs (the main thread records
+  // the start once the vCPUs run): an earlier change is seen again later.
+  if (timeline_.events.empty() || timeline_.events.back().kind == trace::EventKind::kPause) return;
+  if (cntvoff == seen_cntvoff_[index]) return;
+  timeline_.events.push_back(
+      trace::Event{.kind = trace::EventKind::kNestedOffset,
+                   .host = timeline_host_,
+                   .host_count = std::max(at, timeline_.events.back().host_count),
+                   .vcpu = index,
+                   .cntvoff = cntvoff});
+  seen_cntvoff_[index] = cntvoff;
+}
 
 void KvmMachine::WriteTimeline() {
   if (config_.timeline_path.empty()) return;
+  std::lock_guard lock(timeline_mutex_);
   if (timeline_.events.empty()) return;
   if (auto r = WriteFileAtomically(config_.timeline_path, timeline_.Encode()); !r) {
     std::fprintf(stderr, "vtvmm: the timeline was not written: %s\n", r.error().Message().c_str());
@@ -586,6 +631,9 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     restored_timeline = std::move(*timeline);
   }
   JoinTimeline(std::move(restored_timeline));
+  for (std::size_t i = 0; i < snap.time.vcpus.size() && i < seen_cntvoff_.size(); ++i) {
+    seen_cntvoff_[i] = snap.time.vcpus[i].cntvoff_el2;
+  }
   if (values_restore_) {
     // The comparison method: no offsets, only the per-vCPU value writes in
     // the register loop below, each sampling "now" (KVM's legacy rule).
@@ -1358,7 +1406,15 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
     s.rtc = rtc_.Save();
   }
   if (timeline_on_) {
+    std::unique_lock lock(timeline_mutex_);
+    // A guest hypervisor's offsets as they are at the pause, where a
+    // change came after the vCPU's last exit.
+    for (unsigned i = 0; i < t.vcpus.size() && i < seen_cntvoff_.size(); ++i) {
+      if (t.vcpus[i].nested)
+        RecordNestedOffsetLocked(i, t.vcpus[i].cntvoff_el2, t.pause.host_counter);
+    }
     trace::Timeline paused = timeline_;
+    lock.unlock();
     RecordPause(paused, timeline_host_, t.pause.host_counter);
     s.timeline = paused.Encode();
   }
@@ -1759,6 +1815,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
       return;
     }
     if (gic_) SyncTimerLines(index, exit->device_irq_level);
+    if (config_.el2 && timeline_on_) ObserveNestedOffset(index, vcpu);
     switch (exit->kind) {
       case kvm::ExitKind::kMmio:
         ++mmio_exits_;

@@ -54,7 +54,8 @@ if [ "$have" = none ]; then
   fi
   for what in "a guest starts at vEL2" "--el2 with the user irqchip is refused" \
     "a guest hypervisor runs a nested guest, all checks ok" \
-    "nested counters equal the model (VM offset + CNTVOFF_EL2)" "wrong probes are caught" \
+    "nested counters equal the model (VM offset + CNTVOFF_EL2)" "the timeline carries the nested offset" \
+    "wrong probes are caught" \
     "a vEL2 VM with a nested guest is snapshotted and restored" "a vEL2 VM with a nested guest migrates live"; do
     echo "NOT-ON-KERNEL el2: $what: no nested virtualization on $kernel"
     not_here=$((not_here + 1))
@@ -78,7 +79,8 @@ else
   # model of the VM offset plus the vCPU's CNTVOFF_EL2 (the counter probes),
   # the EL2 timers' and the nested EL1 timer's interrupts. The lateness is
   # printed as a figure: the nested timers' is the lab's (see the README).
-  run "el2/nested" --el2 --stats --guest-counter 0x200000000 "$g/el2_nested.elf"
+  rm -f /tmp/el2.tl
+  run "el2/nested" --el2 --stats --guest-counter 0x200000000 --timeline /tmp/el2.tl "$g/el2_nested.elf"
   if [ "$status" = 0 ] && ! grep -q "^not ok" "$out" && grep -q "ok - el2_nested: the nested guest runs at EL1" "$out"; then
     pass "el2: a guest hypervisor ran its nested guest at EL1; every check of both levels ok"
   else
@@ -92,6 +94,23 @@ else
     pass "el2: 100 nested counter reads equal vtvmm's model (VM offset + CNTVOFF_EL2) within the read window (max $max_us us)"
   else
     fail "el2: nested counter probes against the model: '$probes'"
+  fi
+  # The offset timeline carries the guest hypervisor's CNTVOFF_EL2 as vtvmm
+  # saw it (at the first exit after the write), so the nested guest's first
+  # CNTVCT and the CNTPCT it read just before map to the same host moment,
+  # within the read window.
+  vtime-trace timeline /tmp/el2.tl >/tmp/el2.tlout 2>&1
+  sed "s|^|  [el2/timeline] |" /tmp/el2.tlout
+  first_v=$(sed -n 's/^el2_nested: nested cntvct=\([0-9]*\) cntpct=.*/\1/p' "$out")
+  first_p=$(sed -n 's/^el2_nested: nested cntvct=[0-9]* cntpct=\([0-9]*\) .*/\1/p' "$out")
+  hv=$(vtime-trace map /tmp/el2.tl --vcpu 0 --virtual "${first_v:-0}" 2>&1 | sed -n 's/^host=0 count=//p')
+  hp=$(vtime-trace map /tmp/el2.tl --vcpu 0 --physical "${first_p:-0}" 2>&1 | sed -n 's/^host=0 count=//p')
+  echo "  [el2/timeline] nested cntvct $first_v -> host $hv, cntpct $first_p -> host $hp"
+  if grep -q "nested-offset host=0 count=[0-9]* vcpu=0 cntvoff=4886718345" /tmp/el2.tlout &&
+    [ -n "$hv" ] && [ -n "$hp" ] && [ $((hv - hp)) -ge 0 ] && [ $((hv - hp)) -lt 62500 ]; then
+    pass "el2: the timeline has the nested offset; the nested CNTVCT and CNTPCT map to one host moment ($((hv - hp)) ticks apart)"
+  else
+    fail "el2: the timeline's nested offset: '$(grep nested-offset /tmp/el2.tlout)', $hv vs $hp"
   fi
   run "el2/nested-lie" --el2 --stats --guest-counter 0x200000000 "$g/el2_nested_lie.elf"
   if grep -q "vtvmm: probes: counter_probes=100 probes_ahead=50 " "$out"; then
