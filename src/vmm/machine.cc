@@ -470,17 +470,7 @@ void KvmMachine::ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu) {
 }
 
 void KvmMachine::RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at) {
-  // Only while the timeline says the guest runs (the main thread records
-  // the start once the vCPUs run): an earlier change is seen again later.
-  if (timeline_.events.empty() || timeline_.events.back().kind == trace::EventKind::kPause) return;
-  if (cntvoff == seen_cntvoff_[index]) return;
-  timeline_.events.push_back(
-      trace::Event{.kind = trace::EventKind::kNestedOffset,
-                   .host = timeline_host_,
-                   .host_count = std::max(at, timeline_.events.back().host_count),
-                   .vcpu = index,
-                   .cntvoff = cntvoff});
-  seen_cntvoff_[index] = cntvoff;
+  RecordNestedOffset(timeline_, timeline_host_, index, cntvoff, at, seen_cntvoff_[index]);
 }
 
 void KvmMachine::WriteTimeline() {

@@ -51,4 +51,22 @@ void RecordPause(trace::Timeline& timeline, std::uint32_t host, std::uint64_t at
       trace::Event{.kind = trace::EventKind::kPause, .host = host, .host_count = at});
 }
 
+bool RecordNestedOffset(trace::Timeline& timeline, std::uint32_t host, std::uint32_t vcpu,
+                        std::uint64_t cntvoff, std::uint64_t at, std::uint64_t& seen) {
+  // Only while the guest runs: a change seen before its start (or while it
+  // is paused) is seen again later, when it can be placed.
+  if (timeline.events.empty() || timeline.events.back().kind == trace::EventKind::kPause) {
+    return false;
+  }
+  if (cntvoff == seen) return false;
+  timeline.events.push_back(
+      trace::Event{.kind = trace::EventKind::kNestedOffset,
+                   .host = host,
+                   .host_count = std::max(at, timeline.events.back().host_count),
+                   .vcpu = vcpu,
+                   .cntvoff = cntvoff});
+  seen = cntvoff;
+  return true;
+}
+
 }  // namespace vtime::vmm

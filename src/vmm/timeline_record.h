@@ -27,4 +27,13 @@ void RecordOffsets(trace::Timeline& timeline, std::uint32_t host, std::uint64_t 
 /// capture).
 void RecordPause(trace::Timeline& timeline, std::uint32_t host, std::uint64_t at);
 
+/// vCPU `vcpu`'s guest hypervisor has CNTVOFF_EL2 = `cntvoff`, as the VMM
+/// found it at host count `at` (an exit, or a pause). `seen` is the value
+/// last recorded for that vCPU. Records a nested-offset event, at `at` or
+/// at the last event's count if that is later, only when the value differs
+/// from `seen` and the guest runs (the timeline has started it and not
+/// paused it); then sets `seen`. Returns true when it recorded one.
+bool RecordNestedOffset(trace::Timeline& timeline, std::uint32_t host, std::uint32_t vcpu,
+                        std::uint64_t cntvoff, std::uint64_t at, std::uint64_t& seen);
+
 }  // namespace vtime::vmm

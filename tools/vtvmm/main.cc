@@ -68,7 +68,10 @@ SYSTEM_RESET reboots it: a new VM, the image loaded afresh, the same counter
 offset (guest time runs on), unless --no-reboot (then status 0). A guest
 marks a moment for the host's trace by an 8-byte write of its CNTVCT to the
 vtime trace marker at @TRACE_MARKER@: vtvmm only counts these (--stats), the
-host's kvm:kvm_mmio trace event carries the value.
+host's kvm:kvm_mmio trace event carries the value. An 8-byte write of a
+CNTVCT (offset 0x10) or CNTPCT (0x18) it has just read is a counter probe:
+vtvmm checks it against its model of the VM's offsets (and, under --el2, the
+vCPU's CNTVOFF_EL2) at that exit; --stats says how many were ahead of it.
 
 Options:
   --kernel FILE          boot FILE as an arm64 Linux Image (refused without
@@ -88,8 +91,11 @@ Options:
   --el2                  start the vCPUs at EL2 (KVM_ARM_VCPU_HAS_EL2), for a
                          guest hypervisor: needs a kernel with nested
                          virtualization booted with kvm-arm.mode=nested
-                         (KVM_CAP_ARM_EL2) and --irqchip kernel; such a
-                         guest cannot be snapshotted or migrated yet
+                         (KVM_CAP_ARM_EL2) and --irqchip kernel. Its EL2
+                         time (CNTVOFF_EL2, CNTHCTL_EL2, the EL2 timers) and
+                         GIC virtualization state move with snapshots and
+                         migrations; a restore or an incoming VM is at vEL2
+                         when its saved state says so
   --irqchip kernel|user  kernel (default): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
                          distributor (@GICD@) and CPU interface

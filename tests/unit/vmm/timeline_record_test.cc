@@ -44,6 +44,42 @@ TEST(TimelineRecord, APauseThenOffsetsIsAStartOnTheHostItJoined) {
   EXPECT_EQ(after->count, 8001u);
 }
 
+TEST(TimelineRecord, ANestedOffsetIsRecordedOnceWhileTheGuestRunsAndMapsTheNestedCount) {
+  trace::Timeline t;
+  t.vcpus = 2;
+  const std::uint32_t a = JoinTimelineHost(t, "a", kHz, 100);
+  std::uint64_t seen = 0;
+  // Seen before the guest starts: not placed (seen again later).
+  EXPECT_FALSE(RecordNestedOffset(t, a, 1, 30, 90, seen));
+  EXPECT_EQ(seen, 0u);
+  RecordOffsets(t, a, 100, 100, 100);
+  EXPECT_FALSE(RecordNestedOffset(t, a, 1, 0, 110, seen));  // CNTVOFF_EL2 still its reset 0
+  EXPECT_TRUE(RecordNestedOffset(t, a, 1, 30, 120, seen));
+  EXPECT_FALSE(RecordNestedOffset(t, a, 1, 30, 130, seen));  // unchanged: nothing
+  EXPECT_EQ(seen, 30u);
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[1].kind, EventKind::kNestedOffset);
+  EXPECT_EQ(t.events[1].vcpu, 1u);
+  ASSERT_TRUE(t.Validate().has_value()) << t.Validate().error().Message();
+  // vCPU 1's nested guest read 1000 - 100 - 30 at host count 1000; vCPU 0
+  // has no nested offset.
+  auto at = t.ToHost(1, GuestCounter::kVirtual, 870);
+  ASSERT_TRUE(at.has_value()) << at.error().Message();
+  EXPECT_EQ(at->count, 1000u);
+  at = t.ToHost(0, GuestCounter::kVirtual, 900);
+  ASSERT_TRUE(at.has_value()) << at.error().Message();
+  EXPECT_EQ(at->count, 1000u);
+  // A count given before the last event is placed at that event, never
+  // behind it; a pause stops recording.
+  std::uint64_t seen0 = 0;
+  EXPECT_TRUE(RecordNestedOffset(t, a, 0, 7, 50, seen0));
+  EXPECT_EQ(t.events.back().host_count, 120u);
+  RecordPause(t, a, 200);
+  EXPECT_FALSE(RecordNestedOffset(t, a, 0, 8, 210, seen0));
+  EXPECT_EQ(seen0, 7u);
+  ASSERT_TRUE(t.Validate().has_value()) << t.Validate().error().Message();
+}
+
 TEST(TimelineRecord, ACounterThatCannotBeTheNamedHostsIsANewHost) {
   trace::Timeline t;
   const std::uint32_t a = JoinTimelineHost(t, "lab", kHz, 1000);
