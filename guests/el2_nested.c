@@ -31,6 +31,7 @@
 #include "rt/rt.h"
 #include "rt/timer.h"
 #include "rt/gic.h"
+#include "rt/el2.h"
 
 const int rt_el2_ok = 1;
 
@@ -42,42 +43,12 @@ const int rt_el2_ok = 1;
 #ifndef PROBE_LIE
 #define PROBE_LIE   0UL /* el2_nested_lie: 1, its virtual probes claim CNTVCT + CNTVOFF_EL2 */
 #endif
-#define HCR_RW      (1UL << 31)
-#define HCR_TGE     (1UL << 27)
-#define HCR_E2H     (1UL << 34)
-#define HCR_FMO     (1UL << 3)
-#define HCR_IMO     (1UL << 4)
-#define INTID_HPTIMER 26           /* EL2 physical timer (CNTHP) */
-#define INTID_HVTIMER 28           /* EL2 virtual timer (CNTHV) */
-#define CNTHCTL_EL1PCTEN (1UL << 10) /* E2H = 1 layout */
-#define CNTHCTL_EL1PTEN  (1UL << 11)
-#define SPSR_EL1H_MASKED 0x3c5UL
 
-#define CNTHV_CTL_EL2  "S3_4_C14_C3_1"
-#define CNTHV_CVAL_EL2 "S3_4_C14_C3_2"
-#define VBAR_EL12      "S3_5_C12_C0_0"
-#define CNTV_CTL_EL02  "S3_5_C14_C3_1"   /* the nested guest's EL1 virtual timer */
-#define CNTV_CVAL_EL02 "S3_5_C14_C3_2"
-#define ICH_HCR_EL2    "S3_4_C12_C11_0"
-#define ICH_VTR_EL2    "S3_4_C12_C11_1"
-#define ICH_VMCR_EL2   "S3_4_C12_C11_7"
-#define ICH_LR0_EL2    "S3_4_C12_C12_0"
-#define ICH_HCR_EN     1UL
-#define ICH_VMCR_VENG1 (1UL << 1)
-#define ICH_VMCR_VPMR(p) ((u64)(p) << 24)
 /* List register: State [63:62] (1 = pending), HW [61] (0), Group [60],
  * Priority [55:48], vINTID [31:0]. */
-#define ICH_LR_PENDING (1UL << 62)
-#define ICH_LR_GROUP1  (1UL << 60)
-#define ICH_LR_PRIO(p) ((u64)(p) << 48)
-#define ICH_LR_STATE   (3UL << 62)
-#define LR_PRIORITY    0xa0u
 
-#define sysreg_get(name) ({ u64 __v; __asm__ volatile("mrs %0, " name : "=r"(__v) : : "memory"); __v; })
-#define sysreg_set(name, v) do { u64 __v = (u64)(v); __asm__ volatile("msr " name ", %0\n\tisb" : : "r"(__v) : "memory"); } while (0)
 
 static u8 nested_stack[0x4000] __attribute__((aligned(16)));
-extern char vectors[];
 
 /* What the guest hypervisor saw when the nested timer's PPI reached it
  * (rt_lower_irq), for the nested guest's report; shared memory, as the
@@ -344,12 +315,9 @@ void rt_lower_irq(struct exc_frame *f)
         fwd_count_at = cntpct() - read_sysreg(cntvoff_el2);
         fwd_ctl = sysreg_get(CNTV_CTL_EL02);
         fwd_cval = sysreg_get(CNTV_CVAL_EL02);
-        sysreg_set(CNTV_CTL_EL02, fwd_ctl | CTL_IMASK);
         gic_eoi(iar);
-        u64 lr = sysreg_get(ICH_LR0_EL2);
-        if (lr & ICH_LR_STATE)
+        if (el2_forward_timer(nested_intid))
             fwd_lr_busy++;
-        sysreg_set(ICH_LR0_EL2, ICH_LR_PENDING | ICH_LR_GROUP1 | ICH_LR_PRIO(LR_PRIORITY) | nested_intid);
         fwd_count++;
         return;
     }
@@ -483,17 +451,7 @@ int main(void)
 
     /* The nested guest: its virtual counter offset, its access to the
      * physical counter and timer, its vectors and stack, EL1h. */
-    write_sysreg(cntvoff_el2, NESTED_VOFF);
-    write_sysreg(cnthctl_el2, read_sysreg(cnthctl_el2) | CNTHCTL_EL1PCTEN | CNTHCTL_EL1PTEN);
-    __asm__ volatile("msr " VBAR_EL12 ", %0" : : "r"(vectors) : "memory");
-    sysreg_set(ICH_LR0_EL2, 0);
-    sysreg_set(ICH_VMCR_EL2, ICH_VMCR_VPMR(0xff) | ICH_VMCR_VENG1);
-    sysreg_set(ICH_HCR_EL2, ICH_HCR_EN);
-    write_sysreg(hcr_el2, (hcr | HCR_RW | HCR_E2H | HCR_IMO | HCR_FMO) & ~HCR_TGE);
-    write_sysreg(sp_el1, (u64)&nested_stack[sizeof(nested_stack)]);
-    write_sysreg(elr_el2, (u64)nested_main);
-    write_sysreg(spsr_el2, SPSR_EL1H_MASKED);
-    isb();
+    el2_prepare_nested(NESTED_VOFF, nested_main, &nested_stack[sizeof(nested_stack)]);
     uart_puts("el2_nested: entering the nested guest (CNTVOFF_EL2=");
     uart_puthex(NESTED_VOFF);
     uart_puts(")\n");

@@ -42,6 +42,7 @@
 #include "rt/rt.h"
 #include "rt/timer.h"
 #include "rt/gic.h"
+#include "rt/el2.h"
 
 const int rt_el2_ok = 1;
 
@@ -62,32 +63,8 @@ const int rt_el2_ok = 1;
 #define FID_DONE        0xC6005702UL    /* L2 -> L1: the run is over, report */
 #define ESR_EC_HVC64    0x16
 
-#define HCR_RW      (1UL << 31)
-#define HCR_TGE     (1UL << 27)
-#define HCR_E2H     (1UL << 34)
-#define HCR_FMO     (1UL << 3)
-#define HCR_IMO     (1UL << 4)
-#define CNTHCTL_EL1PCTEN (1UL << 10)   /* E2H = 1 layout */
-#define CNTHCTL_EL1PTEN  (1UL << 11)
-#define SPSR_EL1H_MASKED 0x3c5UL
-#define INTID_HPTIMER 26
 
-#define VBAR_EL12      "S3_5_C12_C0_0"
-#define CNTV_CTL_EL02  "S3_5_C14_C3_1"
-#define ICH_HCR_EL2    "S3_4_C12_C11_0"
-#define ICH_VMCR_EL2   "S3_4_C12_C11_7"
-#define ICH_LR0_EL2    "S3_4_C12_C12_0"
-#define ICH_HCR_EN     1UL
-#define ICH_VMCR_VENG1 (1UL << 1)
-#define ICH_VMCR_VPMR(p) ((u64)(p) << 24)
-#define ICH_LR_PENDING (1UL << 62)      /* State 01, HW 0 */
-#define ICH_LR_GROUP1  (1UL << 60)
-#define ICH_LR_PRIO(p) ((u64)(p) << 48)
-#define ICH_LR_STATE   (3UL << 62)
-#define LR_PRIORITY    0xa0u
 
-#define sysreg_get(name) ({ u64 __v; __asm__ volatile("mrs %0, " name : "=r"(__v) : : "memory"); __v; })
-#define sysreg_set(name, v) do { u64 __v = (u64)(v); __asm__ volatile("msr " name ", %0\n\tisb" : : "r"(__v) : "memory"); } while (0)
 
 #define L1 1
 #define L2 2
@@ -128,7 +105,6 @@ static volatile u64 fwd_count, fwd_lr_busy, l1_other;
 static u32 vt_intid = INTID_VTIMER_DEFAULT;
 
 static u8 nested_stack[0x4000] __attribute__((aligned(16)));
-extern char vectors[];
 
 static inline u64 ctr_step(struct ctr *c, u64 x, int first)
 {
@@ -233,10 +209,8 @@ static void l1_timer_irq(u32 intid)
  * in LR0; the caller EOIs the physical interrupt. */
 static void l1_forward(void)
 {
-    sysreg_set(CNTV_CTL_EL02, sysreg_get(CNTV_CTL_EL02) | CTL_IMASK);
-    if (sysreg_get(ICH_LR0_EL2) & ICH_LR_STATE)
+    if (el2_forward_timer(vt_intid))
         fwd_lr_busy++;
-    sysreg_set(ICH_LR0_EL2, ICH_LR_PENDING | ICH_LR_GROUP1 | ICH_LR_PRIO(LR_PRIORITY) | vt_intid);
     fwd_count++;
 }
 
@@ -562,17 +536,7 @@ int main(void)
     uart_putc('\n');
 
     /* The nested guest. */
-    write_sysreg(cntvoff_el2, voff);
-    write_sysreg(cnthctl_el2, read_sysreg(cnthctl_el2) | CNTHCTL_EL1PCTEN | CNTHCTL_EL1PTEN);
-    __asm__ volatile("msr " VBAR_EL12 ", %0" : : "r"(vectors) : "memory");
-    sysreg_set(ICH_LR0_EL2, 0);
-    sysreg_set(ICH_VMCR_EL2, ICH_VMCR_VPMR(0xff) | ICH_VMCR_VENG1);
-    sysreg_set(ICH_HCR_EL2, ICH_HCR_EN);
-    write_sysreg(hcr_el2, (hcr | HCR_RW | HCR_E2H | HCR_IMO | HCR_FMO) & ~HCR_TGE);
-    write_sysreg(sp_el1, (u64)&nested_stack[sizeof(nested_stack)]);
-    write_sysreg(elr_el2, (u64)nested_main);
-    write_sysreg(spsr_el2, SPSR_EL1H_MASKED);
-    isb();
+    el2_prepare_nested(voff, nested_main, &nested_stack[sizeof(nested_stack)]);
     __asm__ volatile("eret" : : : "memory");
     __builtin_unreachable();
 }

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Lab test (runs on the host): a vEL2 VM with a nested guest moved between
 # two lab machines that boot Debian's newest kernel with nested
-# virtualization (issue #12). el2_watch (a guest hypervisor and its nested
-# guest taking turns, each watching its counters and keeping one timer
-# armed) is migrated live A -> B -> A ... ten times under freeze, then
+# virtualization (issue #12). el2_watch_long (a guest hypervisor and its
+# nested guest taking turns, each watching its counters and keeping one
+# timer armed, for 75 s of guest time) is migrated live A -> B -> A ... ten times under freeze, then
 # snapshotted to a file on A and restored from it, and finishes on A.
 # Neither level may see a counter go back, and every armed timer must fire
 # exactly once (a move always lands while one is armed at each level).
@@ -24,7 +24,7 @@ link="--tls-psk $guest_psk"
 common="--timeout 150 --memory 32 --policy freeze $link"
 
 a="vtvmm --timeout 150 --el2 --memory 32 $link --migrate-to 10.0.0.2:4444 --migrate-after $every \
-  /guests/el2_watch.elf || exit 1"
+  /guests/el2_watch_long.elf || exit 1"
 h=2
 while [ $h -le $hops ]; do
   if [ $h -eq $hops ]; then
