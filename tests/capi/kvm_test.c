@@ -29,6 +29,14 @@
 #define REG_X0 0x6030000000100000ull
 #define REG_PC 0x6030000000100040ull
 #define REG_MPIDR_EL1 0x603000000013C005ull
+#define REG_CNTVOFF_EL2 0x603000000013E703ull
+#define REG_CNTHCTL_EL2 0x603000000013E708ull
+#define REG_CNTHP_CTL_EL2 0x603000000013E711ull
+#define REG_CNTHP_CVAL_EL2 0x603000000013E712ull
+#define REG_CNTHV_CTL_EL2 0x603000000013E719ull
+#define REG_CNTHV_CVAL_EL2 0x603000000013E71Aull
+#define CAP_ARM_EL2 240
+#define FEATURE_HAS_EL2 7
 
 static void test_time_registers(void) {
   const uint64_t time_regs[] = {REG_TIMER_CTL,   REG_TIMER_CNT,  REG_TIMER_CVAL, REG_PTIMER_CTL,
@@ -120,19 +128,22 @@ struct vm {
 
 static int kvm_fd = -1;
 
-static int make_vm(struct vm *m, size_t n) {
+static int make_vm_el2(struct vm *m, size_t n, int el2) {
   m->vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
   if (m->vm < 0) return -1;
   m->n = n;
   struct kvm_vcpu_init init;
   if (ioctl(m->vm, KVM_ARM_PREFERRED_TARGET, &init) < 0) return -1;
   init.features[0] |= 1u << KVM_ARM_VCPU_PSCI_0_2;
+  if (el2) init.features[0] |= 1u << FEATURE_HAS_EL2;
   for (size_t i = 0; i < n; ++i) {
     m->vcpu[i] = ioctl(m->vm, KVM_CREATE_VCPU, (unsigned long)i);
     if (m->vcpu[i] < 0 || ioctl(m->vcpu[i], KVM_ARM_VCPU_INIT, &init) < 0) return -1;
   }
   return 0;
 }
+
+static int make_vm(struct vm *m, size_t n) { return make_vm_el2(m, n, 0); }
 
 static void free_vm(struct vm *m) {
   for (size_t i = 0; i < m->n; ++i) close(m->vcpu[i]);
@@ -332,6 +343,77 @@ static void test_without_vm_offset(void) {
   free_vm(&src);
 }
 
+/* A guest hypervisor's vCPU (KVM_ARM_VCPU_HAS_EL2): its EL2 time is
+ * captured with it, marked nested, and restored only onto a vCPU with EL2.
+ * Where KVM has no nested virtualization this says so and counts it, never
+ * as a pass. */
+static void test_nested(void) {
+  if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, CAP_ARM_EL2) <= 0) {
+    printf("NOT-ON-KERNEL capi.kvm nested: no nested virtualization on this kernel\n");
+    return;
+  }
+  struct vm src, dst, flat;
+  CHECK(make_vm_el2(&src, 1, 1) == 0);
+  uint32_t flags = 0;
+  uint64_t hz = 0;
+  CHECK_OK(vtime_kvm_probe(src.vm, &flags, &hz));
+  vtime_clock *clock = NULL;
+  CHECK_OK(vtime_clock_create(hz, flags, &clock));
+  CHECK_OK(vtime_kvm_set_vm_offset(clock, src.vm, host_now() - 10 * hz));
+  set(src.vcpu[0], REG_CNTVOFF_EL2, 0x123456789ull);
+  set(src.vcpu[0], REG_CNTHP_CTL_EL2, VTIME_CTL_ENABLE);
+  set(src.vcpu[0], REG_CNTHP_CVAL_EL2, 555555555);
+  set(src.vcpu[0], REG_CNTHV_CTL_EL2, VTIME_CTL_ENABLE | VTIME_CTL_IMASK);
+  set(src.vcpu[0], REG_CNTHV_CVAL_EL2, 666666666);
+  const uint64_t cnthctl = get(src.vcpu[0], REG_CNTHCTL_EL2);
+  vtime_state *state = NULL;
+  CHECK_OK(vtime_state_create(&state));
+  CHECK_OK(vtime_kvm_capture(clock, src.vcpu, 1, state));
+  vtime_state_vcpu v;
+  CHECK_OK(vtime_state_get_vcpu(state, 0, &v));
+  CHECK(v.flags & VTIME_STATE_VCPU_NESTED);
+  CHECK_EQ(v.cntvoff_el2, 0x123456789ull);
+  CHECK_EQ(v.cnthctl_el2, cnthctl);
+  CHECK_EQ(v.timer_ctl[VTIME_TIMER_EL2_PHYSICAL], VTIME_CTL_ENABLE);
+  CHECK_EQ(v.timer_cval[VTIME_TIMER_EL2_PHYSICAL], 555555555);
+  CHECK_EQ(v.timer_ctl[VTIME_TIMER_EL2_VIRTUAL], VTIME_CTL_ENABLE | VTIME_CTL_IMASK);
+  CHECK_EQ(v.timer_cval[VTIME_TIMER_EL2_VIRTUAL], 666666666);
+  CHECK_EQ(vtime_kvm_is_time_register(REG_CNTVOFF_EL2), 1);
+  CHECK_EQ(vtime_kvm_is_time_register(REG_CNTHV_CVAL_EL2), 1);
+
+  /* Onto a vCPU without EL2: refused, nothing written. */
+  CHECK(make_vm(&flat, 1) == 0);
+  vtime_clock *clock1 = NULL;
+  CHECK_OK(vtime_clock_create(hz, flags, &clock1));
+  CHECK_STATUS(vtime_kvm_restore(clock1, flat.vm, flat.vcpu, 1, state, VTIME_POLICY_FREEZE, NULL),
+               VTIME_ERR_BAD_STATE);
+  CHECK_MESSAGE_HAS("vEL2");
+  vtime_clock_info info;
+  CHECK_OK(vtime_clock_get_info(clock1, &info));
+  CHECK_EQ(info.vm_offset_set, 0);
+  free_vm(&flat);
+  vtime_clock_destroy(clock1);
+
+  /* Onto a vCPU with EL2: its EL2 time comes back. */
+  CHECK(make_vm_el2(&dst, 1, 1) == 0);
+  vtime_clock *clock2 = NULL;
+  CHECK_OK(vtime_clock_create(hz, flags, &clock2));
+  CHECK_OK(vtime_kvm_restore(clock2, dst.vm, dst.vcpu, 1, state, VTIME_POLICY_FREEZE, NULL));
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTVOFF_EL2), 0x123456789ull);
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTHCTL_EL2), cnthctl);
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTHP_CTL_EL2) & 3u, VTIME_CTL_ENABLE);
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTHP_CVAL_EL2), 555555555);
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTHV_CTL_EL2) & 3u, VTIME_CTL_ENABLE | VTIME_CTL_IMASK);
+  CHECK_EQ(get(dst.vcpu[0], REG_CNTHV_CVAL_EL2), 666666666);
+  printf("capi.kvm nested: EL2 time captured, refused onto a vCPU without EL2, restored onto one "
+         "with it\n");
+  vtime_clock_destroy(clock2);
+  free_vm(&dst);
+  vtime_state_destroy(state);
+  vtime_clock_destroy(clock);
+  free_vm(&src);
+}
+
 int main(void) {
   test_time_registers();
   test_arguments();
@@ -343,6 +425,7 @@ int main(void) {
   }
   test_with_vm_offset();
   test_without_vm_offset();
+  test_nested();
   return harness_finish("capi.kvm (arm64 KVM)");
 }
 

@@ -3,7 +3,7 @@
 # two lab machines that boot Debian's newest kernel with nested
 # virtualization (issue #12). el2_watch_long (a guest hypervisor and its
 # nested guest taking turns, each watching its counters and keeping one
-# timer armed, for 75 s of guest time) is migrated live A -> B -> A ... ten times under freeze, then
+# timer armed, for 60 s of guest time) is migrated live A -> B -> A ... ten times under freeze, then
 # snapshotted to a file on A and restored from it, and finishes on A.
 # Neither level may see a counter go back, and every armed timer must fire
 # exactly once (a move always lands while one is armed at each level).
@@ -19,7 +19,7 @@ trap 'rm -f "$out"; rm -rf "$psk_dir"' EXIT
 . "$here/pair_common.sh"
 make_psk
 hops=10
-every=1000  # ms the guest runs on a host before it moves on
+every=500   # ms the guest runs on a host before it moves on
 link="--tls-psk $guest_psk"
 common="--timeout 150 --memory 32 --policy freeze $link"
 
