@@ -119,14 +119,22 @@ static void nested_timer_check(u64 frq)
 /* The same timer as an interrupt: 2 ms ahead, unmasked, IRQs on. The
  * guest hypervisor forwards PPI 27 as virtual INTID 27. Bounded by 2 s of
  * CNTVCT (and a read count), then 10 ms more to see a second IRQ. */
-static void nested_timer_irq_check(u64 frq)
+/* Arms the nested guest's EL1 virtual timer `delta` ahead, unmasked, with
+ * its handler registered and the IRQ count cleared; returns CVAL. */
+static u64 nested_arm_timer(u64 delta)
 {
-    u64 delta = ticks_from_us(frq, 2000);
     irq_set_handler(nested_intid, nested_vtimer_irq);
     n_irqs = 0;
     u64 cval = cntvct() + delta;
     timer_set_cval(TIMER_VIRT, cval);
     timer_set_ctl(TIMER_VIRT, CTL_ENABLE);
+    return cval;
+}
+
+static void nested_timer_irq_check(u64 frq)
+{
+    u64 delta = ticks_from_us(frq, 2000);
+    u64 cval = nested_arm_timer(delta);
     irq_enable();
     /* The loop also polls ISTATUS, to compare it with the IRQ's arrival. */
     u64 start = cntvct(), reads = 0, polled_at = 0;
@@ -176,11 +184,7 @@ static void nested_timer_irq_check(u64 frq)
 static void nested_timer_wfi_check(u64 frq)
 {
     u64 delta = ticks_from_us(frq, 2000);
-    irq_set_handler(nested_intid, nested_vtimer_irq);
-    n_irqs = 0;
-    u64 cval = cntvct() + delta;
-    timer_set_cval(TIMER_VIRT, cval);
-    timer_set_ctl(TIMER_VIRT, CTL_ENABLE);
+    u64 cval = nested_arm_timer(delta);
     u64 start = cntvct();
     irq_enable();
     while (n_irqs == 0 && cntvct() - start < 1000 * delta)

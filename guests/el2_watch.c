@@ -448,14 +448,7 @@ void rt_lower_sync(u64 esr, struct exc_frame *f)
         f->x[0] = smccc_hvc(fid, f->x[1], f->x[2], f->x[3]);   /* PSCI: pass it on */
         return;
     }
-    uart_puts("vtguest: unexpected exception lower sync esr=");
-    uart_puthex(esr);
-    uart_puts(" elr=");
-    uart_puthex(f->elr);
-    uart_puts(" far=");
-    uart_puthex(read_sysreg(far_el1));
-    uart_putc('\n');
-    guest_exit(EXIT_EXCEPTION);
+    rt_fatal_exception("lower sync", esr, f);
 }
 
 /* ---- the nested guest ---- */

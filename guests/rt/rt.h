@@ -113,6 +113,9 @@ struct exc_frame {
  * returning, since the restore of ELR/SPSR is not reentrant. */
 void rt_lower_irq(struct exc_frame *f);
 void rt_lower_sync(u64 esr, struct exc_frame *f);
+/* Reports an exception nobody handles ("vtguest: unexpected exception
+ * WHAT esr= elr= far=") and exits the guest with EXIT_EXCEPTION. */
+void rt_fatal_exception(const char *what, u64 esr, struct exc_frame *f) __attribute__((noreturn));
 
 /* Expected-fault fixup: set rt_fault_expected, do ONE access that may
  * fault; a synchronous exception then skips the instruction, clears the

@@ -169,10 +169,15 @@ void rt_exception(u64 kind, struct exc_frame *f)
         f->elr += 4;
         return;
     }
+    rt_fatal_exception(exc_names[kind & 15], esr, f);
+}
+
+void rt_fatal_exception(const char *what, u64 esr, struct exc_frame *f)
+{
     if (++exc_depth > 2)
         psci_system_off();
     uart_puts("vtguest: unexpected exception ");
-    uart_puts(exc_names[kind & 15]);
+    uart_puts(what);
     uart_puts(" esr=");
     uart_puthex(esr);
     uart_puts(" elr=");
