@@ -464,6 +464,8 @@ void KvmMachine::ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu) {
     NoteOnce(warned_probe_, "timeline: CNTVOFF_EL2: " + voff.error().Message());
     return;
   }
+  // seen_cntvoff_[index] changes only on this vCPU's thread, or on the
+  // main thread while this vCPU is paused (a capture) or not yet running.
   if (*voff == seen_cntvoff_[index]) return;
   std::lock_guard lock(timeline_mutex_);
   RecordNestedOffsetLocked(index, *voff, kvm::ReadHostCounter().value);
