@@ -1579,11 +1579,9 @@ std::string KvmMachine::ProbeReport() const {
   std::string out = " counter_probes=" + std::to_string(probes_.count) +
                     " probes_ahead=" + std::to_string(probes_.ahead);
   if (probes_.count == probes_.ahead) return out + " probe_window=none";
-  const std::uint64_t hz = kvm::ReadCounterFrequency();
-  auto us = [hz](std::uint64_t ticks) {
-    return std::to_string(
-        hz ? static_cast<std::uint64_t>(static_cast<double>(ticks) * 1e6 / static_cast<double>(hz))
-           : 0);
+  const FrequencyHz hz{kvm::ReadCounterFrequency()};
+  auto us = [&hz](std::uint64_t ticks) {
+    return std::to_string(TicksToNanosecondsCeil(Ticks{ticks}, hz).value / 1000);
   };
   return out + " probe_window_ticks=" + std::to_string(probes_.min_window) + ".." +
          std::to_string(probes_.max_window) + " probe_window_us=" + us(probes_.min_window) + ".." +

@@ -39,14 +39,18 @@
 #define FEATURE_HAS_EL2 7
 
 static void test_time_registers(void) {
-  const uint64_t time_regs[] = {REG_TIMER_CTL,   REG_TIMER_CNT,  REG_TIMER_CVAL, REG_PTIMER_CTL,
-                                REG_PTIMER_CNT, REG_PTIMER_CVAL, REG_CNTKCTL_EL1};
+  const uint64_t time_regs[] = {REG_TIMER_CTL,      REG_TIMER_CNT,      REG_TIMER_CVAL,
+                                REG_PTIMER_CTL,     REG_PTIMER_CNT,     REG_PTIMER_CVAL,
+                                REG_CNTKCTL_EL1,    REG_CNTVOFF_EL2,    REG_CNTHCTL_EL2,
+                                REG_CNTHP_CTL_EL2,  REG_CNTHP_CVAL_EL2, REG_CNTHV_CTL_EL2,
+                                REG_CNTHV_CVAL_EL2};
   for (size_t i = 0; i < sizeof time_regs / sizeof time_regs[0]; ++i) {
     CHECK_EQ(vtime_kvm_is_time_register(time_regs[i]), 1);
   }
   CHECK_EQ(vtime_kvm_is_time_register(REG_X0), 0);
   CHECK_EQ(vtime_kvm_is_time_register(REG_PC), 0);
   CHECK_EQ(vtime_kvm_is_time_register(REG_MPIDR_EL1), 0);
+  CHECK_EQ(vtime_kvm_is_time_register(0x603000000013E000ull), 0); /* VPIDR_EL2: EL2, not time */
   CHECK_EQ(vtime_kvm_is_time_register(0), 0);
 }
 

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -82,6 +84,9 @@ inline constexpr std::uint64_t kCnthpCtl = 0x603000000013E711;    // CNTHP_CTL_E
 inline constexpr std::uint64_t kCnthpCval = 0x603000000013E712;   // CNTHP_CVAL_EL2 (3,4,14,2,2)
 inline constexpr std::uint64_t kCnthvCtl = 0x603000000013E719;    // CNTHV_CTL_EL2 (3,4,14,3,1)
 inline constexpr std::uint64_t kCnthvCval = 0x603000000013E71A;   // CNTHV_CVAL_EL2 (3,4,14,3,2)
+/// Those six, in the order vtime reads them.
+inline constexpr std::array<std::uint64_t, 6> kEl2TimeRegisters = {
+    kCntvoffEl2, kCnthctlEl2, kCnthpCtl, kCnthpCval, kCnthvCtl, kCnthvCval};
 inline constexpr std::uint64_t kStdHypBmap = 0x6030000000160001;  // KVM_REG_ARM_STD_HYP_BMAP
 inline constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;    // MPIDR_EL1 (3,0,0,0,5)
 /// ONE_REG id of core register x0..x30 (n < 31), SP (31) or PC (32).
@@ -98,8 +103,9 @@ std::size_t Size(std::uint64_t id);
 /// CTL/CVAL), not as plain state.
 constexpr bool IsTimeRegister(std::uint64_t id) {
   return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
-         id == kCntpct || id == kCntkctlEl1 || id == kCntvoffEl2 || id == kCnthctlEl2 ||
-         id == kCnthpCtl || id == kCnthpCval || id == kCnthvCtl || id == kCnthvCval;
+         id == kCntpct || id == kCntkctlEl1 ||
+         std::find(kEl2TimeRegisters.begin(), kEl2TimeRegisters.end(), id) !=
+             kEl2TimeRegisters.end();
 }
 }  // namespace reg
 

@@ -105,14 +105,12 @@ Result<state::VcpuTime> CaptureVcpuTimers(int vcpu_fd, unsigned index, bool nest
   // controls and its two EL2 timers, each in its own guest terms (the
   // offset and CVALs against the guest's physical count), so that they stay
   // right wherever the VM offset carries that count.
-  std::uint64_t el2[6];
-  const std::uint64_t el2_ids[6] = {reg::kCntvoffEl2, reg::kCnthctlEl2, reg::kCnthpCtl,
-                                    reg::kCnthpCval,  reg::kCnthvCtl,   reg::kCnthvCval};
-  for (int k = 0; k < 6; ++k) {
-    auto v = borrowed::GetOneReg(vcpu_fd, index, el2_ids[k]);
+  std::uint64_t el2[reg::kEl2TimeRegisters.size()];
+  for (std::size_t k = 0; k < reg::kEl2TimeRegisters.size(); ++k) {
+    auto v = borrowed::GetOneReg(vcpu_fd, index, reg::kEl2TimeRegisters[k]);
     if (!v) {
       return Fail(v.error().code, "vCPU " + std::to_string(index) + " runs at vEL2 but its " +
-                                      reg::Name(el2_ids[k]) +
+                                      reg::Name(reg::kEl2TimeRegisters[k]) +
                                       " cannot be read (KVM exposes the EL2 timers from Linux "
                                       "6.14 on, CNTHV for a VHE guest hypervisor only): " +
                                       v.error().Message());
