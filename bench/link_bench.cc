@@ -60,7 +60,7 @@ struct Ends {
 
 // A connected pair of loopback TCP sockets, as Links of `transport`.
 Result<Ends> Connect(Transport transport) {
-  kvm::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -70,11 +70,11 @@ Result<Ends> Connect(Transport transport) {
       ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return Fail(ErrorCode::kSystem, "loopback listener", errno);
   }
-  kvm::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     return Fail(ErrorCode::kSystem, "connect", errno);
   }
-  kvm::Fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  Fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!server.valid()) return Fail(ErrorCode::kSystem, "accept", errno);
   if (transport == Transport::kPlain) {
     return Ends{PlainLink(std::move(client)), PlainLink(std::move(server))};

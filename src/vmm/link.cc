@@ -10,7 +10,7 @@ namespace {
 
 class PlainTcp final : public Link {
  public:
-  explicit PlainTcp(kvm::Fd fd) : fd_(std::move(fd)) {}
+  explicit PlainTcp(Fd fd) : fd_(std::move(fd)) {}
 
   Result<void> WriteAll(std::span<const std::uint8_t> bytes) override {
     while (!bytes.empty()) {
@@ -56,11 +56,11 @@ class PlainTcp final : public Link {
   [[nodiscard]] std::string Describe() const override { return "plain TCP"; }
 
  private:
-  kvm::Fd fd_;
+  Fd fd_;
 };
 
 }  // namespace
 
-std::unique_ptr<Link> PlainLink(kvm::Fd fd) { return std::make_unique<PlainTcp>(std::move(fd)); }
+std::unique_ptr<Link> PlainLink(Fd fd) { return std::make_unique<PlainTcp>(std::move(fd)); }
 
 }  // namespace vtime::vmm

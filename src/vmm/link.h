@@ -8,7 +8,7 @@
 #include <span>
 #include <string>
 
-#include "vtime/backend/kvm.h"
+#include "vtime/fd.h"
 #include "vtime/result.h"
 
 namespace vtime::vmm {
@@ -33,6 +33,6 @@ class Link {
 };
 
 /// Plain TCP (or any stream socket): takes ownership of `fd`.
-std::unique_ptr<Link> PlainLink(kvm::Fd fd);
+std::unique_ptr<Link> PlainLink(Fd fd);
 
 }  // namespace vtime::vmm

@@ -25,7 +25,6 @@
 #include <thread>
 #include <vector>
 
-#include "backend/kvm/host_counter.h"
 #include "vmm/debug_print.h"
 #include "vmm/layout.h"
 #include "vmm/loader.h"
@@ -35,9 +34,7 @@
 #include "vmm/timeline_record.h"
 #include "vmm/virtio_console.h"
 #include "vtime/arch/vm_clock.h"
-#include "vtime/backend/guest_time.h"
-#include "vtime/backend/kvm.h"
-#include "vtime/backend/vgic_state.h"
+#include "vtime/backend/registers.h"
 #include "vtime/hex.h"
 #include "vtime/pvtime/restore.h"
 #include "vtime/vmm/user_gic.h"
@@ -46,7 +43,6 @@ namespace vtime::vmm {
 
 namespace {
 
-constexpr int kKickSignal = SIGUSR1;
 // The vCPU whose loop this thread runs (-1 on every other thread).
 thread_local int this_vcpu = -1;
 constexpr int kResumeSignal = SIGCONT;  // an operator's "resume" for a source in doubt
@@ -138,37 +134,38 @@ void NoteOnce(std::atomic<bool>& flag, const std::string& message) {
   if (!flag.exchange(true)) std::fprintf(stderr, "vtvmm: %s\n", message.c_str());
 }
 
-class KvmMachine final : public Machine {
+namespace regs = backend::regs;
+
+class VmMachine final : public Machine {
  public:
-  KvmMachine(MachineConfig config, kvm::System system, kvm::Vm vm, kvm::Capabilities caps,
-             GuestMemory ram, std::optional<GuestMemory> pvtime)
+  VmMachine(MachineConfig config, std::unique_ptr<backend::Hypervisor> hypervisor,
+            std::unique_ptr<backend::Vm> vm, GuestMemory ram, std::optional<GuestMemory> pvtime)
       : config_(std::move(config)),
-        system_(std::move(system)),
+        hypervisor_(std::move(hypervisor)),
+        host_(hypervisor_->Clock()),
+        caps_(hypervisor_->Caps()),
         vm_(std::move(vm)),
-        caps_(caps),
         ram_(std::move(ram)),
         pvtime_(std::move(pvtime)),
         uart_([this](char c) { Console(c); }),
         virtio_console_(config_.console == MachineConfig::Console::kVirtio
-                            ? std::optional<VirtioConsole>(std::in_place,
-                                                           GuestRam{layout::kRam, ram_.writable(),
-                                                                    [this](std::uint64_t off,
-                                                                           std::uint64_t len) {
-                                                                      MarkDeviceWrite(off, len);
-                                                                    }},
-                                                           [this](std::span<const std::uint8_t> b) {
-                                                             ConsoleBytes(b);
-                                                           })
+                            ? std::optional<VirtioConsole>(
+                                  std::in_place,
+                                  GuestRam{layout::kRam, ram_.writable(),
+                                           [this](std::uint64_t off, std::uint64_t len) {
+                                             MarkDeviceWrite(off, len);
+                                           }},
+                                  [this](std::span<const std::uint8_t> b) { ConsoleBytes(b); })
                             : std::nullopt),
-        debug_print_(ram_.bytes(), layout::kRam,
-                     [this](std::string_view text) {
-                       for (char c : text) Console(c);
-                     },
-                     [this](const std::string& why) { NoteOnce(warned_debug_print_, why); }),
-        // KVM_CAP_COUNTER_OFFSET and a writable CNTPCT both came with Linux 6.4.
+        debug_print_(
+            ram_.bytes(), layout::kRam,
+            [this](std::string_view text) {
+              for (char c : text) Console(c);
+            },
+            [this](const std::string& why) { NoteOnce(warned_debug_print_, why); }),
         clock_(arch::HostTimerFeatures{
-            .vm_offset_api = caps.counter_offset && !config_.legacy_counter_writes,
-            .physical_offset = caps.counter_offset,
+            .vm_offset_api = caps_.counter_offset && !config_.legacy_counter_writes,
+            .physical_offset = caps_.physical_counter_writes,
             .ecv_cntpoff = false}) {}
 
   Result<void> Build(std::span<const std::uint8_t> image);
@@ -191,11 +188,11 @@ class KvmMachine final : public Machine {
     s.steal = StealReport();
     return s;
   }
-  [[nodiscard]] std::string Describe() const override { return caps_.Describe(); }
+  [[nodiscard]] std::string Describe() const override { return hypervisor_->Describe(); }
 
  private:
-  void CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t value);
-  void ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu);
+  void CheckCounterProbe(unsigned index, bool physical, std::uint64_t value);
+  void ObserveNestedOffset(unsigned index);
   void RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at);
   [[nodiscard]] std::string ProbeReport() const;
   void Console(char c);
@@ -209,11 +206,11 @@ class KvmMachine final : public Machine {
   void UpdateUartLineLocked();
   void ConsoleInput();
   void VcpuLoop(unsigned index);
-  void HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit);
+  std::uint64_t HandleMmio(unsigned index, const backend::MmioAccess& access);
   using GicRead = std::uint32_t (UserGic::*)(unsigned, std::uint64_t, unsigned, bool*);
   using GicWrite = void (UserGic::*)(unsigned, std::uint64_t, std::uint32_t, unsigned, bool*);
-  std::uint64_t GicAccess(unsigned index, const kvm::Exit& exit, std::uint64_t offset, GicRead read,
-                          GicWrite write, bool* known);
+  std::uint64_t GicAccess(unsigned index, const backend::MmioAccess& access, std::uint64_t offset,
+                          GicRead read, GicWrite write, bool* known);
   void SyncTimerLines(unsigned index, std::uint64_t level);
   void UpdateIrqLinesLocked();
   void ApplyOwnIrqLine(unsigned index);
@@ -254,19 +251,19 @@ class KvmMachine final : public Machine {
   Result<void> ApplyResumePlan(const state::ResumePlan& plan, bool record = true);
   Result<void> FinishResume();
   void ReportOwnResumePart();
-  void DrainKick();
   Result<void> WriteSnapshot();
   Result<std::string> PauseFor(std::uint64_t ms);
 
   MachineConfig config_;
-  kvm::System system_;
-  kvm::Vm vm_;
-  kvm::Capabilities caps_;
+  std::unique_ptr<backend::Hypervisor> hypervisor_;
+  const backend::HostClock& host_;
+  const backend::Capabilities& caps_;
+  std::unique_ptr<backend::Vm> vm_;
   GuestMemory ram_;
   std::optional<GuestMemory> pvtime_;
-  std::optional<kvm::Device> vgic_;
-  std::vector<kvm::Vcpu> vcpus_;
-  std::vector<pthread_t> threads_;
+  bool backend_gic_ = false;  // the backend's GICv3 (else gic_, the user one)
+  std::vector<std::unique_ptr<backend::Vcpu>> vcpus_;
+  unsigned threads_ = 0;  // vCPU threads started (and attached to their vCPU)
   // The console: the PL011 (vCPU threads and the input thread), its line,
   // and the input thread that feeds it from stdin.
   std::mutex uart_mutex_;
@@ -378,31 +375,30 @@ class KvmMachine final : public Machine {
   mutable std::mutex timeline_mutex_;
   // Per vCPU, the guest hypervisor's CNTVOFF_EL2 last recorded (--el2).
   std::vector<std::uint64_t> seen_cntvoff_;
-  kvm::Fd monitor_;
+  Fd monitor_;
   bool in_doubt_ = false;                // a migration's hand-over is in doubt
   std::optional<bool> operator_says_;    // true: the destination runs it
   std::atomic<bool> warned_mmio_{false};
   std::atomic<bool> warned_virtio_{false};
 };
 
-Result<void> KvmMachine::ApplyCounterOffset(std::uint64_t offset) {
+Result<void> VmMachine::ApplyCounterOffset(std::uint64_t offset) {
   return ApplyCounterOffsets(offset, offset);
 }
 
-Result<void> KvmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
-                                             std::uint64_t physical_offset, bool record) {
+Result<void> VmMachine::ApplyCounterOffsets(std::uint64_t virtual_offset,
+                                            std::uint64_t physical_offset, bool record) {
   // The model decides what the host can do; ApplyOffsets only carries it to
   // KVM (one VM offset, or legacy counter-value writes on vCPU 0).
-  auto done =
-      kvm::ApplyOffsets(clock_, vm_.fd(), vcpus_.front().fd(), virtual_offset, physical_offset);
+  auto done = vm_->ApplyOffsets(clock_, virtual_offset, physical_offset);
   if (!done) return tl::unexpected(done.error());
   counter_offset_ioctls_ += done->vm_offset_ioctls;
   counter_value_writes_ += done->counter_value_writes;
-  if (record) RecordCurrentOffsets(kvm::ReadHostCounter().value);
+  if (record) RecordCurrentOffsets(host_.Count().value);
   return Ok();
 }
 
-void KvmMachine::RecordCurrentOffsets(std::uint64_t at) {
+void VmMachine::RecordCurrentOffsets(std::uint64_t at) {
   // From count `at` on the guest's counters are the host's minus what the
   // model now holds (what KVM took, legacy writes included).
   std::lock_guard lock(timeline_mutex_);
@@ -426,7 +422,7 @@ std::string DefaultTimelineHost() {
   return name;
 }
 
-void KvmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
+void VmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
   timeline_on_ = !config_.timeline_path.empty() || restored.has_value();
   if (timeline_on_ &&
       (values_restore_ || config_.time_transfer == MachineConfig::TimeTransfer::kValues)) {
@@ -444,22 +440,21 @@ void KvmMachine::JoinTimeline(std::optional<trace::Timeline> restored) {
   seen_cntvoff_.assign(config_.cpus, 0);
   const std::string name =
       config_.timeline_host.empty() ? DefaultTimelineHost() : config_.timeline_host;
-  timeline_host_ =
-      JoinTimelineHost(timeline_, name, kvm::ReadCounterFrequency(), kvm::ReadHostCounter().value);
+  timeline_host_ = JoinTimelineHost(timeline_, name, host_.FrequencyHz(), host_.Count().value);
 }
 
-void KvmMachine::CommitPause(std::uint64_t at) {
+void VmMachine::CommitPause(std::uint64_t at) {
   std::lock_guard lock(timeline_mutex_);
   RecordPause(timeline_, timeline_host_, at);
 }
 
-void KvmMachine::ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu) {
+void VmMachine::ObserveNestedOffset(unsigned index) {
   // What the VMM can see of a guest hypervisor's offset: KVM handles its
   // CNTVOFF_EL2 writes without an exit to user space, so vtvmm reads the
   // register at each exit of the vCPU and records a change at the exit
   // where it first sees it. A change between two exits is placed at the
   // later one; offsets set and replaced between two exits are not seen.
-  auto voff = vcpu.GetOneReg(kvm::reg::kCntvoffEl2);
+  auto voff = vcpus_[index]->GetRegister(regs::kCntvoffEl2);
   if (!voff) {
     NoteOnce(warned_probe_, "timeline: CNTVOFF_EL2: " + voff.error().Message());
     return;
@@ -468,14 +463,14 @@ void KvmMachine::ObserveNestedOffset(unsigned index, kvm::Vcpu& vcpu) {
   // main thread while this vCPU is paused (a capture) or not yet running.
   if (*voff == seen_cntvoff_[index]) return;
   std::lock_guard lock(timeline_mutex_);
-  RecordNestedOffsetLocked(index, *voff, kvm::ReadHostCounter().value);
+  RecordNestedOffsetLocked(index, *voff, host_.Count().value);
 }
 
-void KvmMachine::RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at) {
+void VmMachine::RecordNestedOffsetLocked(unsigned index, std::uint64_t cntvoff, std::uint64_t at) {
   RecordNestedOffset(timeline_, timeline_host_, index, cntvoff, at, seen_cntvoff_[index]);
 }
 
-void KvmMachine::WriteTimeline() {
+void VmMachine::WriteTimeline() {
   if (config_.timeline_path.empty()) return;
   std::lock_guard lock(timeline_mutex_);
   if (timeline_.events.empty()) return;
@@ -484,61 +479,48 @@ void KvmMachine::WriteTimeline() {
   }
 }
 
-Result<void> KvmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas) {
+Result<void> VmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>* pvtime_ipas) {
   const unsigned n = config_.cpus;
-  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data()); !r) return r;
+  vm_->SetMmioHandler([this](unsigned index, const backend::MmioAccess& access) {
+    return HandleMmio(index, access);
+  });
+  if (auto r = vm_->MapMemory(0, layout::kRam, ram_.writable()); !r) return r;
   if (pvtime_) {
-    if (auto r = vm_.SetUserMemoryRegion(1, config_.pvtime_base, pvtime_->size(), pvtime_->data());
-        !r)
-      return r;
+    if (auto r = vm_->MapMemory(1, config_.pvtime_base, pvtime_->writable()); !r) return r;
   }
-  if (config_.irqchip == IrqChip::kKernel) {
-    auto gic = vm_.CreateVgicV3(layout::kGicDist, layout::kGicRedist, kVgicNrIrqs);
-    if (!gic) return tl::unexpected(gic.error());
-    vgic_.emplace(std::move(*gic));
-  } else {
+  backend_gic_ = config_.irqchip == IrqChip::kKernel;
+  if (!backend_gic_) {
     auto gic = UserGic::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
     if (!gic) return tl::unexpected(gic.error());
     gic_.emplace(std::move(*gic));
     injected_.assign(n, false);
     line_stale_ = std::vector<std::atomic<bool>>(n);
     timer_level_.assign(n, 0);
+    vm_->SetTimerLineHandler(
+        [this](unsigned index, std::uint64_t levels) { SyncTimerLines(index, levels); });
   }
-  auto target = vm_.PreferredTarget();
-  if (!target) return tl::unexpected(target.error());
   vcpus_.reserve(n);
   for (unsigned i = 0; i < n; ++i) {
-    auto vcpu = vm_.CreateVcpu(i);
+    backend::VcpuConfig vc{.index = i,
+                           .powered_off = i != 0,  // started by PSCI CPU_ON
+                           .el2 = config_.el2,
+                           .pvtime_ipa = std::nullopt,
+                           .vtimer_ppi = config_.vtimer_ppi,
+                           .ptimer_ppi = config_.ptimer_ppi};
+    if (pvtime_) {
+      vc.pvtime_ipa = pvtime_ipas != nullptr ? (*pvtime_ipas)[i]
+                                             : config_.pvtime_base + pvtime::RecordOffset(i);
+    }
+    auto vcpu = vm_->CreateVcpu(vc);
     if (!vcpu) return tl::unexpected(vcpu.error());
     // vCPU creation is where KVM's legacy rule resets the virtual offset.
-    clock_.OnVcpuCreated(kvm::ReadHostCounter());
-    kvm::VcpuInit init = *target;
-    init.Set(kvm::feature::kPsci02);
-    if (i != 0) init.Set(kvm::feature::kPowerOff);  // started by PSCI CPU_ON
-    if (config_.el2) init.Set(kvm::feature::kHasEl2);
-    if (auto r = vcpu->Init(init); !r) return r;
-    if (pvtime_) {
-      const std::uint64_t ipa = pvtime_ipas != nullptr
-                                    ? (*pvtime_ipas)[i]
-                                    : config_.pvtime_base + pvtime::RecordOffset(i);
-      if (auto r = vcpu->SetPvtimeIpa(ipa); !r) return r;
-    }
-    if (vgic_) {
-      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqVtimer, config_.vtimer_ppi); !r)
-        return r;
-      if (auto r = vcpu->SetTimerPpi(kvm::vcpu_attr::kTimerIrqPtimer, config_.ptimer_ppi); !r)
-        return r;
-    }
+    clock_.OnVcpuCreated(host_.Count());
     vcpus_.push_back(std::move(*vcpu));
   }
-  if (vgic_) {
-    // KVM_DEV_ARM_VGIC_GRP_CTRL / KVM_DEV_ARM_VGIC_CTRL_INIT, after every vCPU exists.
-    if (auto r = vgic_->SetAttr(kvm::vgic::kGrpCtrl, kvm::vgic::kCtrlInit, nullptr); !r) return r;
-  }
-  return Ok();
+  return vm_->FinishVcpus();
 }
 
-Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
+Result<void> VmMachine::Build(std::span<const std::uint8_t> image) {
   // The image, the initrd and the device tree, placed as the guest's boot
   // protocol wants them (src/vmm/boot.h).
   auto placed =
@@ -549,18 +531,18 @@ Result<void> KvmMachine::Build(std::span<const std::uint8_t> image) {
 
   JoinTimeline(std::nullopt);
   if (auto r = CreateDevicesAndVcpus(nullptr); !r) return r;
-  kvm::Vcpu& boot = vcpus_.front();
-  if (auto r = boot.SetOneReg(kvm::reg::Core(kvm::reg::kPc), placed->image.entry); !r) return r;
-  if (auto r = boot.SetOneReg(kvm::reg::Core(0), dtb_addr); !r) return r;
+  backend::Vcpu& boot = *vcpus_.front();
+  if (auto r = boot.SetRegister(regs::Core(regs::kPc), placed->image.entry); !r) return r;
+  if (auto r = boot.SetRegister(regs::Core(0), dtb_addr); !r) return r;
   // vtvmm always owns the offset, so that it knows every offset it applied
   // (seed 002) and can save guest time exactly; by default the guest's
   // counters start at 0.
   const std::uint64_t offset =
-      config_.counter_offset ? *config_.counter_offset : kvm::ReadHostCounter().value;
+      config_.counter_offset ? *config_.counter_offset : host_.Count().value;
   return ApplyCounterOffset(offset);
 }
 
-Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
+Result<void> VmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   std::memcpy(ram_.data(), snap.ram.data(), snap.ram.size());
   if (pvtime_) {
     std::memcpy(pvtime_->data(), snap.pvtime_region.data(), snap.pvtime_region.size());
@@ -590,7 +572,7 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     gic_.emplace(std::move(*gic));
     for (unsigned c = 0; c < injected_.size(); ++c) {
       const bool want = gic_->IrqLine(c);
-      if (auto r = vm_.CpuIrqLine(c, /*fiq=*/false, want); !r) return r;
+      if (auto r = vm_->SetIrqLine(c, want); !r) return r;
       injected_[c] = want;
     }
     // Unknown until KVM reports them on the first exit: every level then
@@ -610,7 +592,7 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   for (const VcpuSnapshot& v : snap.vcpus) {
     std::uint64_t paused = snap.time.VirtualCountAtPause();
     for (const RegisterValue& reg : v.registers) {
-      if (reg.id != kvm::reg::kCntvct) continue;
+      if (reg.id != regs::kCntvct) continue;
       values_restore_ = true;
       paused = LoadLe(reg.bytes.data(), 8);
     }
@@ -629,13 +611,13 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   if (values_restore_) {
     // The comparison method: no offsets, only the per-vCPU value writes in
     // the register loop below, each sampling "now" (KVM's legacy rule).
-    clock_ = arch::VmClock(
-        arch::HostTimerFeatures{.vm_offset_api = false, .physical_offset = caps_.counter_offset});
+    clock_ = arch::VmClock(arch::HostTimerFeatures{
+        .vm_offset_api = false, .physical_offset = caps_.physical_counter_writes});
   }
   // Guest time first: the offsets, then each timer's CTL and CVAL, so that
   // no CVAL is ever compared against a count it was not programmed for.
-  const state::CapturePair here = kvm::CaptureHostNow();
-  auto plan = state::PlanResume(snap.time, config_.policy, here, kvm::ReadCounterFrequency());
+  const state::CapturePair here = host_.CaptureNow();
+  auto plan = state::PlanResume(snap.time, config_.policy, here, host_.FrequencyHz());
   if (!plan) return tl::unexpected(plan.error());
   if (values_restore_) {
     // nothing: the counters come back by value below
@@ -648,55 +630,46 @@ Result<void> KvmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
   restored_plan_ = *plan;
   restored_time_ = snap.time;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
-    kvm::Vcpu& vcpu = vcpus_[i];
+    backend::Vcpu& vcpu = *vcpus_[i];
     const state::VcpuTime& t = snap.time.vcpus[i];
-    auto written = kvm::RestoreVcpuTimers(vcpu.fd(), i, t);
+    auto written = vcpu.RestoreTimers(t);
     if (!written) return tl::unexpected(written.error());
     timer_register_writes_ += *written;
     for (const RegisterValue& reg : snap.vcpus[i].registers) {
-      if (auto r = vcpu.SetOneRegRaw(reg.id, reg.bytes); !r) return r;
-      if (reg.id == kvm::reg::kCntvct || reg.id == kvm::reg::kCntpct) ++counter_value_writes_;
+      if (auto r = vcpu.RestoreRegister(backend::RegisterBytes{reg.id, reg.bytes}); !r) return r;
+      if (reg.id == regs::kCntvct || reg.id == regs::kCntpct) ++counter_value_writes_;
     }
-    if (auto r = vcpu.SetMpState(snap.vcpus[i].mp_state); !r) return r;
+    if (auto r = vcpu.SetPowerState(snap.vcpus[i].mp_state); !r) return r;
   }
-  if (vgic_) {
-    auto state = kvm::DecodeVgicState(snap.vgic);
-    if (!state) return tl::unexpected(state.error());
-    std::vector<std::uint64_t> mpidrs;
-    for (auto& vcpu : vcpus_) {
-      auto mpidr = vcpu.GetOneReg(kvm::reg::kMpidrEl1);
-      if (!mpidr) return tl::unexpected(mpidr.error());
-      mpidrs.push_back(*mpidr);
-    }
-    if (auto r = kvm::RestoreVgicV3(*vgic_, mpidrs, *state); !r) return r;
-  }
+  // The backend's GIC last, once every vCPU's registers are back.
+  if (backend_gic_) return vm_->RestoreIrqChip(snap.vgic);
   return Ok();
 }
 
-Result<std::string> KvmMachine::RestoredTimeReport() {
+Result<std::string> VmMachine::RestoredTimeReport() {
   if (!restored_plan_) return Fail(ErrorCode::kBadState, "this machine was not restored");
   std::string out = "restore: policy " + std::string(state::NameOf(config_.policy)) +
                     ", CNTVCT resumes at " +
                     std::to_string(restored_plan_->virtual_count_at_resume) + ", CNTPCT at " +
                     std::to_string(restored_plan_->physical_count_at_resume) + "\n";
   for (auto& vcpu : vcpus_) {
-    out += "restore: vcpu" + std::to_string(vcpu.index());
+    out += "restore: vcpu" + std::to_string(vcpu->index());
     std::vector<std::pair<const char*, std::uint64_t>> shown_regs = {
-        {"cntv_ctl", kvm::reg::kCntvCtl},
-        {"cntv_cval", kvm::reg::kCntvCval},
-        {"cntp_ctl", kvm::reg::kCntpCtl},
-        {"cntp_cval", kvm::reg::kCntpCval},
-        {"cntkctl_el1", kvm::reg::kCntkctlEl1}};
+        {"cntv_ctl", regs::kCntvCtl},
+        {"cntv_cval", regs::kCntvCval},
+        {"cntp_ctl", regs::kCntpCtl},
+        {"cntp_cval", regs::kCntpCval},
+        {"cntkctl_el1", regs::kCntkctlEl1}};
     if (config_.el2) {
-      shown_regs.insert(shown_regs.end(), {{"cntvoff_el2", kvm::reg::kCntvoffEl2},
-                                           {"cnthctl_el2", kvm::reg::kCnthctlEl2},
-                                           {"cnthp_ctl", kvm::reg::kCnthpCtl},
-                                           {"cnthp_cval", kvm::reg::kCnthpCval},
-                                           {"cnthv_ctl", kvm::reg::kCnthvCtl},
-                                           {"cnthv_cval", kvm::reg::kCnthvCval}});
+      shown_regs.insert(shown_regs.end(), {{"cntvoff_el2", regs::kCntvoffEl2},
+                                           {"cnthctl_el2", regs::kCnthctlEl2},
+                                           {"cnthp_ctl", regs::kCnthpCtl},
+                                           {"cnthp_cval", regs::kCnthpCval},
+                                           {"cnthv_ctl", regs::kCnthvCtl},
+                                           {"cnthv_cval", regs::kCnthvCval}});
     }
     for (const auto& [name, id] : shown_regs) {
-      auto v = vcpu.GetOneReg(id);
+      auto v = vcpu->GetRegister(id);
       if (!v) return tl::unexpected(v.error());
       // ISTATUS depends on when it is read, not on what was restored.
       const std::uint64_t shown =
@@ -708,17 +681,17 @@ Result<std::string> KvmMachine::RestoredTimeReport() {
   return out;
 }
 
-void KvmMachine::Console(char c) {
+void VmMachine::Console(char c) {
   std::lock_guard lock(console_mutex_);
   ConsoleLocked(c);
 }
 
-void KvmMachine::ConsoleBytes(std::span<const std::uint8_t> bytes) {
+void VmMachine::ConsoleBytes(std::span<const std::uint8_t> bytes) {
   std::lock_guard lock(console_mutex_);
   for (std::uint8_t b : bytes) ConsoleLocked(static_cast<char>(b));
 }
 
-void KvmMachine::ConsoleLocked(char c) {
+void VmMachine::ConsoleLocked(char c) {
   if (c == '\r') return;
   if (c != '\n') {
     console_line_.push_back(c);
@@ -730,13 +703,13 @@ void KvmMachine::ConsoleLocked(char c) {
   console_line_.clear();
 }
 
-void KvmMachine::UpdateUartLineLocked() {
+void VmMachine::UpdateUartLineLocked() {
   const bool level = uart_.Interrupt();
   if (level == uart_line_) return;
   uart_line_ = level;
   const unsigned intid = 32 + MachineDescription{}.uart_spi;
-  if (vgic_) {
-    if (auto r = vm_.SpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
+  if (backend_gic_) {
+    if (auto r = vm_->SetSpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
     return;
   }
   std::lock_guard lock(gic_mutex_);
@@ -744,13 +717,13 @@ void KvmMachine::UpdateUartLineLocked() {
   UpdateIrqLinesLocked();
 }
 
-void KvmMachine::UpdateVirtioLineLocked() {
+void VmMachine::UpdateVirtioLineLocked() {
   const bool level = virtio_console_->Interrupt();
   if (level == virtio_line_) return;
   virtio_line_ = level;
   const unsigned intid = 32 + MachineDescription{}.virtio_console_spi;
-  if (vgic_) {
-    if (auto r = vm_.SpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
+  if (backend_gic_) {
+    if (auto r = vm_->SetSpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
     return;
   }
   std::lock_guard lock(gic_mutex_);
@@ -758,11 +731,11 @@ void KvmMachine::UpdateVirtioLineLocked() {
   UpdateIrqLinesLocked();
 }
 
-std::size_t KvmMachine::ConsoleRoomLocked() {
+std::size_t VmMachine::ConsoleRoomLocked() {
   return virtio_console_ ? virtio_console_->Room() : uart_.Room();
 }
 
-void KvmMachine::ConsoleInput() {
+void VmMachine::ConsoleInput() {
   // Reads stdin only as far as the PL011 has room, so a byte is either
   // still in stdin or in the guest's FIFO (which snapshots carry): nothing
   // typed or piped is dropped, even by a snapshot or a migration.
@@ -817,7 +790,7 @@ void KvmMachine::ConsoleInput() {
   }
 }
 
-void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
+void VmMachine::Stop(GuestEnd end, int status, std::string detail) {
   {
     std::lock_guard lock(stop_mutex_);
     if (stop_.load()) return;
@@ -826,23 +799,27 @@ void KvmMachine::Stop(GuestEnd end, int status, std::string detail) {
   }
   // Kick every vCPU out of KVM_RUN: immediate_exit catches a thread about to
   // enter, the signal one already inside.
-  for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(true);
-  for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
+  for (auto& vcpu : vcpus_) {
+    vcpu->RequestExit(true);
+    vcpu->Kick();
+  }
   stopped_cv_.notify_all();
   resume_cv_.notify_all();
   parked_cv_.notify_all();  // PauseAll and the start gate wait there too
   uart_room_cv_.notify_all();
 }
 
-void KvmMachine::PauseAll() {
+void VmMachine::PauseAll() {
   pause_.store(true);
-  for (auto& vcpu : vcpus_) vcpu.SetImmediateExit(true);
-  for (pthread_t t : threads_) pthread_kill(t, kKickSignal);
+  for (auto& vcpu : vcpus_) {
+    vcpu->RequestExit(true);
+    vcpu->Kick();
+  }
   std::unique_lock lock(stop_mutex_);
   parked_cv_.wait(lock, [this] { return parked_ == vcpus_.size() || stop_.load(); });
 }
 
-void KvmMachine::ResumeAll() {
+void VmMachine::ResumeAll() {
   std::unique_lock lock(stop_mutex_);
   pause_.store(false);
   resume_cv_.notify_all();
@@ -869,7 +846,7 @@ std::uint64_t CountPages(const std::vector<std::uint64_t>& bits) {
 }
 }  // namespace
 
-void KvmMachine::MarkDeviceWrite(std::uint64_t offset, std::uint64_t len) {
+void VmMachine::MarkDeviceWrite(std::uint64_t offset, std::uint64_t len) {
   if (len == 0) return;
   if (device_dirty_.empty()) device_dirty_.assign((ram_.size() / kPageSize + 63) / 64, 0);
   for (std::uint64_t page = offset / kPageSize; page <= (offset + len - 1) / kPageSize; ++page) {
@@ -877,7 +854,7 @@ void KvmMachine::MarkDeviceWrite(std::uint64_t offset, std::uint64_t len) {
   }
 }
 
-void KvmMachine::TakeDeviceDirty(std::vector<std::uint64_t>& into) {
+void VmMachine::TakeDeviceDirty(std::vector<std::uint64_t>& into) {
   std::lock_guard lock(uart_mutex_);
   for (std::size_t i = 0; i < device_dirty_.size() && i < into.size(); ++i) {
     into[i] |= device_dirty_[i];
@@ -885,7 +862,7 @@ void KvmMachine::TakeDeviceDirty(std::vector<std::uint64_t>& into) {
   }
 }
 
-Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p) {
+Result<void> VmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p) {
   const std::uint64_t pages = ram_.size() / kPageSize;
   p.dirty.assign((pages + 63) / 64, 0);
   // What a device wrote before this point is in the first pass.
@@ -894,10 +871,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
     std::fill(device_dirty_.begin(), device_dirty_.end(), 0);
   }
   // From here KVM logs every page the guest writes.
-  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(),
-                                       kvm::kMemLogDirtyPages);
-      !r)
-    return r;
+  if (auto r = vm_->MapMemory(0, layout::kRam, ram_.writable(), /*dirty_log=*/true); !r) return r;
   p.logging = true;
   std::vector<std::uint64_t> all(p.dirty.size(), ~std::uint64_t{0});
   if (pages % 64 != 0) all.back() = (std::uint64_t{1} << (pages % 64)) - 1;
@@ -911,7 +885,7 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
   std::fprintf(stderr, "vtvmm: migration: pre-copy round 1: all %llu pages sent while the guest runs\n",
                static_cast<unsigned long long>(*sent));
   for (unsigned round = 2; round <= kPrecopyMaxRounds; ++round) {
-    if (auto r = vm_.GetDirtyLog(0, p.dirty); !r) return r;
+    if (auto r = vm_->DirtyLog(0, p.dirty); !r) return r;
     TakeDeviceDirty(p.dirty);
     const std::uint64_t n = CountPages(p.dirty);
     if (n <= kPrecopyStopPages) break;  // these go with the pause
@@ -927,15 +901,15 @@ Result<void> KvmMachine::PrecopyWhileRunning(Link& link, StreamFault fault, Prec
   return Ok();
 }
 
-void KvmMachine::StopDirtyLog(Precopy& p) {
+void VmMachine::StopDirtyLog(Precopy& p) {
   if (!p.logging) return;
-  if (auto r = vm_.SetUserMemoryRegion(0, layout::kRam, ram_.size(), ram_.data(), 0); !r) {
+  if (auto r = vm_->MapMemory(0, layout::kRam, ram_.writable(), /*dirty_log=*/false); !r) {
     NoteOnce(warned_mmio_, "turning dirty logging off: " + r.error().Message());
   }
   p.logging = false;
 }
 
-Result<void> KvmMachine::MigrateOut() {
+Result<void> VmMachine::MigrateOut() {
   auto to = ParseEndpoint(config_.migrate_to);
   if (!to) return tl::unexpected(to.error());
   if (!config_.secure_link) {
@@ -982,7 +956,7 @@ Result<void> KvmMachine::MigrateOut() {
   std::vector<std::uint64_t> last((pages + 63) / 64, 0);
   if (config_.precopy) {
     // What the guest dirtied since the last round, and what that round left.
-    if (auto r = vm_.GetDirtyLog(0, last); !r) return fail(r.error());
+    if (auto r = vm_->DirtyLog(0, last); !r) return fail(r.error());
     TakeDeviceDirty(last);
     for (std::size_t i = 0; i < last.size(); ++i) last[i] |= pre.dirty[i];
   } else {
@@ -1042,7 +1016,7 @@ Result<void> KvmMachine::MigrateOut() {
                         ")"});
 }
 
-bool KvmMachine::AwaitOperator(const std::string& why) {
+bool VmMachine::AwaitOperator(const std::string& why) {
   const std::string sock = monitor_.valid() ? config_.monitor_path : "SOCKET";
   std::fprintf(stderr,
                "vtvmm: migration IN DOUBT: %s. The guest stays paused here: this vtvmm cannot "
@@ -1075,14 +1049,14 @@ bool KvmMachine::AwaitOperator(const std::string& why) {
   return *operator_says_;
 }
 
-Result<void> KvmMachine::OpenMonitor() {
+Result<void> VmMachine::OpenMonitor() {
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (config_.monitor_path.size() >= sizeof sa.sun_path) {
     return Fail(ErrorCode::kInvalidArgument, "--monitor path is too long");
   }
   std::memcpy(sa.sun_path, config_.monitor_path.c_str(), config_.monitor_path.size() + 1);
-  kvm::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid()) return Fail(ErrorCode::kSystem, "monitor socket", errno);
   ::unlink(config_.monitor_path.c_str());
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 ||
@@ -1093,7 +1067,7 @@ Result<void> KvmMachine::OpenMonitor() {
   return Ok();
 }
 
-std::string KvmMachine::MonitorReply(const std::string& line) {
+std::string VmMachine::MonitorReply(const std::string& line) {
   const auto space = line.find(' ');
   const std::string verb = line.substr(0, space);
   const std::string arg = space == std::string::npos ? "" : line.substr(space + 1);
@@ -1153,12 +1127,12 @@ std::string KvmMachine::MonitorReply(const std::string& line) {
          "migration is in doubt, resume or quit)";
 }
 
-void KvmMachine::ServeMonitor() {
+void VmMachine::ServeMonitor() {
   // One short connection per command; the socket is non-blocking, so a
   // client that connects and sends nothing cannot stall the VM.
   const int fd = ::accept4(monitor_.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) return;
-  kvm::Fd client(fd);
+  Fd client(fd);
   std::string line;
   char c;
   for (int waited = 0; line.size() < 4096;) {
@@ -1175,53 +1149,43 @@ void KvmMachine::ServeMonitor() {
   (void)!::write(client.get(), reply.data(), reply.size());
 }
 
-state::CapturePair KvmMachine::PauseCapturePair() const {
-  const state::CapturePair now = kvm::CaptureHostNow();
+state::CapturePair VmMachine::PauseCapturePair() const {
+  const state::CapturePair now = host_.CaptureNow();
   std::uint64_t stopped = 0;
   for (std::uint64_t c : last_exit_count_) stopped = std::max(stopped, c);
   // No vCPU ran the guest, or a counter read that is not behind now: take now.
   if (stopped == 0 || stopped > now.host_counter) return now;
   // The wall clock at that count, from the one read now.
-  const auto back = TicksToNanosecondsCeil(Ticks{now.host_counter - stopped},
-                                           FrequencyHz{kvm::ReadCounterFrequency()});
+  const auto back =
+      TicksToNanosecondsCeil(Ticks{now.host_counter - stopped}, FrequencyHz{host_.FrequencyHz()});
   return state::CapturePair{stopped, now.wall_clock_ns - static_cast<std::int64_t>(back.value)};
 }
 
-Result<void> KvmMachine::ApplyResumePlan(const state::ResumePlan& plan, bool record) {
+Result<void> VmMachine::ApplyResumePlan(const state::ResumePlan& plan, bool record) {
   return clock_.features().vm_offset_api
              ? ApplyCounterOffsets(plan.vm_offset, plan.vm_offset, record)
              : ApplyCounterOffsets(plan.virtual_offset, plan.physical_offset, record);
 }
 
-void KvmMachine::DrainKick() {
-  sigset_t kick;
-  sigemptyset(&kick);
-  sigaddset(&kick, kKickSignal);
-  const timespec zero{};
-  while (sigtimedwait(&kick, nullptr, &zero) == kKickSignal) {
-  }
-}
-
-Result<void> KvmMachine::FinishResume() {
+Result<void> VmMachine::FinishResume() {
   if (!restored_time_ || values_restore_) return Ok();
   // The offsets were set first thing in the restore, before CTL/CVAL; set
   // again now, from a capture pair taken at the last moment before the
   // vCPUs run, so the time spent restoring is not added to (or, under
   // freeze, lost from) the guest's step. The plan is the same function of
   // the saved state, so the guest-visible counts do not change.
-  resumed_at_ = kvm::CaptureHostNow();
-  auto plan = state::PlanResume(*restored_time_, config_.policy, resumed_at_,
-                                kvm::ReadCounterFrequency());
+  resumed_at_ = host_.CaptureNow();
+  auto plan = state::PlanResume(*restored_time_, config_.policy, resumed_at_, host_.FrequencyHz());
   if (!plan) return tl::unexpected(plan.error());
   // Recorded by the main thread once the guest runs (Run), not here
   // between the final offset and KVM_RUN.
   if (auto r = ApplyResumePlan(*plan, /*record=*/false); !r) return r;
-  offset_set_at_ = kvm::ReadHostCounter().value;
+  offset_set_at_ = host_.Count().value;
   final_plan_ = *plan;
   return Ok();
 }
 
-void KvmMachine::WaitForPeersOnCpu(unsigned index) {
+void VmMachine::WaitForPeersOnCpu(unsigned index) {
   // A peer is on a CPU if its heartbeat moves while this thread watches;
   // one that does not move within a short look is off its CPU (or behind
   // this thread on this one), so yield and look again. More vCPUs than host
@@ -1250,13 +1214,13 @@ void KvmMachine::WaitForPeersOnCpu(unsigned index) {
   done(false);
 }
 
-void KvmMachine::ReportOwnResumePart() {
+void VmMachine::ReportOwnResumePart() {
   // The resume's parts up to the guest: the final offset's ioctl (from the
   // capture pair it is computed from, where the guest's time restarts, to
   // KVM having it), then vtvmm's own part (from there to each vCPU's first
   // KVM_RUN). The kernel's part after that (the entry, stage-2 faults) and
   // the guest's are not in either.
-  const FrequencyHz hz{kvm::ReadCounterFrequency()};
+  const FrequencyHz hz{host_.FrequencyHz()};
   auto us = [&hz](std::uint64_t from, std::uint64_t to) {
     return static_cast<double>(TicksToNanosecondsCeil(Ticks{to - from}, hz).value) / 1000.0;
   };
@@ -1280,20 +1244,20 @@ void KvmMachine::ReportOwnResumePart() {
   std::fprintf(
       stderr,
       "vtvmm: resume: the final offset's ioctl %.1f us (from its capture pair, set by vCPU "
-      "%u%s); then vtvmm's own part %.1f us, to the last vCPU's first KVM_RUN (per vCPU: "
+      "%u%s); then vtvmm's own part %.1f us, to the last vCPU's first entry (per vCPU: "
       "%s us)\n",
       us(resumed_at_.host_counter, offset_set_at_), gate_setter_, peers, us(offset_set_at_, last),
       per_vcpu.c_str());
 }
 
-Result<void> KvmMachine::ReportRestoreStep() {
+Result<void> VmMachine::ReportRestoreStep() {
   // How far each vCPU's virtual counter already is from where it paused,
   // read after the offsets are set (vtime) or the values written (the
   // comparison method): the step the guest would see, up to the time the
   // vCPUs take to enter. One line, for the comparison table.
   if (!values_restore_) {
-    auto plan = state::PlanResume(*restored_time_, config_.policy, kvm::CaptureHostNow(),
-                                  kvm::ReadCounterFrequency());
+    auto plan =
+        state::PlanResume(*restored_time_, config_.policy, host_.CaptureNow(), host_.FrequencyHz());
     if (!plan) return tl::unexpected(plan.error());
     // Provisional, as the restore's first: FinishResume sets (and records)
     // the final offsets.
@@ -1301,7 +1265,7 @@ Result<void> KvmMachine::ReportRestoreStep() {
   }
   std::int64_t lo = 0, hi = 0;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
-    auto now = vcpus_[i].GetOneReg(kvm::reg::kCntvct);
+    auto now = vcpus_[i]->GetRegister(regs::kCntvct);
     if (!now) return tl::unexpected(now.error());
     const auto step = static_cast<std::int64_t>(*now - paused_counts_[i]);
     lo = i == 0 ? step : std::min(lo, step);
@@ -1320,7 +1284,7 @@ Result<void> KvmMachine::ReportRestoreStep() {
   return Ok();
 }
 
-Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
+Result<MachineSnapshot> VmMachine::Capture(bool with_ram) {
   MachineSnapshot s;
   s.cpus = config_.cpus;
   s.ram_size = ram_.size();
@@ -1332,7 +1296,7 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   // Guest time: the offsets vtvmm applied and one capture pair, never a
   // counter value read per vCPU.
   state::SavedState& t = s.time;
-  t.counter_frequency_hz = kvm::ReadCounterFrequency();
+  t.counter_frequency_hz = host_.FrequencyHz();
   t.offset_api = clock_.vm_offset_set() ? state::OffsetApi::kVmOffset
                  : clock_.virtual_source() == arch::OffsetSource::kCounterWrite
                      ? state::OffsetApi::kLegacyCounterWrites
@@ -1340,49 +1304,41 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   t.virtual_offset = clock_.virtual_offset().value;
   t.physical_offset = clock_.physical_offset().value;
   t.pause = PauseCapturePair();
-  std::vector<std::uint64_t> mpidrs;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
-    kvm::Vcpu& vcpu = vcpus_[i];
-    auto timers = kvm::CaptureVcpuTimers(vcpu.fd(), i, /*nested=*/config_.el2);
+    backend::Vcpu& vcpu = *vcpus_[i];
+    auto timers = vcpu.CaptureTimers();
     if (!timers) return tl::unexpected(timers.error());
     state::VcpuTime vt = *timers;
     if (pvtime_) {
-      // The revision saved is the one KVM served, never the guest-writable
-      // word in the record; the count has no other copy than the record.
+      // The revision saved is the one the backend served, never the
+      // guest-writable word in the record; the count has no other copy
+      // than the record.
       auto rec =
           pvtime::ReadRecord({pvtime_->data() + pvtime::RecordOffset(i), pvtime::kRecordSize});
       if (!rec) return tl::unexpected(rec.error());
       vt.pvtime.enabled = true;
       vt.pvtime.ipa = config_.pvtime_base + pvtime::RecordOffset(i);
-      vt.pvtime.revision = kvm::kPvtimeServedRevisions[0];
+      vt.pvtime.revision = caps_.pvtime_revisions.front();
       vt.pvtime.stolen_ns = rec->stolen_ns;
     }
     t.vcpus.push_back(vt);
 
     VcpuSnapshot vs;
-    auto list = vcpu.GetRegList();
-    if (!list) return tl::unexpected(list.error());
-    for (std::uint64_t id : *list) {
-      // The comparison method saves the counters by value, like other VMMs.
-      const bool by_value = config_.time_transfer == MachineConfig::TimeTransfer::kValues &&
-                            (id == kvm::reg::kCntvct || id == kvm::reg::kCntpct);
-      if (kvm::reg::IsTimeRegister(id) && !by_value) continue;
-      RegisterValue rv{id, std::vector<std::uint8_t>(kvm::reg::Size(id))};
-      if (auto r = vcpu.GetOneRegRaw(id, rv.bytes); !r) return tl::unexpected(r.error());
-      vs.registers.push_back(std::move(rv));
+    // The comparison method saves the counters by value, like other VMMs.
+    auto regs = vcpu.SaveRegisters(config_.time_transfer == MachineConfig::TimeTransfer::kValues);
+    if (!regs) return tl::unexpected(regs.error());
+    for (backend::RegisterBytes& r : *regs) {
+      vs.registers.push_back(RegisterValue{r.id, std::move(r.bytes)});
     }
-    auto mp = vcpu.GetMpState();
+    auto mp = vcpu.GetPowerState();
     if (!mp) return tl::unexpected(mp.error());
     vs.mp_state = *mp;
     s.vcpus.push_back(std::move(vs));
-    auto mpidr = vcpu.GetOneReg(kvm::reg::kMpidrEl1);
-    if (!mpidr) return tl::unexpected(mpidr.error());
-    mpidrs.push_back(*mpidr);
   }
-  if (vgic_) {
-    auto gic = kvm::SaveVgicV3(*vgic_, mpidrs, kVgicNrIrqs);
+  if (backend_gic_) {
+    auto gic = vm_->SaveIrqChip();
     if (!gic) return tl::unexpected(gic.error());
-    s.vgic = kvm::EncodeVgicState(*gic);
+    s.vgic = std::move(*gic);
   }
   if (gic_) {
     std::lock_guard lock(gic_mutex_);
@@ -1415,7 +1371,7 @@ Result<MachineSnapshot> KvmMachine::Capture(bool with_ram) {
   return s;
 }
 
-Result<std::string> KvmMachine::PauseFor(std::uint64_t ms) {
+Result<std::string> VmMachine::PauseFor(std::uint64_t ms) {
   // A pause in place: the guest's time is captured as a snapshot would
   // capture it, and resumed under the policy as a restore would resume it,
   // with the same VM, so only the time away differs from a restore.
@@ -1428,8 +1384,8 @@ Result<std::string> KvmMachine::PauseFor(std::uint64_t ms) {
   const timespec away{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1'000'000};
   timespec left{};
   for (timespec t = away; clock_nanosleep(CLOCK_MONOTONIC, 0, &t, &left) == EINTR;) t = left;
-  const state::CapturePair now = kvm::CaptureHostNow();
-  auto plan = state::PlanResume(snap->time, config_.policy, now, kvm::ReadCounterFrequency());
+  const state::CapturePair now = host_.CaptureNow();
+  auto plan = state::PlanResume(snap->time, config_.policy, now, host_.FrequencyHz());
   if (!plan) {
     ResumeAll();
     return tl::unexpected(plan.error());
@@ -1450,7 +1406,7 @@ Result<std::string> KvmMachine::PauseFor(std::uint64_t ms) {
          " ns by the wall clock";
 }
 
-Result<void> KvmMachine::WriteSnapshot() {
+Result<void> VmMachine::WriteSnapshot() {
   PauseAll();
   auto snap = Capture();
   if (!snap) return tl::unexpected(snap.error());
@@ -1465,7 +1421,7 @@ Result<void> KvmMachine::WriteSnapshot() {
   return Ok();
 }
 
-void KvmMachine::UpdateIrqLinesLocked() {
+void VmMachine::UpdateIrqLinesLocked() {
   // KVM keeps a vCPU's line in its HCR_EL2.VI. KVM_IRQ_LINE sets or clears
   // that bit atomically, but loading the vCPU (each KVM_RUN, and each time
   // its thread is scheduled back in while inside KVM_RUN) rewrites the same
@@ -1487,7 +1443,7 @@ void KvmMachine::UpdateIrqLinesLocked() {
       if (!line_stale_[c].exchange(true)) KickVcpu(c);
       continue;
     }
-    if (auto r = vm_.CpuIrqLine(c, /*fiq=*/false, want); !r) {
+    if (auto r = vm_->SetIrqLine(c, want); !r) {
       Stop(GuestEnd::kError, 1, r.error().Message());
       return;
     }
@@ -1496,23 +1452,23 @@ void KvmMachine::UpdateIrqLinesLocked() {
   }
 }
 
-void KvmMachine::KickVcpu(unsigned index) {
+void VmMachine::KickVcpu(unsigned index) {
   // Under stop_mutex_ and only while not stopped: every vCPU thread then
   // still runs its loop (none returns before stop_ is set), so the signal
   // never goes to a thread that has ended.
   std::lock_guard lock(stop_mutex_);
-  if (stop_.load() || index >= threads_.size()) return;
+  if (stop_.load() || index >= threads_) return;
   ++line_kicks_;
-  pthread_kill(threads_[index], kKickSignal);
+  vcpus_[index]->Kick();
 }
 
-void KvmMachine::ApplyOwnIrqLine(unsigned index) {
+void VmMachine::ApplyOwnIrqLine(unsigned index) {
   if (!line_stale_[index].load()) return;
   std::lock_guard lock(gic_mutex_);
   UpdateIrqLinesLocked();
 }
 
-void KvmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
+void VmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
   // KVM reports the timers' output levels on every exit and exits whenever
   // they change (seed 004): forward changes only, never re-inject a level.
   std::lock_guard lock(gic_mutex_);
@@ -1520,39 +1476,39 @@ void KvmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
   if (level == old) return;
   timer_level_[index] = level;
   const std::uint64_t rose = level & ~old;
-  if (rose & (kvm::irq_level::kVtimer | kvm::irq_level::kPtimer)) ++timer_line_rises_;
+  if (rose & (backend::timer_line::kVirtual | backend::timer_line::kPhysical)) ++timer_line_rises_;
   gic_->SetPpiLevel(index, static_cast<unsigned>(config_.vtimer_ppi),
-                    (level & kvm::irq_level::kVtimer) != 0);
+                    (level & backend::timer_line::kVirtual) != 0);
   gic_->SetPpiLevel(index, static_cast<unsigned>(config_.ptimer_ppi),
-                    (level & kvm::irq_level::kPtimer) != 0);
+                    (level & backend::timer_line::kPhysical) != 0);
   UpdateIrqLinesLocked();
 }
 
-std::uint64_t KvmMachine::GicAccess(unsigned index, const kvm::Exit& exit, std::uint64_t offset,
-                                    GicRead read, GicWrite write, bool* known) {
+std::uint64_t VmMachine::GicAccess(unsigned index, const backend::MmioAccess& access,
+                                   std::uint64_t offset, GicRead read, GicWrite write,
+                                   bool* known) {
   std::lock_guard lock(gic_mutex_);
-  std::uint32_t value = 0;
-  std::memcpy(&value, exit.mmio_data, exit.mmio_len > 4 ? 4 : exit.mmio_len);
+  const auto value = static_cast<std::uint32_t>(access.data);
   std::uint64_t result = 0;
-  if (exit.mmio_write) {
-    ((*gic_).*write)(index, offset, value, exit.mmio_len, known);
+  if (access.write) {
+    ((*gic_).*write)(index, offset, value, access.size, known);
   } else {
-    result = ((*gic_).*read)(index, offset, exit.mmio_len, known);
+    result = ((*gic_).*read)(index, offset, access.size, known);
   }
   // Any access may change a CPU's output (an acknowledge, an EOI, an enable).
   UpdateIrqLinesLocked();
   return result;
 }
 
-void KvmMachine::CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t value) {
+void VmMachine::CheckCounterProbe(unsigned index, bool physical, std::uint64_t value) {
   // The host counter now, after the guest's read and its exit: the model's
   // count for it can only be at or past the guest's value.
-  const HostCount now = kvm::ReadHostCounter();
+  const HostCount now = host_.Count();
   arch::NestedOffsets nested;
   if (config_.el2) {
     // What the VMM can see of a guest hypervisor's offset: its CNTVOFF_EL2
     // as KVM holds it at this exit (the nested guest's, when it made it).
-    auto voff = vcpu.GetOneReg(kvm::reg::kCntvoffEl2);
+    auto voff = vcpus_[index]->GetRegister(regs::kCntvoffEl2);
     if (!voff) {
       NoteOnce(warned_probe_, "counter probe: " + voff.error().Message());
       return;
@@ -1573,13 +1529,13 @@ void KvmMachine::CheckCounterProbe(kvm::Vcpu& vcpu, bool physical, std::uint64_t
   probes_.max_window = std::max(probes_.max_window, window);
 }
 
-std::string KvmMachine::ProbeReport() const {
+std::string VmMachine::ProbeReport() const {
   std::lock_guard lock(probe_mutex_);
   if (probes_.count == 0) return "";
   std::string out = " counter_probes=" + std::to_string(probes_.count) +
                     " probes_ahead=" + std::to_string(probes_.ahead);
   if (probes_.count == probes_.ahead) return out + " probe_window=none";
-  const FrequencyHz hz{kvm::ReadCounterFrequency()};
+  const FrequencyHz hz{host_.FrequencyHz()};
   auto us = [&hz](std::uint64_t ticks) {
     return std::to_string(TicksToNanosecondsCeil(Ticks{ticks}, hz).value / 1000);
   };
@@ -1588,14 +1544,13 @@ std::string KvmMachine::ProbeReport() const {
          us(probes_.max_window);
 }
 
-void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& exit) {
-  std::uint64_t value = 0;
-  std::memcpy(&value, exit.mmio_data, exit.mmio_len > 8 ? 8 : exit.mmio_len);
-  const std::uint64_t a = exit.mmio_addr;
+std::uint64_t VmMachine::HandleMmio(unsigned index, const backend::MmioAccess& exit) {
+  const std::uint64_t value = exit.data;
+  const std::uint64_t a = exit.address;
   std::uint64_t read = 0;
   bool known = true;
   if (a >= layout::kUart && a < layout::kUart + layout::kUartSize) {
-    if (exit.mmio_write) {
+    if (exit.write) {
       std::lock_guard lock(uart_mutex_);
       uart_.Write(a - layout::kUart, static_cast<std::uint32_t>(value));
       UpdateUartLineLocked();
@@ -1608,12 +1563,12 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
   } else if (virtio_console_ && a >= layout::kVirtioConsole &&
              a < layout::kVirtioConsole + VirtioConsole::kSize) {
     std::lock_guard lock(uart_mutex_);
-    if (exit.mmio_write) {
+    if (exit.write) {
       virtio_console_->Write(a - layout::kVirtioConsole, static_cast<std::uint32_t>(value),
-                             exit.mmio_len, &known);
+                             exit.size, &known);
       uart_room_cv_.notify_all();  // new receive buffers: the input may go on
     } else {
-      read = virtio_console_->Read(a - layout::kVirtioConsole, exit.mmio_len, &known);
+      read = virtio_console_->Read(a - layout::kVirtioConsole, exit.size, &known);
     }
     UpdateVirtioLineLocked();
     if (!virtio_console_->Fault().empty()) {
@@ -1625,31 +1580,31 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
     std::lock_guard lock(rtc_mutex_);
-    if (exit.mmio_write) {
+    if (exit.write) {
       rtc_.Write(a - layout::kRtc, static_cast<std::uint32_t>(value), ts.tv_sec, &known);
     } else {
       read = rtc_.Read(a - layout::kRtc, ts.tv_sec, &known);
     }
   } else if (a >= layout::kTestExit && a < layout::kTestExit + layout::kTestExitSize) {
-    if (exit.mmio_write) {
+    if (exit.write) {
       Stop(GuestEnd::kTestExit, static_cast<int>(value & 0xff),
            "test finisher: " + std::to_string(value & 0xffffffff));
     }
   } else if (a >= layout::kDebugPrint && a < layout::kDebugPrint + DebugPrint::kSize) {
-    if (exit.mmio_write) {
-      debug_print_.Write(a - layout::kDebugPrint, value, exit.mmio_len);
+    if (exit.write) {
+      debug_print_.Write(a - layout::kDebugPrint, value, exit.size);
     } else {
-      read = debug_print_.Read(a - layout::kDebugPrint, exit.mmio_len);
+      read = debug_print_.Read(a - layout::kDebugPrint, exit.size);
     }
   } else if (a >= layout::kTraceMarker && a < layout::kTraceMarker + layout::kTraceMarkerSize) {
     // The value matters only to the host's kvm:kvm_mmio trace, which KVM
     // wrote before this exit; any other write is the guest's mistake.
-    if (exit.mmio_write) {
-      if (a == layout::kTraceMarker && exit.mmio_len == 8) {
+    if (exit.write) {
+      if (a == layout::kTraceMarker && exit.size == 8) {
         ++trace_marks_;
       } else if ((a == layout::kVirtualCountProbe || a == layout::kPhysicalCountProbe) &&
-                 exit.mmio_len == 8) {
-        CheckCounterProbe(vcpu, a == layout::kPhysicalCountProbe, value);
+                 exit.size == 8) {
+        CheckCounterProbe(index, a == layout::kPhysicalCountProbe, value);
       } else {
         known = false;
       }
@@ -1665,20 +1620,20 @@ void KvmMachine::HandleMmio(unsigned index, kvm::Vcpu& vcpu, const kvm::Exit& ex
   }
   if (!known) {
     // Guest-controlled: reads as zero, writes ignored, reported once.
-    NoteOnce(warned_mmio_, std::string("guest ") + (exit.mmio_write ? "write to" : "read of") +
+    NoteOnce(warned_mmio_, std::string("guest ") + (exit.write ? "write to" : "read of") +
                                " unhandled MMIO " + Hex(a) + " (RAZ/WI; reported once)");
   }
-  if (!exit.mmio_write) vcpu.SetMmioReadData(read, exit.mmio_len);
+  return read;
 }
 
-std::uint64_t KvmMachine::StolenNs(unsigned index) const {
+std::uint64_t VmMachine::StolenNs(unsigned index) const {
   if (!pvtime_) return 0;
   auto rec = pvtime::ReadRecord(
       {pvtime_->data() + pvtime::RecordOffset(index), pvtime::kRecordSize});
   return rec ? rec->stolen_ns : 0;
 }
 
-std::string KvmMachine::StealReport() const {
+std::string VmMachine::StealReport() const {
   // Live while the threads run (the monitor), final once they ended.
   std::string out;
   for (unsigned i = 0; i < vcpus_.size(); ++i) {
@@ -1692,14 +1647,14 @@ std::string KvmMachine::StealReport() const {
   return out;
 }
 
-void KvmMachine::VcpuLoop(unsigned index) {
-  kvm::Vcpu& vcpu = vcpus_[index];
+void VmMachine::VcpuLoop(unsigned index) {
+  backend::Vcpu& vcpu = *vcpus_[index];
   this_vcpu = static_cast<int>(index);
   vcpu_tids_[index].store(static_cast<pid_t>(::syscall(SYS_gettid)));
   // On every way out: this thread's run delay and its record's stolen time,
   // read while the thread still exists.
   struct Final {
-    KvmMachine* m;
+    VmMachine* m;
     unsigned i;
     ~Final() {
       m->final_run_delay_ns_[i] = RunDelayNs(m->vcpu_tids_[i].load());
@@ -1707,18 +1662,10 @@ void KvmMachine::VcpuLoop(unsigned index) {
       m->vcpu_tids_[i].store(0);
     }
   } final_figures{this, index};
-  // The kick signal stays blocked in this thread except inside KVM_RUN: a
-  // kick then makes KVM_RUN return at once with the signal left pending
-  // (drained below), and no signal handler runs on the way out, which
-  // keeps the guest's stop-to-capture time to one exit.
-  sigset_t blocked;
-  sigemptyset(&blocked);
-  sigaddset(&blocked, kKickSignal);
-  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
-  sigset_t while_running;
-  pthread_sigmask(SIG_BLOCK, nullptr, &while_running);
-  sigdelset(&while_running, kKickSignal);
-  if (auto r = vcpu.SetSignalMask(while_running); !r) {
+  // A kick then makes Run return at once (on KVM: with no signal handler
+  // on the way out), which keeps the guest's stop-to-capture time to one
+  // exit.
+  if (auto r = vcpu.PrepareThread(); !r) {
     Stop(GuestEnd::kError, 1, r.error().Message());
     return;
   }
@@ -1728,9 +1675,8 @@ void KvmMachine::VcpuLoop(unsigned index) {
   // to reach it sets a restored VM's offsets for the last time and goes
   // straight into KVM_RUN, so neither that set-up nor a thread wake-up is
   // in the guest's step.
-  vcpu.SetImmediateExit(true);
+  vcpu.RequestExit(true);
   (void)vcpu.Run();
-  DrainKick();
   bool last = false;
   {
     std::lock_guard lock(stop_mutex_);
@@ -1771,15 +1717,14 @@ void KvmMachine::VcpuLoop(unsigned index) {
     }
     if (stop_.load()) return;
   }
-  vcpu.SetImmediateExit(false);
+  vcpu.RequestExit(false);
   bool first_entry = true;
   while (!stop_.load()) {
     if (pause_.load()) {
-      // With immediate_exit set, KVM_RUN completes a pending MMIO or other
+      // With an exit requested, Run completes a pending MMIO or other
       // operation and returns at once: the registers are then final.
-      vcpu.SetImmediateExit(true);
+      vcpu.RequestExit(true);
       (void)vcpu.Run();
-      DrainKick();
       std::unique_lock lock(stop_mutex_);
       ++parked_;
       parked_cv_.notify_all();
@@ -1787,7 +1732,7 @@ void KvmMachine::VcpuLoop(unsigned index) {
       --parked_;
       parked_cv_.notify_all();
       if (stop_.load()) return;
-      vcpu.SetImmediateExit(false);
+      vcpu.RequestExit(false);
       continue;
     }
     // A kick for a line another thread changed interrupts the KVM_RUN below
@@ -1795,49 +1740,38 @@ void KvmMachine::VcpuLoop(unsigned index) {
     if (gic_) ApplyOwnIrqLine(index);
     if (first_entry) {
       first_entry = false;
-      first_entry_count_[index].store(kvm::ReadHostCounter().value);
+      first_entry_count_[index].store(host_.Count().value);
     }
     auto exit = vcpu.Run();
-    last_exit_count_[index] = kvm::ReadHostCounter().value;
+    last_exit_count_[index] = host_.Count().value;
     ++exits_;
     if (!exit) {
       Stop(GuestEnd::kError, 1, exit.error().Message());
       return;
     }
-    if (gic_) SyncTimerLines(index, exit->device_irq_level);
-    if (config_.el2 && timeline_on_) ObserveNestedOffset(index, vcpu);
+    // (Timer lines and MMIO reached SyncTimerLines and HandleMmio inside Run.)
+    if (config_.el2 && timeline_on_) ObserveNestedOffset(index);
     switch (exit->kind) {
-      case kvm::ExitKind::kMmio:
+      case backend::ExitKind::kMmio:
         ++mmio_exits_;
-        HandleMmio(index, vcpu, *exit);
         break;
-      case kvm::ExitKind::kInterrupted:
+      case backend::ExitKind::kInterrupted:
         ++intr_exits_;
-        DrainKick();
         break;
-      case kvm::ExitKind::kSystemShutdown:
+      case backend::ExitKind::kShutdown:
         Stop(GuestEnd::kPowerOff, 0, "PSCI SYSTEM_OFF from vCPU " + std::to_string(index));
         return;
-      case kvm::ExitKind::kSystemReset:
+      case backend::ExitKind::kReset:
         Stop(GuestEnd::kReset, 0, "PSCI SYSTEM_RESET from vCPU " + std::to_string(index));
         return;
       default:
-        Stop(GuestEnd::kError, 1,
-             "vCPU " + std::to_string(index) + ": unexpected KVM exit reason " +
-                 std::to_string(exit->raw_reason));
+        Stop(GuestEnd::kError, 1, "vCPU " + std::to_string(index) + ": " + exit->detail);
         return;
     }
   }
 }
 
-Result<RunResult> KvmMachine::Run() {
-  // The kick signal must interrupt KVM_RUN (no SA_RESTART) and do nothing else.
-  struct sigaction sa {};
-  sa.sa_handler = [](int) {};
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(kKickSignal, &sa, nullptr) != 0) {
-    return Fail(ErrorCode::kSystem, "installing the vCPU kick signal handler", errno);
-  }
+Result<RunResult> VmMachine::Run() {
   // Everything that can fail before the guest runs fails before any thread
   // exists: a destination then still says "failed" and the source resumes.
   if (!config_.monitor_path.empty()) {
@@ -1876,7 +1810,8 @@ Result<RunResult> KvmMachine::Run() {
         thread_error = "starting the thread of vCPU " + std::to_string(i) + ": " + e.what();
         break;
       }
-      threads_.push_back(threads.back().native_handle());
+      vcpus_[i]->AttachThread(threads.back().native_handle());
+      ++threads_;
     }
   }
   if (!thread_error.empty()) {
@@ -2014,9 +1949,12 @@ Result<RunResult> KvmMachine::Run() {
 
 }  // namespace
 
-Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
+Result<std::unique_ptr<Machine>> Machine::Create(std::unique_ptr<backend::Hypervisor> hypervisor,
+                                                 const MachineConfig& given,
                                                  std::span<const std::uint8_t> image,
                                                  std::optional<GuestMemory> given_ram) {
+  if (!hypervisor) return Fail(ErrorCode::kInvalidArgument, "no backend to run the guest on");
+  const backend::Capabilities& caps = hypervisor->Caps();
   MachineConfig config = given;
   if (config.restore != nullptr) {
     // The snapshot says what machine it was.
@@ -2043,38 +1981,36 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
   if (config.restore != nullptr) {
     // Refused here, before any VM exists, so that a migration source is told
     // why and keeps its guest running.
-    if (auto r = pvtime::CheckServable(config.restore->time, kvm::kPvtimeServedRevisions); !r) {
+    if (auto r = pvtime::CheckServable(config.restore->time, caps.pvtime_revisions); !r) {
       return Fail(r.error().code, "restore: " + r.error().context);
     }
   }
-  auto system = kvm::System::Open(config.kvm_path);
-  if (!system) return tl::unexpected(system.error());
-  auto caps = system->Probe();
-  if (!caps) return tl::unexpected(caps.error());
-  if (!caps->one_reg || !caps->psci_0_2) {
-    return Fail(ErrorCode::kUnsupported, "this KVM lacks ONE_REG or PSCI 0.2");
-  }
-  if (config.irqchip == IrqChip::kUser && caps->user_irq < 1) {
+  const std::string on = config.restore != nullptr ? "restore: the snapshot's VM uses " : "";
+  if (config.irqchip == IrqChip::kUser && !caps.user_irqchip) {
     return Fail(ErrorCode::kUnsupported,
-                "--irqchip user needs KVM_CAP_ARM_USER_IRQ, which this kernel lacks");
+                (on.empty() ? "--irqchip user: " : on + "vtvmm's own GIC, and ") +
+                    hypervisor->Explain(backend::Feature::kUserIrqChip));
   }
-  if (config.el2 && !caps->el2) {
+  if (config.irqchip == IrqChip::kKernel && !caps.backend_irqchip) {
+    return Fail(ErrorCode::kUnsupported,
+                (on.empty() ? "--irqchip kernel: " : on + "an in-kernel GIC, and ") +
+                    hypervisor->Explain(backend::Feature::kBackendIrqChip));
+  }
+  if (config.el2 && !caps.el2) {
     return Fail(ErrorCode::kUnsupported,
                 std::string(config.restore != nullptr
-                                ? "restore: the saved vCPUs run at vEL2 (a guest hypervisor), and "
-                                  "there is "
+                                ? "restore: the saved vCPUs run at vEL2 (a guest hypervisor): "
                                 : "--el2: ") +
-                    "no nested virtualization on this kernel (KVM_CAP_ARM_EL2 is 0; it needs a "
-                    "kernel with it, booted with kvm-arm.mode=nested)");
+                    hypervisor->Explain(backend::Feature::kEl2));
   }
   if (config.el2 && config.irqchip == IrqChip::kUser) {
     return Fail(ErrorCode::kInvalidArgument,
                 "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
                 "interface for a guest hypervisor");
   }
-  if (config.pvtime && !caps->steal_time) {
+  if (config.pvtime && !caps.steal_time) {
     return Fail(ErrorCode::kUnsupported,
-                "PV stolen time is not supported by this kernel (use --pvtime off)");
+                hypervisor->Explain(backend::Feature::kStealTime) + " (use --pvtime off)");
   }
   if (config.pvtime && (config.pvtime_base % layout::kPvtimeSize != 0 ||
                         (config.pvtime_base >= layout::kRam &&
@@ -2082,8 +2018,6 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     return Fail(ErrorCode::kInvalidArgument, "--pvtime-base " + Hex(config.pvtime_base) +
                                                  ": must be 64 KiB aligned and outside guest RAM");
   }
-  auto vm = system->CreateVm();
-  if (!vm) return tl::unexpected(vm.error());
   if (given_ram && given_ram->size() != config.ram_size) {
     return Fail(ErrorCode::kBadState, "guest memory of " + std::to_string(given_ram->size()) +
                                           " bytes for a VM of " + std::to_string(config.ram_size));
@@ -2097,8 +2031,15 @@ Result<std::unique_ptr<Machine>> Machine::Create(const MachineConfig& given,
     if (!region) return tl::unexpected(region.error());
     pvtime.emplace(std::move(*region));
   }
-  auto machine = std::make_unique<KvmMachine>(config, std::move(*system), std::move(*vm), *caps,
-                                              std::move(*ram), std::move(pvtime));
+  auto vm = hypervisor->CreateVm(backend::VmConfig{.irqchip = config.irqchip == IrqChip::kKernel
+                                                                  ? backend::IrqChipKind::kBackend
+                                                                  : backend::IrqChipKind::kUser,
+                                                   .gic_dist_base = layout::kGicDist,
+                                                   .gic_redist_base = layout::kGicRedist,
+                                                   .gic_irqs = kVgicNrIrqs});
+  if (!vm) return tl::unexpected(vm.error());
+  auto machine = std::make_unique<VmMachine>(config, std::move(hypervisor), std::move(*vm),
+                                             std::move(*ram), std::move(pvtime));
   if (config.restore != nullptr) {
     if (auto r = machine->BuildFromSnapshot(*config.restore); !r) return tl::unexpected(r.error());
   } else if (auto r = machine->Build(image); !r) {
@@ -2114,7 +2055,7 @@ Result<std::string> MonitorCommand(const std::string& socket_path, const std::st
     return Fail(ErrorCode::kInvalidArgument, "monitor path is too long");
   }
   std::memcpy(sa.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  kvm::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid() || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
     return Fail(ErrorCode::kSystem, "connecting to the monitor " + socket_path, errno);
   }

@@ -1,7 +1,9 @@
-// vtvmm's machine: a KVM VM in QEMU virt's layout with guest RAM, a PL011,
-// PSCI (in the kernel), the vtime test finisher, optional PV stolen time,
-// and either the in-kernel vGICv3 or a GICv2-style controller emulated here
-// that takes the timer lines from KVM (KVM_CAP_ARM_USER_IRQ).
+// vtvmm's machine: a VM in QEMU virt's layout with guest RAM, a PL011, PSCI
+// (in the backend), the vtime test finisher, optional PV stolen time, and
+// either the backend's GICv3 or a GICv2-style controller emulated here that
+// takes the timer lines the backend reports. It runs on any backend behind
+// the seam (vtime/backend/hypervisor.h: KVM, or the emulated one) and
+// names none of them.
 #pragma once
 
 #include <atomic>
@@ -16,9 +18,10 @@
 #include "vmm/device_tree.h"
 #include "vmm/guest_memory.h"
 #include "vmm/handover.h"
-#include "vmm/link.h"
 #include "vmm/layout.h"
+#include "vmm/link.h"
 #include "vmm/snapshot.h"
+#include "vtime/backend/hypervisor.h"
 #include "vtime/result.h"
 #include "vtime/state/policy.h"
 
@@ -26,11 +29,10 @@ namespace vtime::vmm {
 
 /// Turns a connected socket into the migration link: plain TCP, or TLS
 /// after a handshake that authenticates the peer.
-using SecureLink = std::function<Result<std::unique_ptr<Link>>(kvm::Fd)>;
+using SecureLink = std::function<Result<std::unique_ptr<Link>>(Fd)>;
 
 /// How the machine is put together.
 struct MachineConfig {
-  std::string kvm_path = "/dev/kvm";
   unsigned cpus = 1;
   std::uint64_t ram_size = 256ULL << 20;
   IrqChip irqchip = IrqChip::kKernel;
@@ -134,17 +136,17 @@ Result<std::string> MonitorCommand(const std::string& socket_path, const std::st
 
 /// What a run did, for --stats and the lab's exit-per-interrupt figures.
 struct RunStats {
-  std::uint64_t exits = 0;  ///< KVM_RUN returns, all vCPUs
+  std::uint64_t exits = 0;  ///< returns of a vCPU's Run (KVM_RUN), all vCPUs
   std::uint64_t mmio_exits = 0;
-  std::uint64_t intr_exits = 0;             ///< KVM_EXIT_INTR / EINTR (line changes, signals)
-  std::uint64_t irq_line_raises = 0;        ///< KVM_IRQ_LINE level 1 (user irqchip)
+  std::uint64_t intr_exits = 0;       ///< kInterrupted returns (line changes, kicks)
+  std::uint64_t irq_line_raises = 0;  ///< IRQ inputs raised (user irqchip)
   /// Kicks of a vCPU whose line another thread changed (user irqchip): a
-  /// line is set only on its own vCPU's thread, outside KVM_RUN.
+  /// line is set only on its own vCPU's thread, outside Run.
   std::uint64_t irq_line_kicks = 0;
-  std::uint64_t timer_line_rises = 0;       ///< rising edges of device_irq_level timer bits
-  std::uint64_t counter_offset_ioctls = 0;  ///< KVM_ARM_SET_COUNTER_OFFSET (per VM)
-  std::uint64_t counter_value_writes = 0;   ///< TIMER_CNT/PTIMER_CNT ONE_REG writes
-  std::uint64_t timer_register_writes = 0;  ///< CTL/CVAL/CNTKCTL ONE_REG writes (restore)
+  std::uint64_t timer_line_rises = 0;       ///< rising edges of the reported timer lines
+  std::uint64_t counter_offset_ioctls = 0;  ///< VM offsets set (KVM_ARM_SET_COUNTER_OFFSET)
+  std::uint64_t counter_value_writes = 0;   ///< counter-value writes (TIMER_CNT/PTIMER_CNT)
+  std::uint64_t timer_register_writes = 0;  ///< CTL/CVAL/CNTKCTL writes (restore)
   std::uint64_t trace_marks = 0;            ///< 8-byte writes to the trace marker
   /// The counter probes (layout::kVirtualCountProbe): "" when the guest
   /// wrote none, else " counter_probes=N probes_ahead=A
@@ -177,10 +179,11 @@ struct RunResult {
 
 class Machine {
  public:
-  /// Builds the VM and loads `image` (or restores config.restore); nothing
-  /// runs yet. `ram`: guest memory already holding the restored RAM (a
+  /// Builds the VM on `hypervisor` and loads `image` (or restores
+  /// config.restore); nothing runs yet. `ram`: guest memory already holding the restored RAM (a
   /// migration's pages), used as it is instead of a copy.
-  static Result<std::unique_ptr<Machine>> Create(const MachineConfig& config,
+  static Result<std::unique_ptr<Machine>> Create(std::unique_ptr<backend::Hypervisor> hypervisor,
+                                                 const MachineConfig& config,
                                                  std::span<const std::uint8_t> image,
                                                  std::optional<GuestMemory> ram = std::nullopt);
   virtual ~Machine() = default;
@@ -191,8 +194,8 @@ class Machine {
   [[nodiscard]] virtual RunStats stats() const = 0;
   /// Capabilities line for logs.
   [[nodiscard]] virtual std::string Describe() const = 0;
-  /// After a restore, before running: the guest-visible timer state as KVM
-  /// now holds it (CTL and CVAL of each vCPU's timers, read back) and the
+  /// After a restore, before running: the guest-visible timer state as the
+  /// backend now holds it (CTL and CVAL of each vCPU's timers, read back) and the
   /// counts the guest resumes at. Restoring one snapshot twice must give the
   /// same text.
   [[nodiscard]] virtual Result<std::string> RestoredTimeReport() = 0;

@@ -101,7 +101,7 @@ Progress PrintTenths(std::string verb) {
   };
 }
 
-Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
+Result<Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(to.port);
@@ -110,7 +110,7 @@ Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
   // The destination may still be starting: retry refused connections.
   const unsigned step_ms = 100;
   for (unsigned waited = 0;; waited += step_ms) {
-    kvm::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return SysFail("socket");
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0) {
       NoDelay(fd.get());
@@ -124,8 +124,8 @@ Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms) {
   }
 }
 
-Result<kvm::Fd> Listen(const Endpoint& on) {
-  kvm::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+Result<Fd> Listen(const Endpoint& on) {
+  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!listener.valid()) return SysFail("socket");
   int one = 1;
   ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -143,7 +143,7 @@ Result<kvm::Fd> Listen(const Endpoint& on) {
   return listener;
 }
 
-Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer) {
+Result<Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer) {
   if (timeout_ms != 0) {
     if (auto w = Wait(listener, POLLIN, timeout_ms, "waiting for a migration"); !w) {
       return tl::unexpected(w.error());
@@ -160,7 +160,7 @@ Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer) 
         ::inet_ntop(AF_INET, &sa.sin_addr, text, sizeof text);
         *peer = std::string(text) + ":" + std::to_string(ntohs(sa.sin_port));
       }
-      return kvm::Fd(fd);
+      return Fd(fd);
     }
     if (errno != EINTR) return SysFail("accepting the source");
   }

@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "vmm/link.h"
-#include "vtime/backend/kvm.h"
+#include "vtime/fd.h"
 #include "vtime/result.h"
 
 namespace vtime::vmm {
@@ -63,13 +63,13 @@ using Progress = std::function<void(std::uint64_t, std::uint64_t)>;
 Progress PrintTenths(std::string verb);
 
 /// Connects to a waiting destination (gives up after `timeout_ms`).
-Result<kvm::Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms);
+Result<Fd> ConnectTo(const Endpoint& to, unsigned timeout_ms);
 /// Listens on exactly `on` (0.0.0.0 for every address, only if the operator
 /// says so).
-Result<kvm::Fd> Listen(const Endpoint& on);
+Result<Fd> Listen(const Endpoint& on);
 /// Accepts one connection on `listener`, giving up after `timeout_ms` (0:
 /// wait for ever); `peer` gets "ADDRESS:PORT" of the other side.
-Result<kvm::Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer = nullptr);
+Result<Fd> AcceptOne(int listener, unsigned timeout_ms, std::string* peer = nullptr);
 
 enum class StreamFault : std::uint8_t { kNone, kCorrupt, kTruncate };
 

@@ -527,7 +527,7 @@ class TlsLink final : public Link {
   // Keeps what Describe and the error messages need: the link may outlive
   // the credentials (the SSL keeps its SSL_CTX alive; the callbacks that
   // read the credentials run only inside Handshake).
-  TlsLink(kvm::Fd fd, const TlsCredentials& creds)
+  TlsLink(Fd fd, const TlsCredentials& creds)
       : fd_(std::move(fd)),
         psk_mode_(creds.config.kind == TlsConfig::Kind::kPsk),
         server_(creds.role == TlsRole::kServer),
@@ -758,7 +758,7 @@ class TlsLink final : public Link {
     return OpenSslFail(ErrorCode::kMalformed, what);
   }
 
-  kvm::Fd fd_;
+  Fd fd_;
   bool psk_mode_;
   bool server_;
   std::string path_;  // The PSK file or x509 directory, for messages.
@@ -790,7 +790,7 @@ std::string DescribeTlsCredentials(const TlsCredentials& credentials) {
   return "x509 from " + credentials.config.path;
 }
 
-Result<std::unique_ptr<Link>> TlsHandshake(kvm::Fd fd, const TlsCredentials& credentials,
+Result<std::unique_ptr<Link>> TlsHandshake(Fd fd, const TlsCredentials& credentials,
                                            unsigned timeout_ms) {
   if (!fd.valid()) return Fail(ErrorCode::kInvalidArgument, "TLS handshake: no socket");
   const int flags = ::fcntl(fd.get(), F_GETFL);

@@ -39,7 +39,7 @@
 #include <string>
 
 #include "vmm/link.h"
-#include "vtime/backend/kvm.h"
+#include "vtime/fd.h"
 #include "vtime/result.h"
 
 namespace vtime::vmm {
@@ -78,7 +78,7 @@ std::string DescribeTlsCredentials(const TlsCredentials& credentials);
 /// chain (peer certificate CN=vtvmm-server,O=vtime, at CN=vtime CA 91f4...)",
 /// "...: the peer does not speak TLS", "...: timed out after 5000 ms".
 /// Writes never raise SIGPIPE (send with MSG_NOSIGNAL underneath).
-Result<std::unique_ptr<Link>> TlsHandshake(kvm::Fd fd, const TlsCredentials& credentials,
+Result<std::unique_ptr<Link>> TlsHandshake(Fd fd, const TlsCredentials& credentials,
                                            unsigned timeout_ms);
 
 }  // namespace vtime::vmm

@@ -16,8 +16,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) std::abort();
-  auto tx = vtime::vmm::PlainLink(vtime::kvm::Fd(fds[0]));
-  auto rx = vtime::vmm::PlainLink(vtime::kvm::Fd(fds[1]));
+  auto tx = vtime::vmm::PlainLink(vtime::Fd(fds[0]));
+  auto rx = vtime::vmm::PlainLink(vtime::Fd(fds[1]));
   std::thread writer([&] {
     (void)tx->WriteAll(std::span(data, size));
     tx.reset();

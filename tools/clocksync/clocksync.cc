@@ -41,16 +41,16 @@
 
 #include "vmm/link.h"
 #include "vmm/tls.h"
-#include "vtime/backend/kvm.h"
+#include "vtime/fd.h"
 #include "vtime/result.h"
 
 namespace {
 
 using vtime::ErrorCode;
 using vtime::Fail;
+using vtime::Fd;
 using vtime::Ok;
 using vtime::Result;
-using vtime::kvm::Fd;
 using vtime::vmm::Link;
 using vtime::vmm::TlsConfig;
 using vtime::vmm::TlsCredentials;

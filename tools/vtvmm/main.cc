@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "vmm/boot.h"
+#include "vmm/incoming.h"
 #include "vmm/layout.h"
 #include "vmm/machine.h"
+#include "vmm/migration.h"
 #include "vmm/snapshot.h"
 #include "vmm/tls.h"
 #include "vtime/hex.h"
@@ -26,9 +28,11 @@
 #include "vtime/state/codec.h"
 #include "vtime/state/json.h"
 #if VTIME_HAVE_KVM
-#include "backend/kvm/host_counter.h"
-#include "vmm/migration.h"
 #include "vtime/backend/kvm.h"
+#include "vtime/backend/kvm_hypervisor.h"
+#endif
+#if VTIME_HAVE_EMU
+#include "vtime/backend/emu.h"
 #endif
 
 namespace {
@@ -96,7 +100,7 @@ Options:
                          GIC virtualization state move with snapshots and
                          migrations; a restore or an incoming VM is at vEL2
                          when its saved state says so
-  --irqchip kernel|user  kernel (default): in-kernel vGICv3.
+  --irqchip kernel|user  kernel (the default on KVM): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
                          distributor (@GICD@) and CPU interface
                          (@GICC@) and takes the timer lines from KVM on
@@ -226,8 +230,15 @@ Options:
                          Ctrl-A sends one Ctrl-A. From a pipe, input is read
                          as the guest takes it, so none is dropped
   --stats                print exit counts on stderr at the end
+  --backend kvm|emu      what runs the guest. kvm (the default where vtvmm
+                         is built for arm64): Linux KVM. emu (the default
+                         elsewhere): an emulated CPU (Unicorn) on any host,
+                         with every counter and timer access trapped into
+                         vtime's model; --irqchip user only, no --el2
+  --counter-frequency HZ the guest's counter frequency under --backend emu
+                         (default 1000000000, the lab's)
   --kvm PATH             the KVM device (default /dev/kvm)
-  --probe                print what this host's KVM offers and exit
+  --probe                print what this host's backend offers and exit
   --help                 this text
 
 `vtvmm state show FILE` prints the guest time saved in FILE (a snapshot or a
@@ -310,7 +321,6 @@ std::string HelpText() {
   return text;
 }
 
-#if VTIME_HAVE_KVM
 // A snapshot's guest and a --pvtime this vtvmm was given that disagree: the
 // guest found (or did not find) the PV-time service at boot and cannot be
 // told otherwise now. Empty when they agree or --pvtime was not given.
@@ -323,7 +333,36 @@ std::string PvtimeConflict(const vtime::vmm::MachineSnapshot& snap, bool given, 
              : "its guest runs without PV stolen time, and this vtvmm was started with "
                "--pvtime on: the guest would never find the service";
 }
+
+// The backend a run uses (--backend): KVM, or the emulated one.
+vtime::Result<std::unique_ptr<vtime::backend::Hypervisor>> MakeBackend(
+    const std::string& name, const std::string& kvm_path,
+    std::optional<std::uint64_t> counter_frequency) {
+  if (name == "kvm") {
+    if (counter_frequency) {
+      return vtime::Fail(vtime::ErrorCode::kInvalidArgument,
+                         "--counter-frequency is for --backend emu: under KVM the guest's "
+                         "counter runs at the host's frequency");
+    }
+#if VTIME_HAVE_KVM
+    return vtime::kvm::CreateKvmHypervisor(kvm_path);
+#else
+    (void)kvm_path;
+    return vtime::Fail(vtime::ErrorCode::kUnsupported,
+                       "this build has no KVM backend: it runs guests under KVM on arm64 Linux "
+                       "hosts. Use --backend emu here, or run it in the arm64 lab: lab/run --add "
+                       "build/aarch64/tools/vtvmm:/bin/vtvmm -- vtvmm ...");
 #endif
+  }
+#if VTIME_HAVE_EMU
+  vtime::emu::EmuOptions options;
+  if (counter_frequency) options.counter_frequency_hz = *counter_frequency;
+  return vtime::emu::CreateEmuHypervisor(options);
+#else
+  return vtime::Fail(vtime::ErrorCode::kUnsupported,
+                     "this build has no emulated backend (vtvmm built without libunicorn-dev)");
+#endif
+}
 
 int Usage(const std::string& message) {
   std::fprintf(stderr, "vtvmm: %s\nTry 'vtvmm --help'.\n", message.c_str());
@@ -432,7 +471,6 @@ int DumpDeviceTree(const MachineConfig& config, const std::string& image_path,
   return 0;
 }
 
-#if VTIME_HAVE_KVM
 // The test fault, as a hook the hand-over calls at each step.
 vtime::vmm::HandoverHook HookFor(std::optional<HandoverFault> fault) {
   if (!fault) return {};
@@ -448,12 +486,10 @@ vtime::vmm::HandoverHook HookFor(std::optional<HandoverFault> fault) {
     ::close(dead);
   };
 }
-#endif
 
 }  // namespace
 
 int main(int argc, char** argv) {
-#if VTIME_HAVE_KVM
   if (argc >= 2 && std::string_view(argv[1]) == "monitor") {
     if (argc < 4) return Usage("usage: vtvmm monitor SOCKET COMMAND...");
     std::string command = argv[3];
@@ -466,13 +502,17 @@ int main(int argc, char** argv) {
     std::fputs(reply->c_str(), stdout);
     return reply->rfind("ok", 0) == 0 ? 0 : 1;
   }
-#endif
   if (argc >= 2 && std::string_view(argv[1]) == "state") {
     if (argc != 4 || std::string_view(argv[2]) != "show")
       return Usage("usage: vtvmm state show FILE");
     return StateShow(argv[3]);
   }
   MachineConfig config;
+  std::string kvm_path = "/dev/kvm";
+  // The backend: KVM where this build has it, else the emulated one.
+  std::string backend_name = VTIME_HAVE_KVM != 0 ? "kvm" : "emu";
+  std::optional<std::uint64_t> counter_frequency;
+  std::optional<IrqChip> irqchip_given;
   std::string image_path;
   bool stats = false;
   bool probe = false;
@@ -638,7 +678,7 @@ int main(int argc, char** argv) {
       if (!value(&v) || (v != "kernel" && v != "user")) {
         return Usage("--irqchip needs 'kernel' or 'user'");
       }
-      config.irqchip = v == "kernel" ? IrqChip::kKernel : IrqChip::kUser;
+      irqchip_given = v == "kernel" ? IrqChip::kKernel : IrqChip::kUser;
     } else if (a == "--el2") {
       config.el2 = true;
     } else if (a == "--counter-offset") {
@@ -662,9 +702,17 @@ int main(int argc, char** argv) {
     } else if (a == "--timeout") {
       if (!number(&n) || n > 86400) return Usage("--timeout needs seconds (up to 86400)");
       config.timeout_s = static_cast<unsigned>(n);
+    } else if (a == "--backend") {
+      if (!value(&v) || (v != "kvm" && v != "emu")) return Usage("--backend needs kvm or emu");
+      backend_name = std::string(v);
+    } else if (a == "--counter-frequency") {
+      if (!number(&n) || n == 0 || n > 16'000'000'000ULL) {
+        return Usage("--counter-frequency needs a frequency in Hz, 1 to 16000000000");
+      }
+      counter_frequency = n;
     } else if (a == "--kvm") {
       if (!value(&v)) return Usage("--kvm needs a path");
-      config.kvm_path = std::string(v);
+      kvm_path = std::string(v);
     } else if (!a.empty() && a[0] == '-') {
       return Usage("unknown option '" + std::string(a) + "'");
     } else if (image_path.empty()) {
@@ -715,39 +763,21 @@ int main(int argc, char** argv) {
     }
     config.initrd = initrd;
   }
+  // The emulated backend has only vtvmm's own GIC, which is then the default.
+  config.irqchip = irqchip_given           ? *irqchip_given
+                   : backend_name == "emu" ? IrqChip::kUser
+                                           : IrqChip::kKernel;
   if (!dtb_dump.empty()) return DumpDeviceTree(config, image_path, dtb_dump);
 
-#if !VTIME_HAVE_KVM
-  std::fprintf(stderr,
-               "vtvmm: this build has no KVM backend: it runs guests on arm64 Linux hosts with "
-               "KVM. From an x86 host, run it in the arm64 lab: lab/run --add "
-               "build/aarch64/tools/vtvmm:/bin/vtvmm -- vtvmm ...\n");
-  (void)probe;
-  (void)no_reboot;
-  (void)restore_check;
-  (void)stats;
-  (void)guest_counter;
-  (void)insecure;
-  (void)tls;
-  (void)pvtime_given;
-  (void)max_cpus;
-  (void)max_memory;
-  (void)handover_fault;
-  return kVmmError;
-#else
+  auto make_backend = [&] { return MakeBackend(backend_name, kvm_path, counter_frequency); };
   if (probe) {
-    auto system = vtime::kvm::System::Open(config.kvm_path);
-    if (!system) {
-      std::fprintf(stderr, "vtvmm: %s\n", system.error().Message().c_str());
+    auto backend = make_backend();
+    if (!backend) {
+      std::fprintf(stderr, "vtvmm: %s\n", backend.error().Message().c_str());
       return kVmmError;
     }
-    auto caps = system->Probe();
-    if (!caps) {
-      std::fprintf(stderr, "vtvmm: %s\n", caps.error().Message().c_str());
-      return kVmmError;
-    }
-    std::printf("%scounter frequency: %llu Hz\n", caps->Describe().c_str(),
-                static_cast<unsigned long long>(vtime::kvm::ReadCounterFrequency()));
+    std::printf("%scounter frequency: %llu Hz\n", (*backend)->Describe().c_str(),
+                static_cast<unsigned long long>((*backend)->Clock().FrequencyHz()));
     return 0;
   }
   if (config.snapshot_after_ms != 0 && config.snapshot_path.empty()) {
@@ -765,8 +795,9 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> image;
   std::string why;
   std::optional<vtime::vmm::MachineSnapshot> snapshot;
-  std::unique_ptr<vtime::vmm::Link> incoming_link;
-  std::optional<vtime::vmm::DestinationHandover> destination;
+  // A migration's destination: the VM received, its RAM, and the hand-over.
+  std::unique_ptr<vtime::vmm::MigrationDestination> incoming_vm;
+  vtime::vmm::DestinationHandover* destination = nullptr;
   std::optional<vtime::vmm::GuestMemory> incoming_ram;
   // How migration links are secured: plain TCP only when asked for.
   vtime::vmm::SecureLink secure_link;
@@ -774,7 +805,7 @@ int main(int argc, char** argv) {
   if (insecure && tls) return Usage("give --insecure or TLS credentials, not both");
   vtime::vmm::SecureLink client_link;
   if (insecure) {
-    secure_link = [](vtime::kvm::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+    secure_link = [](vtime::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
       return vtime::vmm::PlainLink(std::move(fd));
     };
     client_link = secure_link;
@@ -790,7 +821,7 @@ int main(int argc, char** argv) {
         secure_name = "TLS 1.3, " + vtime::vmm::DescribeTlsCredentials(**creds);
       }
       return vtime::vmm::SecureLink(
-          [creds = *creds](vtime::kvm::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+          [creds = *creds](vtime::Fd fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
             return vtime::vmm::TlsHandshake(std::move(fd), *creds, kHandshakeMs);
           });
     };
@@ -812,7 +843,8 @@ int main(int argc, char** argv) {
         client_link = *client;
       } else {
         // Only a monitor's migrate would need them: it gets the reason then.
-        client_link = [why = client.error()](vtime::kvm::Fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
+        client_link =
+            [why = client.error()](vtime::Fd) -> vtime::Result<std::unique_ptr<vtime::vmm::Link>> {
           return tl::unexpected(why);
         };
       }
@@ -853,84 +885,32 @@ int main(int argc, char** argv) {
     image_path = restore_path;
   } else if (!incoming.empty()) {
     if (!image_path.empty()) return Usage("give an IMAGE or --incoming, not both");
-    auto on = vtime::vmm::ParseEndpoint(incoming);
-    if (!on) return Usage("--incoming: " + on.error().context);
-    auto listener = vtime::vmm::Listen(*on);
-    if (!listener) {
-      std::fprintf(stderr, "vtvmm: %s\n", listener.error().Message().c_str());
-      return kVmmError;
+    if (auto on = vtime::vmm::ParseEndpoint(incoming); !on) {
+      return Usage("--incoming: " + on.error().context);
     }
-    std::fprintf(stderr, "vtvmm: waiting for a migration on %s (%s)\n", incoming.c_str(),
-                 secure_name.c_str());
-    // A source that never comes must not leave a destination waiting for
-    // ever: --timeout bounds the wait too (default 10 minutes).
-    const unsigned wait_ms = (config.timeout_s != 0 ? config.timeout_s : 600) * 1000;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-    while (!incoming_link) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadline - std::chrono::steady_clock::now())
-                            .count();
-      std::string peer;
-      auto fd = vtime::vmm::AcceptOne(listener->get(), left > 0 ? static_cast<unsigned>(left) : 1,
-                                      &peer);
-      if (!fd) {
-        std::fprintf(stderr, "vtvmm: %s\n", fd.error().Message().c_str());
-        return kVmmError;
-      }
-      // Nothing of a VM is read from a peer that fails to authenticate; the
-      // destination keeps waiting for the one it trusts.
-      auto link = secure_link(std::move(*fd));
-      if (!link) {
-        std::fprintf(stderr,
-                     "vtvmm: refusing a connection from %s before reading anything: %s; still "
-                     "waiting\n",
-                     peer.c_str(), link.error().Message().c_str());
-        continue;
-      }
-      std::fprintf(stderr, "vtvmm: migration: %s connected (%s)\n", peer.c_str(),
-                   (*link)->Describe().c_str());
-      incoming_link = std::move(*link);
-    }
-    destination.emplace(*incoming_link, HookFor(handover_fault));
     const std::uint64_t ram_limit = max_memory ? *max_memory : config.ram_size;
-    const vtime::vmm::IncomingLimits limits{ram_limit, max_cpus,
-                                            vtime::vmm::MaxRamlessSnapshotBytes(max_cpus)};
-    auto sink = [&incoming_ram](const vtime::vmm::StreamHello& hello)
-        -> vtime::Result<std::span<std::uint8_t>> {
-      auto memory = vtime::vmm::GuestMemory::Create(hello.ram_size, "the incoming guest's RAM");
-      if (!memory) return tl::unexpected(memory.error());
-      incoming_ram.emplace(std::move(*memory));
-      return incoming_ram->writable();
-    };
-    auto in = vtime::vmm::ReceiveMigration(*incoming_link, limits, sink,
-                                           vtime::vmm::PrintTenths("received"));
-    auto refuse = [&destination](const std::string& reason) {
-      destination->Refuse(reason);
-      std::fprintf(stderr, "vtvmm: refusing the incoming migration: %s\n", reason.c_str());
+    auto in = vtime::vmm::MigrationDestination::Receive(vtime::vmm::MigrationDestination::Options{
+        .endpoint = incoming,
+        .secure_link = secure_link,
+        .security = secure_name,
+        // --timeout bounds the wait too (default 10 minutes).
+        .wait_ms = (config.timeout_s != 0 ? config.timeout_s : 600) * 1000,
+        .limits = {ram_limit, max_cpus, vtime::vmm::MaxRamlessSnapshotBytes(max_cpus)},
+        .hook = HookFor(handover_fault),
+        .refuse_if = [&](const vtime::vmm::MachineSnapshot& snap) {
+          return PvtimeConflict(snap, pvtime_given, config.pvtime);
+        }});
+    if (!in) {
+      std::fprintf(stderr, "vtvmm: %s\n", in.error().Message().c_str());
       return kVmmError;
-    };
-    if (!in) return refuse(in.error().Message());
-    auto decoded =
-        vtime::vmm::DecodeSnapshot(in->snapshot, vtime::vmm::RamContents::kSentSeparately);
-    if (!decoded) return refuse(decoded.error().Message());
-    if (decoded->ram_size != in->hello.ram_size || decoded->cpus != in->hello.cpus) {
-      return refuse("the snapshot is of a VM with " + std::to_string(decoded->cpus) +
-                    " vCPUs and " + std::to_string(decoded->ram_size) +
-                    " bytes of RAM; the stream announced " + std::to_string(in->hello.cpus) +
-                    " and " + std::to_string(in->hello.ram_size));
     }
-    if (auto conflict = PvtimeConflict(*decoded, pvtime_given, config.pvtime); !conflict.empty()) {
-      return refuse(conflict);
-    }
-    std::fprintf(stderr, "vtvmm: migration: %s: %llu pages received for %llu of RAM\n",
-                 in->hello.precopy ? "pre-copy" : "stop-and-copy",
-                 static_cast<unsigned long long>(in->pages_received),
-                 static_cast<unsigned long long>(decoded->ram_size / vtime::vmm::kPageSize));
-    snapshot = std::move(*decoded);
-    config.restore = &*snapshot;
+    incoming_vm = std::move(*in);
+    if (auto ram = incoming_vm->TakeRam()) incoming_ram.emplace(std::move(*ram));
+    destination = &incoming_vm->handover();
+    config.restore = &incoming_vm->snapshot();
     no_reboot = true;
     image_path = "incoming migration";
-    config.on_started = [&destination] {
+    config.on_started = [destination] {
       if (auto r = destination->Running(); !r) {
         std::fprintf(stderr,
                      "vtvmm: the guest runs here, but the source could not be told (%s): it "
@@ -947,14 +927,22 @@ int main(int argc, char** argv) {
   }
   if (guest_counter) {
     // Chosen at start-up: the guest then counts from about N.
-    config.counter_offset = vtime::kvm::ReadHostCounter().value - *guest_counter;
+    auto backend = make_backend();
+    if (!backend) {
+      std::fprintf(stderr, "vtvmm: %s\n", backend.error().Message().c_str());
+      return kVmmError;
+    }
+    config.counter_offset = (*backend)->Clock().Count().value - *guest_counter;
   }
   // A guest reset re-creates the VM from scratch with the same configuration,
   // including the counter offset chosen above: guest time runs on.
   vtime::Result<vtime::vmm::RunResult> result = vtime::vmm::RunResult{};
   vtime::vmm::RunStats s;
   for (unsigned boot = 0;; ++boot) {
-    auto machine = vtime::vmm::Machine::Create(config, image, std::move(incoming_ram));
+    auto backend = make_backend();
+    auto machine = backend ? vtime::vmm::Machine::Create(std::move(*backend), config, image,
+                                                         std::move(incoming_ram))
+                           : tl::unexpected(backend.error());
     incoming_ram.reset();
     if (!machine) {
       if (destination) destination->Refuse(machine.error().Message());
@@ -986,8 +974,8 @@ int main(int argc, char** argv) {
                      failure.c_str());
         return kVmmError;
       }
-      destination.reset();
-      incoming_link.reset();
+      destination = nullptr;
+      incoming_vm.reset();
       config.on_started = nullptr;
     }
     const auto b = (*machine)->stats();
@@ -1038,5 +1026,4 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vtvmm: %s\n", result->detail.c_str());
   }
   return result->status;
-#endif
 }

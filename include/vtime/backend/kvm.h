@@ -16,40 +16,15 @@
 #include <string>
 #include <vector>
 
+#include "vtime/backend/registers.h"
+#include "vtime/fd.h"
 #include "vtime/pvtime/record.h"
 #include "vtime/result.h"
 
 namespace vtime::kvm {
 
-/// An owned file descriptor (closed on destruction; move-only).
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(other.Release()) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = other.Release();
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] bool valid() const { return fd_ >= 0; }
-  int Release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
+/// An owned file descriptor (vtime/fd.h).
+using Fd = vtime::Fd;
 
 /// KVM capability numbers vtime uses (include/uapi/linux/kvm.h). Those newer
 /// than the oldest supported build headers are defined here, once.
@@ -64,49 +39,32 @@ inline constexpr int kCounterOffset = 227;
 inline constexpr int kArmEl2 = 240;
 }  // namespace cap
 
-/// ONE_REG ids of the timer registers. KVM's TIMER_CNT and TIMER_CVAL carry
-/// each other's architectural encodings (a frozen ABI mistake): the names
-/// here say which register each id really reaches.
+/// ONE_REG ids: vtime's register ids (vtime/backend/registers.h) are KVM's
+/// arm64 ones, so the same names serve here.
 namespace reg {
-inline constexpr std::uint64_t kCntvCtl = 0x603000000013DF19;   // KVM_REG_ARM_TIMER_CTL
-inline constexpr std::uint64_t kCntvct = 0x603000000013DF1A;    // KVM_REG_ARM_TIMER_CNT
-inline constexpr std::uint64_t kCntvCval = 0x603000000013DF02;  // KVM_REG_ARM_TIMER_CVAL
-inline constexpr std::uint64_t kCntpCtl = 0x603000000013DF11;   // KVM_REG_ARM_PTIMER_CTL
-inline constexpr std::uint64_t kCntpCval = 0x603000000013DF12;  // KVM_REG_ARM_PTIMER_CVAL
-inline constexpr std::uint64_t kCntpct = 0x603000000013DF01;    // KVM_REG_ARM_PTIMER_CNT
-inline constexpr std::uint64_t kCntkctlEl1 = 0x603000000013C708;
-/// The EL2 time registers of a vCPU with KVM_ARM_VCPU_HAS_EL2 (architectural
-/// encodings; listed by KVM_GET_REG_LIST only for such a vCPU, the CNTH*
-/// timers from Linux 6.14 on, CNTHV only for a VHE guest hypervisor).
-inline constexpr std::uint64_t kCntvoffEl2 = 0x603000000013E703;  // (3,4,14,0,3)
-inline constexpr std::uint64_t kCnthctlEl2 = 0x603000000013E708;  // (3,4,14,1,0)
-inline constexpr std::uint64_t kCnthpCtl = 0x603000000013E711;    // CNTHP_CTL_EL2 (3,4,14,2,1)
-inline constexpr std::uint64_t kCnthpCval = 0x603000000013E712;   // CNTHP_CVAL_EL2 (3,4,14,2,2)
-inline constexpr std::uint64_t kCnthvCtl = 0x603000000013E719;    // CNTHV_CTL_EL2 (3,4,14,3,1)
-inline constexpr std::uint64_t kCnthvCval = 0x603000000013E71A;   // CNTHV_CVAL_EL2 (3,4,14,3,2)
-/// Those six, in the order vtime reads them.
-inline constexpr std::array<std::uint64_t, 6> kEl2TimeRegisters = {
-    kCntvoffEl2, kCnthctlEl2, kCnthpCtl, kCnthpCval, kCnthvCtl, kCnthvCval};
+using backend::regs::Core;
+using backend::regs::IsTimeRegister;
+using backend::regs::kCnthctlEl2;
+using backend::regs::kCnthpCtl;
+using backend::regs::kCnthpCval;
+using backend::regs::kCnthvCtl;
+using backend::regs::kCnthvCval;
+using backend::regs::kCntkctlEl1;
+using backend::regs::kCntpct;
+using backend::regs::kCntpCtl;
+using backend::regs::kCntpCval;
+using backend::regs::kCntvct;
+using backend::regs::kCntvCtl;
+using backend::regs::kCntvCval;
+using backend::regs::kCntvoffEl2;
+using backend::regs::kEl2TimeRegisters;
+using backend::regs::kMpidrEl1;
+using backend::regs::kPc;
+using backend::regs::Pstate;
+using backend::regs::Size;
 inline constexpr std::uint64_t kStdHypBmap = 0x6030000000160001;  // KVM_REG_ARM_STD_HYP_BMAP
-inline constexpr std::uint64_t kMpidrEl1 = 0x603000000013C005;    // MPIDR_EL1 (3,0,0,0,5)
-/// ONE_REG id of core register x0..x30 (n < 31), SP (31) or PC (32).
-std::uint64_t Core(unsigned n);
-inline constexpr unsigned kPc = 32;
-/// ONE_REG id of PSTATE.
-std::uint64_t Pstate();
 /// A readable name for a register id ("TIMER_CVAL (CNTV_CVAL_EL0)").
 std::string Name(std::uint64_t id);
-/// The size in bytes of a register id (from its KVM_REG_SIZE field).
-std::size_t Size(std::uint64_t id);
-/// True for the timer registers, CNTKCTL_EL1 and the EL2 time registers,
-/// which vtime saves and restores as guest time (offsets first, then
-/// CTL/CVAL), not as plain state.
-constexpr bool IsTimeRegister(std::uint64_t id) {
-  return id == kCntvCtl || id == kCntvct || id == kCntvCval || id == kCntpCtl || id == kCntpCval ||
-         id == kCntpct || id == kCntkctlEl1 ||
-         std::find(kEl2TimeRegisters.begin(), kEl2TimeRegisters.end(), id) !=
-             kEl2TimeRegisters.end();
-}
 }  // namespace reg
 
 /// The ioctls vtime issues on descriptors it does not own (a VMM's, through

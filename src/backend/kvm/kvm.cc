@@ -135,26 +135,27 @@ Result<bool> HasAttrIoctl(int fd, std::uint32_t group, std::uint64_t attr,
 
 namespace reg {
 
-std::uint64_t Core(unsigned n) {
-  std::size_t offset;
-  if (n < 31) {
-    offset = offsetof(kvm_regs, regs.regs) + n * sizeof(__u64);
-  } else if (n == 31) {
-    offset = offsetof(kvm_regs, regs.sp);
-  } else {
-    offset = offsetof(kvm_regs, regs.pc);
-  }
-  return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | (offset / sizeof(__u32));
-}
-
-std::uint64_t Pstate() {
-  return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
-         (offsetof(kvm_regs, regs.pstate) / sizeof(__u32));
-}
-
-std::size_t Size(std::uint64_t id) {
-  return std::size_t{1} << ((id & KVM_REG_SIZE_MASK) >> KVM_REG_SIZE_SHIFT);
-}
+// vtime's ids (vtime/backend/registers.h) are these.
+static_assert(Core(0) == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                          (offsetof(kvm_regs, regs.regs) / sizeof(__u32))));
+static_assert(Core(kPc) == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                            (offsetof(kvm_regs, regs.pc) / sizeof(__u32))));
+static_assert(Core(31) == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                           (offsetof(kvm_regs, regs.sp) / sizeof(__u32))));
+static_assert(Pstate() == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                           (offsetof(kvm_regs, regs.pstate) / sizeof(__u32))));
+static_assert(backend::regs::SpEl1() == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                                         (offsetof(kvm_regs, sp_el1) / sizeof(__u32))));
+static_assert(backend::regs::ElrEl1() == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                                          (offsetof(kvm_regs, elr_el1) / sizeof(__u32))));
+static_assert(backend::regs::SpsrEl1() == (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+                                           (offsetof(kvm_regs, spsr) / sizeof(__u32))));
+static_assert(backend::regs::Vreg(0) == (KVM_REG_ARM64 | KVM_REG_SIZE_U128 | KVM_REG_ARM_CORE |
+                                         (offsetof(kvm_regs, fp_regs.vregs) / sizeof(__u32))));
+static_assert(backend::regs::Fpsr() == (KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_CORE |
+                                        (offsetof(kvm_regs, fp_regs.fpsr) / sizeof(__u32))));
+static_assert(backend::regs::Fpcr() == (KVM_REG_ARM64 | KVM_REG_SIZE_U32 | KVM_REG_ARM_CORE |
+                                        (offsetof(kvm_regs, fp_regs.fpcr) / sizeof(__u32))));
 
 std::string Name(std::uint64_t id) {
   switch (id) {

@@ -35,7 +35,7 @@ struct Pair {
 Pair MakePair() {
   int fds[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  return {PlainLink(kvm::Fd(fds[0])), PlainLink(kvm::Fd(fds[1]))};
+  return {PlainLink(Fd(fds[0])), PlainLink(Fd(fds[1]))};
 }
 
 // Receives into a vector the sink hands out.
@@ -267,7 +267,7 @@ ChildRun ReceiveInChild(const std::vector<std::uint8_t>& head,
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[0]);
-    auto link = PlainLink(kvm::Fd(fds[1]));
+    auto link = PlainLink(Fd(fds[1]));
     std::optional<GuestMemory> memory;
     auto in = ReceiveMigration(
         *link, limits,
@@ -281,7 +281,7 @@ ChildRun ReceiveInChild(const std::vector<std::uint8_t>& head,
     ::_exit(in ? 0 : 1);
   }
   ::close(fds[1]);
-  auto link = PlainLink(kvm::Fd(fds[0]));
+  auto link = PlainLink(Fd(fds[0]));
   (void)link->WriteAll(head);
   const std::vector<std::uint8_t> page(kPageSize, 0x5a);
   for (const auto& [first, count] : runs) {
@@ -336,7 +336,7 @@ TEST(MigrationStream, APeerAnnouncing64GiBToA64MiBDestinationCostsItNoMemory) {
 // Two ends of a TCP connection over loopback, as between two vtvmm (a
 // socketpair behaves differently after a shutdown).
 Pair TcpPair() {
-  kvm::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

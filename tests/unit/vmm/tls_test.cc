@@ -97,8 +97,8 @@ Ends Handshakes(const Creds& client, const Creds& server, unsigned timeout_ms = 
   if (client == nullptr || server == nullptr) return ends;
   int fds[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  kvm::Fd c(fds[0]);
-  kvm::Fd s(fds[1]);
+  Fd c(fds[0]);
+  Fd s(fds[1]);
   std::thread t([&] { ends.server = TlsHandshake(std::move(s), *server, timeout_ms); });
   ends.client = TlsHandshake(std::move(c), *client, timeout_ms);
   t.join();
@@ -321,11 +321,11 @@ TEST_F(TlsTest, PlainTcpPeerIsRefusedByATlsServer) {
   ASSERT_NE(server, nullptr);
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  kvm::Fd plain(fds[0]);
+  Fd plain(fds[0]);
   // What a plain vtime-clocksync client sends first: magic and sequence.
   const auto request = Pattern(16, 7);
   ASSERT_EQ(::send(plain.get(), request.data(), request.size(), MSG_NOSIGNAL), 16);
-  auto r = TlsHandshake(kvm::Fd(fds[1]), *server, kTimeoutMs);
+  auto r = TlsHandshake(Fd(fds[1]), *server, kTimeoutMs);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().Message(),
             "TLS handshake with the peer failed: the peer does not speak TLS (what it sent is "
@@ -340,8 +340,8 @@ TEST_F(TlsTest, SilentPeerTimesOut) {
   for (const Creds& c : {server, client}) {
     int fds[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    kvm::Fd silent(fds[0]);
-    auto r = TlsHandshake(kvm::Fd(fds[1]), *c, 100);
+    Fd silent(fds[0]);
+    auto r = TlsHandshake(Fd(fds[1]), *c, 100);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().Message(), "TLS handshake with the peer failed: timed out after 100 ms");
   }
@@ -353,7 +353,7 @@ TEST_F(TlsTest, ClosedPeerFailsTheHandshake) {
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
   ::close(fds[0]);
-  auto r = TlsHandshake(kvm::Fd(fds[1]), *client, kTimeoutMs);
+  auto r = TlsHandshake(Fd(fds[1]), *client, kTimeoutMs);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().Message().find("TLS handshake with the peer failed: "), std::string::npos);
 }
