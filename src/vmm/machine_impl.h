@@ -215,6 +215,8 @@ class VmMachine final : public Machine {
   std::size_t ConsoleRoomLocked();
   [[nodiscard]] std::uint64_t StolenNs(unsigned index) const;
   [[nodiscard]] std::string StealReport() const;
+  // A device's line to whichever GIC the VM has (SPI `intid`).
+  void SetSpiLevel(unsigned intid, bool level);
   void UpdateUartLineLocked();
   void ConsoleInput();
   void VcpuLoop(unsigned index);

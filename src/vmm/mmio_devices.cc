@@ -24,11 +24,7 @@ void VmMachine::ConsoleLocked(char c) {
   console_line_.clear();
 }
 
-void VmMachine::UpdateUartLineLocked() {
-  const bool level = uart_.Interrupt();
-  if (level == uart_line_) return;
-  uart_line_ = level;
-  const unsigned intid = 32 + MachineDescription{}.uart_spi;
+void VmMachine::SetSpiLevel(unsigned intid, bool level) {
   if (backend_gic_) {
     if (auto r = vm_->SetSpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
     return;
@@ -38,18 +34,18 @@ void VmMachine::UpdateUartLineLocked() {
   UpdateIrqLinesLocked();
 }
 
+void VmMachine::UpdateUartLineLocked() {
+  const bool level = uart_.Interrupt();
+  if (level == uart_line_) return;
+  uart_line_ = level;
+  SetSpiLevel(32 + MachineDescription{}.uart_spi, level);
+}
+
 void VmMachine::UpdateVirtioLineLocked() {
   const bool level = virtio_console_->Interrupt();
   if (level == virtio_line_) return;
   virtio_line_ = level;
-  const unsigned intid = 32 + MachineDescription{}.virtio_console_spi;
-  if (backend_gic_) {
-    if (auto r = vm_->SetSpiLine(intid, level); !r) NoteOnce(warned_mmio_, r.error().Message());
-    return;
-  }
-  std::lock_guard lock(gic_mutex_);
-  gic_->SetSpiLevel(intid, level);
-  UpdateIrqLinesLocked();
+  SetSpiLevel(32 + MachineDescription{}.virtio_console_spi, level);
 }
 
 std::size_t VmMachine::ConsoleRoomLocked() {
@@ -138,6 +134,18 @@ std::uint64_t VmMachine::GicAccess(unsigned index, const backend::MmioAccess& ac
 std::uint64_t VmMachine::HandleMmio(unsigned index, const backend::MmioAccess& exit) {
   const std::uint64_t value = exit.data;
   const std::uint64_t a = exit.address;
+  // Only the trace marker page and the bulk print take 8-byte stores; a
+  // device of 32-bit registers takes one as the two 4-byte stores it
+  // covers, low half first (as a backend that splits wide accesses, or
+  // merges two narrow ones, would have it reach the device).
+  const bool wide =
+      (a >= layout::kTraceMarker && a < layout::kTraceMarker + layout::kTraceMarkerSize) ||
+      (a >= layout::kDebugPrint && a < layout::kDebugPrint + DebugPrint::kSize);
+  if (exit.write && exit.size == 8 && !wide) {
+    (void)HandleMmio(index, backend::MmioAccess{a, 4, true, value & 0xffffffffULL});
+    (void)HandleMmio(index, backend::MmioAccess{a + 4, 4, true, value >> 32});
+    return 0;
+  }
   std::uint64_t read = 0;
   bool known = true;
   if (a >= layout::kUart && a < layout::kUart + layout::kUartSize) {

@@ -236,7 +236,8 @@ Options:
                          with every counter and timer access trapped into
                          vtime's model; --irqchip user only, no --el2
   --counter-frequency HZ the guest's counter frequency under --backend emu
-                         (default 1000000000, the lab's)
+                         (default 1000000000; a restore or an incoming VM
+                         keeps the frequency it was saved at)
   --kvm PATH             the KVM device (default /dev/kvm)
   --probe                print what this host's backend offers and exit
   --help                 this text
@@ -769,7 +770,15 @@ int main(int argc, char** argv) {
                                            : IrqChip::kKernel;
   if (!dtb_dump.empty()) return DumpDeviceTree(config, image_path, dtb_dump);
 
-  auto make_backend = [&] { return MakeBackend(backend_name, kvm_path, counter_frequency); };
+  auto make_backend = [&] {
+    // The emulated counter can run at any frequency: a restored guest's
+    // runs at its snapshot's unless --counter-frequency says otherwise.
+    std::optional<std::uint64_t> hz = counter_frequency;
+    if (!hz && backend_name == "emu" && config.restore != nullptr) {
+      hz = config.restore->time.counter_frequency_hz;
+    }
+    return MakeBackend(backend_name, kvm_path, hz);
+  };
   if (probe) {
     auto backend = make_backend();
     if (!backend) {

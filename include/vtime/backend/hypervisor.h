@@ -54,7 +54,7 @@ enum class Feature : std::uint8_t { kBackendIrqChip, kUserIrqChip, kEl2, kStealT
 /// Which interrupt controller a VM has.
 enum class IrqChipKind : std::uint8_t {
   kBackend,  ///< the backend's GICv3 (KVM's vGIC)
-  kUser,     ///< the VMM's own, fed by the timer lines each exit reports
+  kUser,     ///< the VMM's own, fed by the timer lines (TimerLineHandler)
 };
 
 /// How a VM is made.
@@ -107,7 +107,7 @@ using TimerLineHandler = std::function<void(unsigned vcpu, std::uint64_t levels)
 /// Why Run returned.
 enum class ExitKind : std::uint8_t {
   kMmio,         ///< an access the MMIO handler answered
-  kInterrupted,  ///< a kick, an exit request, or a timer line that changed
+  kInterrupted,  ///< a kick or an exit request (on KVM also a timer line change)
   kShutdown,     ///< PSCI SYSTEM_OFF
   kReset,        ///< PSCI SYSTEM_RESET
   kOther,        ///< anything else: `detail` says what (the VMM stops)
@@ -187,8 +187,9 @@ class Vm {
   virtual ~Vm() = default;
 
   /// Guest RAM (or any region) at `gpa`, backed by `host` (page aligned);
-  /// slot names it for DirtyLog. `dirty_log` starts or stops logging on a
-  /// mapped slot when called again with the same slot.
+  /// slot names it for DirtyLog. Called again with the same slot, place and
+  /// memory, `dirty_log` starts or stops logging; a slot is never moved or
+  /// removed.
   virtual Result<void> MapMemory(std::uint32_t slot, std::uint64_t gpa,
                                  std::span<std::uint8_t> host, bool dirty_log = false) = 0;
   /// The pages of `slot` written since the last call or since logging
@@ -211,8 +212,11 @@ class Vm {
   virtual Result<OffsetWrites> ApplyOffsets(arch::VmClock& clock, std::uint64_t virtual_offset,
                                             std::uint64_t physical_offset) = 0;
 
-  /// The user irqchip's output to vCPU `vcpu`'s IRQ input. Call it from that
-  /// vCPU's thread outside Run, or from any thread before any vCPU runs.
+  /// The user irqchip's output to vCPU `vcpu`'s IRQ input. On KVM a change
+  /// made from another thread while that vCPU runs can be undone (KVM
+  /// rewrites the word holding the line when it loads the vCPU), so vtvmm
+  /// sets a line only on its own vCPU's thread outside Run (or before any
+  /// vCPU runs); the emulated backend takes it from any thread.
   virtual Result<void> SetIrqLine(unsigned vcpu, bool level) = 0;
   /// A device's line to the backend irqchip (SPI `intid`, 32 and up).
   virtual Result<void> SetSpiLine(std::uint32_t intid, bool level) = 0;
@@ -236,7 +240,7 @@ class Hypervisor {
   [[nodiscard]] virtual std::string Explain(Feature feature) const = 0;
   /// The host time the VMs' offsets refer to.
   [[nodiscard]] virtual const HostClock& Clock() const = 0;
-  /// Creates the one VM (a hypervisor makes one per process here).
+  /// Creates a VM (one at a time: a guest reset makes the next).
   virtual Result<std::unique_ptr<Vm>> CreateVm(const VmConfig& config) = 0;
 };
 

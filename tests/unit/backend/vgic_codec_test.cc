@@ -36,7 +36,6 @@ using testing::Diff;
 using testing::Find;
 using testing::Sample;
 
-
 // Every register SaveVgicV3 reads for `nr_irqs` interrupts and `vcpus` vCPUs
 // with 7 priority bits (4 of each AP0R/AP1R), with arbitrary values.
 VgicState Full(std::uint32_t nr_irqs, unsigned vcpus) {
