@@ -138,11 +138,25 @@ TEST(EmuGuest, TimerMigrateAcrossASnapshotIntoANewVm) {
   auto a = Machine::Create(MachineConfig{});
   ASSERT_TRUE(a) << a.error().Message();
   ASSERT_TRUE((*a)->LoadProgram(elf));
-  const RunResult first = (*a)->RunFor(std::chrono::milliseconds(700));
+  backend::Vcpu& va = (*a)->vcpu(0);
+  // The guest arms its timers after calibrating a loop bound (about 0.35 s
+  // here, longer under the sanitizers): run in slices until it has, then
+  // once more, so that the pause falls inside its watching loop.
+  Result<state::VcpuTime> armed = va.CaptureTimers();
+  std::string early;
+  for (int slice = 0; slice < 100 && armed && (armed->el1_virtual.ctl & 1) == 0; ++slice) {
+    const RunResult part = (*a)->RunFor(std::chrono::milliseconds(100));
+    ASSERT_TRUE(part.paused) << part.output;
+    ASSERT_EQ(part.error, "");
+    early += part.output;
+    armed = va.CaptureTimers();
+  }
+  ASSERT_TRUE(armed);
+  ASSERT_NE(armed->el1_virtual.ctl & 1, 0U) << "the guest never armed its timers";
+  const RunResult first = (*a)->RunFor(std::chrono::milliseconds(300));
   ASSERT_TRUE(first.paused) << first.output;
   ASSERT_EQ(first.error, "");
   const std::uint64_t paused_at = (*a)->hypervisor().Clock().Count().value;
-  backend::Vcpu& va = (*a)->vcpu(0);
   auto saved_regs = va.SaveRegisters(false);
   ASSERT_TRUE(saved_regs) << saved_regs.error().Message();
   auto saved_timers = va.CaptureTimers();
@@ -167,7 +181,7 @@ TEST(EmuGuest, TimerMigrateAcrossASnapshotIntoANewVm) {
   ASSERT_TRUE(restored) << restored.error().Message();
   ASSERT_TRUE((*b)->RestoreGic(gic));
   const RunResult second = (*b)->Run(std::chrono::seconds(30));
-  const std::string output = first.output + second.output;
+  const std::string output = early + first.output + second.output;
   EXPECT_EQ(second.error, "") << output;
   EXPECT_EQ(second.finisher.value_or(1), 0U) << output;
   EXPECT_EQ(CountLines(output, "not ok"), 0U) << output;
