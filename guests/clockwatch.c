@@ -269,10 +269,10 @@ int main(void)
     uart_putdec(step_lost);
     uart_putc('\n');
 
-    check(r.v.back == 0, "clockwatch: cntvct never went backwards");
-    check(r.p.back == 0, "clockwatch: cntpct never went backwards");
+    check(ARCH, r.v.back == 0, "clockwatch: cntvct never went backwards");
+    check(ARCH, r.p.back == 0, "clockwatch: cntpct never went backwards");
     if (r.elapsed < RUN_SECONDS * frq)
-        check(0, "clockwatch: ended by the loop bound");
+        check(ARCH, 0, "clockwatch: ended by the loop bound");
 
     guest_exit(rt_status());
 }

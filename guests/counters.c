@@ -19,7 +19,7 @@ int main(void)
     uart_putdec(p0);
     uart_putc('\n');
 
-    check_u(frq != 0, "counters: cntfrq non-zero", "cntfrq", frq);
+    check_u(ARCH, frq != 0, "counters: cntfrq non-zero", "cntfrq", frq);
     if (frq == 0)
         frq = 1000000000UL;   /* keep going with the lab's value */
 
@@ -31,7 +31,7 @@ int main(void)
             back++;
         prev = now;
     }
-    check_u(back == 0, "counters: cntvct monotonic over 100000 reads", "backwards", back);
+    check_u(ARCH, back == 0, "counters: cntvct monotonic over 100000 reads", "backwards", back);
 
     prev = cntpct();
     back = 0;
@@ -41,7 +41,7 @@ int main(void)
             back++;
         prev = now;
     }
-    check_u(back == 0, "counters: cntpct monotonic over 2000 reads", "backwards", back);
+    check_u(ARCH, back == 0, "counters: cntpct monotonic over 2000 reads", "backwards", back);
 
     /* Interleaved reads: each counter monotonic, and p - v small. */
     u64 pv = cntvct(), pp = cntpct();
@@ -60,13 +60,13 @@ int main(void)
         pv = v;
         pp = p;
     }
-    check_u(back == 0, "counters: interleaved reads monotonic", "backwards", back);
+    check_u(ARCH, back == 0, "counters: interleaved reads monotonic", "backwards", back);
 
     /* Both counters advance. */
     u64 v1 = cntvct(), p1 = cntpct();
     spin_ticks(frq / 1000);
     u64 v2 = cntvct(), p2 = cntpct();
-    check_u(v2 > v1 && p2 > p1, "counters: both advance over 1 ms", "cntvct_delta", v2 - v1);
+    check_u(ARCH, v2 > v1 && p2 > p1, "counters: both advance over 1 ms", "cntvct_delta", v2 - v1);
 
     /* Same view: the VM offset moves both counters alike, so back-to-back
      * reads differ by the read latency. A vCPU descheduled between the two
@@ -82,7 +82,10 @@ int main(void)
     uart_puts(" diff_max=");
     uart_putsdec(dmax);
     uart_putc('\n');
-    check_s(closest < lim, "counters: |cntpct - cntvct| < 1 ms", "closest_diff_ticks", closest);
+    /* One VM offset for both counters is vtvmm's choice, not the
+     * architecture's: QEMU on KVM leaves the physical offset at 0. */
+    check_s(VTVMM("one-offset"), closest < lim, "counters: |cntpct - cntvct| < 1 ms",
+            "closest_diff_ticks", closest);
 
     return rt_status();
 }

@@ -21,6 +21,6 @@ int main(void)
     if (frq == 0)
         frq = 1000000000UL;
     spin_ticks(20 * frq);
-    check_u(1, "el2_idle: ran 20 s", "el", el);
+    check_u(VTVMM("el2"), 1, "el2_idle: ran 20 s", "el", el);
     return rt_status();
 }

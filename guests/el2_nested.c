@@ -111,8 +111,8 @@ static void nested_timer_check(u64 frq)
     uart_putdec(c1);
     uart_putc('\n');
     timer_set_ctl(TIMER_VIRT, 0);
-    check_u(early == 0, "el2_nested: nested EL1 virtual timer: no ISTATUS before CVAL", "early", early);
-    check_u(seen_at >= cval, "el2_nested: nested EL1 virtual timer: ISTATUS once CNTVCT passed CVAL",
+    check_u(ARCH, early == 0, "el2_nested: nested EL1 virtual timer: no ISTATUS before CVAL", "early", early);
+    check_u(ARCH, seen_at >= cval, "el2_nested: nested EL1 virtual timer: ISTATUS once CNTVCT passed CVAL",
             "late_us", seen_at ? us_from_ticks(frq, seen_at - cval) : 0);
 }
 
@@ -166,12 +166,12 @@ static void nested_timer_irq_check(u64 frq)
     uart_puts(" l1_other=");
     uart_putdec(fwd_other);
     uart_putc('\n');
-    check_u(n_irqs == 1, "el2_nested: nested EL1 virtual timer IRQ (via ICH_LR0_EL2) exactly once",
+    check_u(ARCH, n_irqs == 1, "el2_nested: nested EL1 virtual timer IRQ (via ICH_LR0_EL2) exactly once",
             "irqs", n_irqs);
-    check_u(n_irqs && fired >= cval && (n_ctl_at & CTL_ISTATUS),
+    check_u(ARCH, n_irqs && fired >= cval && (n_ctl_at & CTL_ISTATUS),
             "el2_nested: nested EL1 virtual timer IRQ not before CVAL, ISTATUS at entry",
             "istatus", (n_ctl_at >> 2) & 1);
-    check_u(n_irqs && fired >= cval, "el2_nested: nested EL1 virtual timer IRQ lateness",
+    check_u(ARCH, n_irqs && fired >= cval, "el2_nested: nested EL1 virtual timer IRQ lateness",
             "late_us", n_irqs && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
 }
 
@@ -198,10 +198,10 @@ static void nested_timer_wfi_check(u64 frq)
     uart_putsdec(!n_irqs ? -1 : fired >= cval ? (s64)us_from_ticks(frq, fired - cval)
                                               : -(s64)us_from_ticks(frq, cval - fired));
     uart_putc('\n');
-    check_u(n_irqs == 1 && fired >= cval,
+    check_u(ARCH, n_irqs == 1 && fired >= cval,
             "el2_nested: nested EL1 virtual timer IRQ, waited for in WFI, once, not before CVAL",
             "irqs", n_irqs);
-    check_u(n_irqs == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
+    check_u(ARCH, n_irqs == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
             "el2_nested: nested EL1 virtual timer IRQ, waited for in WFI, on time",
             "late_us", n_irqs == 1 && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
 }
@@ -242,8 +242,8 @@ static void nested_main(void)
     uart_puts(" best_window_ticks=");
     uart_putdec(best);
     uart_putc('\n');
-    check_u(el == 1, "el2_nested: the nested guest runs at EL1", "el", el);
-    check_u(viol == 0,
+    check_u(ARCH, el == 1, "el2_nested: the nested guest runs at EL1", "el", el);
+    check_u(ARCH, viol == 0,
             "el2_nested: nested CNTVCT = CNTPCT - CNTVOFF_EL2 within the read window (2000 reads)",
             "violations", viol);
     /* The same counters against vtvmm's model: each probe stores the count
@@ -392,13 +392,13 @@ static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
     uart_puts(" late_us=");
     uart_putdec(n && fired >= cval ? us_from_ticks(frq, fired - cval) : 0);
     uart_putc('\n');
-    check_u(n == 1, hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ at EL2 exactly once"
+    check_u(ARCH, n == 1, hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ at EL2 exactly once"
                        : "el2_nested: EL2 physical timer (CNTHP) IRQ at EL2 exactly once", "irqs", n);
-    check_u(n && fired >= cval && (ctl & CTL_ISTATUS),
+    check_u(ARCH, n && fired >= cval && (ctl & CTL_ISTATUS),
             hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ not before CVAL, ISTATUS at entry"
                : "el2_nested: EL2 physical timer (CNTHP) IRQ not before CVAL, ISTATUS at entry",
             "late_us", n && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
-    check_u(n == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
+    check_u(ARCH, n == 1 && fired >= cval && fired - cval < ticks_from_us(frq, WFI_LATE_US),
             hv ? "el2_nested: EL2 virtual timer (CNTHV) IRQ, waited for in WFI, on time"
                : "el2_nested: EL2 physical timer (CNTHP) IRQ, waited for in WFI, on time",
             "late_us", n && fired >= cval ? us_from_ticks(frq, fired - cval) : ~0UL);
@@ -407,7 +407,7 @@ static void el2_timer_irq_check(int hv, u64 frq, u64 delta)
 int main(void)
 {
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
-    if (!check_u(el == 2, "el2_nested: the guest hypervisor starts at EL2", "el", el))
+    if (!check_u(VTVMM("el2"), el == 2, "el2_nested: the guest hypervisor starts at EL2", "el", el))
         return rt_status();
     u64 frq = cntfrq();
     if (frq == 0)
@@ -420,14 +420,14 @@ int main(void)
     uart_puts(" cnthctl_el2=");
     uart_puthex(read_sysreg(cnthctl_el2));
     uart_putc('\n');
-    check_u((hcr & HCR_E2H) != 0, "el2_nested: HCR_EL2.E2H = 1 (VHE)", "e2h", (hcr >> 34) & 1);
+    check_u(VTVMM("el2"), (hcr & HCR_E2H) != 0, "el2_nested: HCR_EL2.E2H = 1 (VHE)", "e2h", (hcr >> 34) & 1);
 
     u64 early = 0, delta = ticks_from_us(frq, 1000);
     u64 late = el2_timer(0, delta, &early);
-    check_u(early == 0 && late != ~0UL, "el2_nested: EL2 physical timer (CNTHP) condition at CVAL",
+    check_u(ARCH, early == 0 && late != ~0UL, "el2_nested: EL2 physical timer (CNTHP) condition at CVAL",
             "late_us", late == ~0UL ? ~0UL : us_from_ticks(frq, late));
     late = el2_timer(1, delta, &early);
-    check_u(early == 0 && late != ~0UL, "el2_nested: EL2 virtual timer (CNTHV) condition at CVAL",
+    check_u(ARCH, early == 0 && late != ~0UL, "el2_nested: EL2 virtual timer (CNTHV) condition at CVAL",
             "late_us", late == ~0UL ? ~0UL : us_from_ticks(frq, late));
 
     /* The EL2 timers as interrupts, taken at EL2: physical IRQs go to EL2
@@ -450,7 +450,7 @@ int main(void)
     uart_putc('\n');
     el2_timer_irq_check(0, frq, delta);
     el2_timer_irq_check(1, frq, delta);
-    check_u(irq_unexpected == 0 && irq_spurious == 0, "el2_nested: no unexpected IRQs at EL2",
+    check_u(ARCH, irq_unexpected == 0 && irq_spurious == 0, "el2_nested: no unexpected IRQs at EL2",
             "unexpected", irq_unexpected + irq_spurious);
 
     /* The nested guest: its virtual counter offset, its access to the

@@ -356,9 +356,10 @@ static void put_tmr(const char *name, const struct tmr *t)
 static void tmr_checks(const char *what_once, const char *what_early, const char *what_late,
                        const struct tmr *t)
 {
-    check_u(t->arms > 1 && t->missed == 0 && t->doubles == 0, what_once, "missed", t->missed + t->doubles);
-    check_u(t->early == 0, what_early, "early", t->early);
-    check_u(t->late == 0, what_late, "max_late_us", us_from_ticks(frq, t->max_late));
+    check_u(ARCH, t->arms > 1 && t->missed == 0 && t->doubles == 0, what_once, "missed",
+            t->missed + t->doubles);
+    check_u(ARCH, t->early == 0, what_early, "early", t->early);
+    check_u(ARCH, t->late == 0, what_late, "max_late_us", us_from_ticks(frq, t->max_late));
 }
 
 static void __attribute__((noreturn)) l1_report(void)
@@ -394,18 +395,18 @@ static void __attribute__((noreturn)) l1_report(void)
     uart_puts(" voff_samples=");
     uart_putdec(voff_samples);
     uart_putc('\n');
-    check(l1p.back == 0 && l1v.back == 0, "el2_watch: l1 cntpct and cntvct never went backwards");
-    check(l2v.back == 0 && l2p.back == 0, "el2_watch: l2 cntvct and cntpct never went backwards");
-    check_u(voff_viol == 0, "el2_watch: l2 cntvct = cntpct - cntvoff_el2 within the read window",
+    check(ARCH, l1p.back == 0 && l1v.back == 0, "el2_watch: l1 cntpct and cntvct never went backwards");
+    check(ARCH, l2v.back == 0 && l2p.back == 0, "el2_watch: l2 cntvct and cntpct never went backwards");
+    check_u(ARCH, voff_viol == 0, "el2_watch: l2 cntvct = cntpct - cntvoff_el2 within the read window",
             "violations", voff_viol);
     tmr_checks("el2_watch: l1 cnthp: one IRQ per arming", "el2_watch: l1 cnthp: none before cval",
                "el2_watch: l1 cnthp: none later than 100 ms + the largest step", &t1);
     tmr_checks("el2_watch: l2 cntv: one IRQ per arming", "el2_watch: l2 cntv: none before cval",
                "el2_watch: l2 cntv: none later than 100 ms + the largest step", &t2);
-    check_u(l1_other + irq_unexpected + irq_spurious == 0, "el2_watch: no other interrupts",
+    check_u(ARCH, l1_other + irq_unexpected + irq_spurious == 0, "el2_watch: no other interrupts",
             "other", l1_other + irq_unexpected + irq_spurious);
     if (stop_bound)
-        check(0, "el2_watch: ended by the loop bound");
+        check(ARCH, 0, "el2_watch: ended by the loop bound");
     guest_exit(rt_status());
 }
 
@@ -488,10 +489,11 @@ static void nested_main(void)
 int main(void)
 {
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
-    if (!check_u(el == 2, "el2_watch: the guest hypervisor starts at EL2", "el", el))
+    if (!check_u(VTVMM("el2"), el == 2, "el2_watch: the guest hypervisor starts at EL2", "el", el))
         return rt_status();
     u64 hcr = read_sysreg(hcr_el2);
-    if (!check_u((hcr & HCR_E2H) != 0, "el2_watch: HCR_EL2.E2H = 1 (VHE)", "e2h", (hcr >> 34) & 1))
+    if (!check_u(VTVMM("el2"), (hcr & HCR_E2H) != 0, "el2_watch: HCR_EL2.E2H = 1 (VHE)", "e2h",
+                 (hcr >> 34) & 1))
         return rt_status();
     frq = cntfrq();
     if (frq == 0)

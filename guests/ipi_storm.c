@@ -64,7 +64,7 @@ int main(void)
     uart_puts(" cpu_on=");
     uart_putsdec(on);
     uart_putc('\n');
-    if (!check_s(on == 0 && wait_flag(&alive, 1, 2 * frq), "ipi_storm: CPU 1 came up", "cpu_on", on))
+    if (!check_s(ARCH, on == 0 && wait_flag(&alive, 1, 2 * frq), "ipi_storm: CPU 1 came up", "cpu_on", on))
         return rt_status();
 
     u64 t0 = cntvct(), slowest = 0;
@@ -100,10 +100,10 @@ int main(void)
     uart_puts(" slowest_us=");
     uart_putdec(us_from_ticks(frq, slowest));
     uart_putc('\n');
-    check_u(stalled_at == 0, "ipi_storm: every SGI was taken within 2 s (stalled at SGI n)", "n",
+    check_u(ARCH, stalled_at == 0, "ipi_storm: every SGI was taken within 2 s (stalled at SGI n)", "n",
             stalled_at);
-    check_u(final == N_SGIS, "ipi_storm: CPU 1 took each SGI once", "taken", final);
-    check_u(wrong_cpu == 0, "ipi_storm: only CPU 1 took them", "wrong_cpu", wrong_cpu);
-    check_u(irq_unexpected == 0, "ipi_storm: no unexpected interrupts", "unexpected", irq_unexpected);
+    check_u(ARCH, final == N_SGIS, "ipi_storm: CPU 1 took each SGI once", "taken", final);
+    check_u(ARCH, wrong_cpu == 0, "ipi_storm: only CPU 1 took them", "wrong_cpu", wrong_cpu);
+    check_u(ARCH, irq_unexpected == 0, "ipi_storm: no unexpected interrupts", "unexpected", irq_unexpected);
     return rt_status();
 }

@@ -195,14 +195,14 @@ static void report_first(const char *name, const struct stat *st)
 static void causal_check(const char *what, const struct stat *st, int up)
 {
     int ok = up > 0 && st->samples > 0 && st->viol == 0 && missed == 0;
-    check_begin(ok, what);
+    check_begin(ARCH, ok, what);
     uart_puts(": samples=");
     uart_putdec(st->samples);
     uart_puts(" violations=");
     uart_putdec(st->viol);
     uart_puts(" missed=");
     uart_putdec(missed);
-    uart_putc('\n');
+    check_end();
 }
 
 /* Run the handshake with the secondary in `slot`; returns 1 if it came up. */
@@ -305,12 +305,13 @@ int main(void)
     for (u32 slot = 1; slot < RT_MAX_CPUS; slot++)
         up += run_cpu(slot, timeout, &started);
 
-    check_begin(up >= 1 && up == started, "smp: at least one secondary came up, all that CPU_ON started");
+    check_begin(ARCH, up >= 1 && up == started,
+                "smp: at least one secondary came up, all that CPU_ON started");
     uart_puts(": cpus=");
     uart_putdec(1 + (u64)up);
     uart_puts(" cpu_on_ok=");
     uart_putdec((u64)started);
-    uart_putc('\n');
+    check_end();
 
     report_first("cntvct", &st_v);
     report_first("cntpct", &st_p);

@@ -70,20 +70,20 @@ static void one_shot(int t, int use_tval)
           && late < t_late;
     timer_set_ctl(t, 0);
 
-    check_begin(ok, "timer: ");
+    check_begin(ARCH, ok, "timer: ");
     uart_puts(tname(t));
     uart_puts(use_tval ? " via TVAL" : " via CVAL");
+    uart_puts(": irqs=");
+    uart_putdec(fired[t]);
     if (!got) {
-        uart_puts(": no IRQ within 52 ms\n");
+        uart_puts(" within_ms=52");    /* none came */
     } else {
-        uart_puts(": irqs=");
-        uart_putdec(fired[t]);
         uart_puts(" istatus=");
         uart_putdec((entry_ctl[t] & CTL_ISTATUS) ? 1 : 0);
         uart_puts(entry_cnt[t] >= deadline ? " late_us=" : " EARLY_us=");
         uart_putdec(us_from_ticks(frq, entry_cnt[t] >= deadline ? late : deadline - entry_cnt[t]));
-        uart_putc('\n');
     }
+    check_end();
 }
 
 /* IMASK: an expired, masked timer raises nothing but shows ISTATUS;
@@ -95,14 +95,14 @@ static void imask_test(int t)
     timer_set_ctl(t, CTL_ENABLE | CTL_IMASK);
     wait_flag(&fired[t], 1, t_10ms);
     u32 ctl = timer_ctl(t);
-    check_u(fired[t] == 0, t == TIMER_VIRT ? "timer: vtimer masked past deadline: no IRQ in 10 ms"
+    check_u(ARCH, fired[t] == 0, t == TIMER_VIRT ? "timer: vtimer masked past deadline: no IRQ in 10 ms"
                                            : "timer: ptimer masked past deadline: no IRQ in 10 ms", "irqs", fired[t]);
-    check_u((ctl & CTL_ISTATUS) != 0, t == TIMER_VIRT ? "timer: vtimer masked past deadline: ISTATUS=1"
+    check_u(ARCH, (ctl & CTL_ISTATUS) != 0, t == TIMER_VIRT ? "timer: vtimer masked past deadline: ISTATUS=1"
                                                       : "timer: ptimer masked past deadline: ISTATUS=1", "ctl", ctl);
     u64 t0 = timer_count(t);
     timer_set_ctl(t, CTL_ENABLE);
     int got = wait_flag(&fired[t], 1, t_late);
-    check_u(got && fired[t] == 1, t == TIMER_VIRT ? "timer: vtimer unmask delivers the IRQ"
+    check_u(ARCH, got && fired[t] == 1, t == TIMER_VIRT ? "timer: vtimer unmask delivers the IRQ"
                                                   : "timer: ptimer unmask delivers the IRQ",
             "delay_us", got ? us_from_ticks(frq, entry_cnt[t] - t0) : 0);
     timer_set_ctl(t, 0);
@@ -127,10 +127,10 @@ static void reprogram_test(int t)
     while (timer_count(t) < deadline + t_10ms)
         cpu_relax();
     u32 ctl = timer_ctl(t);
-    check_u(in_time && fired[t] == 0,
+    check_u(ARCH, in_time && fired[t] == 0,
             t == TIMER_VIRT ? "timer: vtimer reprogrammed far ahead: no IRQ at old deadline"
                             : "timer: ptimer reprogrammed far ahead: no IRQ at old deadline", "irqs", fired[t]);
-    check_u((ctl & CTL_ISTATUS) == 0,
+    check_u(ARCH, (ctl & CTL_ISTATUS) == 0,
             t == TIMER_VIRT ? "timer: vtimer reprogrammed far ahead: ISTATUS=0"
                             : "timer: ptimer reprogrammed far ahead: ISTATUS=0", "ctl", ctl);
 
@@ -143,7 +143,7 @@ static void reprogram_test(int t)
     u32 ctl_lo = timer_ctl(t);
     timer_set_ctl(t, CTL_ENABLE);                   /* unmask: must stay quiet */
     wait_flag(&fired[t], 1, t_10ms);
-    check_u((ctl_hi & CTL_ISTATUS) && !(ctl_lo & CTL_ISTATUS) && fired[t] == 0,
+    check_u(ARCH, (ctl_hi & CTL_ISTATUS) && !(ctl_lo & CTL_ISTATUS) && fired[t] == 0,
             t == TIMER_VIRT ? "timer: vtimer expired then moved ahead: line drops, no IRQ on unmask"
                             : "timer: ptimer expired then moved ahead: line drops, no IRQ on unmask", "irqs", fired[t]);
     timer_set_ctl(t, 0);
@@ -161,7 +161,7 @@ static void tval_negative_test(int t)
     s32 tv = timer_tval(t);
     u64 after = timer_count(t);
     s64 expect = -(s64)(after - deadline);         /* tv is read just before */
-    check_s(tv < 0 && (s64)tv >= expect && (s64)tv <= -(s64)t_2ms,
+    check_s(ARCH, tv < 0 && (s64)tv >= expect && (s64)tv <= -(s64)t_2ms,
             t == TIMER_VIRT ? "timer: vtimer TVAL negative after deadline"
                             : "timer: ptimer TVAL negative after deadline", "tval", tv);
     timer_set_ctl(t, 0);
@@ -207,6 +207,6 @@ int main(void)
     }
 
     irq_disable();
-    check_u(irq_unexpected == 0, "timer: no unexpected interrupts", "unexpected", irq_unexpected);
+    check_u(ARCH, irq_unexpected == 0, "timer: no unexpected interrupts", "unexpected", irq_unexpected);
     return rt_status();
 }

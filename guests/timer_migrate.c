@@ -172,14 +172,14 @@ static void check_timer(int t, u64 cval, u64 max_step, u64 slack)
     u32 n = fired[t];
     u64 at = fired_at[t];
 
-    check_u(n == 1, once[t], "irqs", n);
+    check_u(ARCH, n == 1, once[t], "irqs", n);
 
     /* Not early: the counter at handler entry is at or past CVAL, and the
      * timer itself says its condition is met. */
     int not_early = n >= 1 && at >= cval && fired_istatus[t];
-    check_begin(not_early, early[t]);
+    check_begin(ARCH, not_early, early[t]);
     if (n == 0) {
-        uart_puts(": no IRQ\n");
+        uart_puts(": irqs=0");
     } else {
         uart_puts(": istatus=");
         uart_putdec(fired_istatus[t]);
@@ -187,8 +187,8 @@ static void check_timer(int t, u64 cval, u64 max_step, u64 slack)
             uart_puts(" early_ticks=");
             uart_putdec(cval - at);
         }
-        uart_putc('\n');
     }
+    check_end();
 
     /* On time. A timer whose deadline passed while the VM was paused fires
      * at resume: under wallclock the counter jumps forward by the pause,
@@ -199,16 +199,19 @@ static void check_timer(int t, u64 cval, u64 max_step, u64 slack)
      * "within about 100 ms of the deadline". */
     u64 late = at - cval;
     int on_time = n >= 1 && at >= cval && (late < slack || late <= max_step + slack);
-    check_begin(on_time, ontime[t]);
-    if (n == 0 || at < cval) {
-        uart_puts(n == 0 ? ": no IRQ\n" : ": early\n");
+    check_begin(ARCH, on_time, ontime[t]);
+    if (n == 0) {
+        uart_puts(": irqs=0");
+    } else if (at < cval) {
+        uart_puts(": early_ticks=");
+        uart_putdec(cval - at);
     } else {
         uart_puts(": late_ticks=");
         uart_putdec(late);
         uart_puts(" bound_ticks=");
         uart_putdec(max_step + slack);
-        uart_putc('\n');
     }
+    check_end();
 }
 
 int main(void)
@@ -297,7 +300,7 @@ int main(void)
     check_timer(TIMER_VIRT, vcval, max_step, slack);
     check_timer(TIMER_PHYS, pcval, max_step, slack);
 
-    check_begin(vextra == 0 && pextra == 0 && other == 0 && spurious == 0,
+    check_begin(ARCH, vextra == 0 && pextra == 0 && other == 0 && spurious == 0,
                 "timer_migrate: no unexpected interrupts");
     uart_puts(": vtimer_extra=");
     uart_putdec(vextra);
@@ -307,10 +310,10 @@ int main(void)
     uart_putdec(other);
     uart_puts(" spurious=");
     uart_putdec(spurious);
-    uart_putc('\n');
+    check_end();
 
     if (r.elapsed < ticks_from_us(frq, RUN_US))
-        check(0, "timer_migrate: ended by the loop bound");
+        check(ARCH, 0, "timer_migrate: ended by the loop bound");
 
     return rt_status();
 }

@@ -66,10 +66,10 @@ int main(void)
     uart_putdec(done ? elapsed : cntvct() - t0);
     uart_putc('\n');
 
-    check_u(done && final == N_IRQS, "timer_storm: all 1000 interrupts taken, no extra", "irqs", final);
-    check_u(early == 0, "timer_storm: every IRQ saw ISTATUS=1 and count >= CVAL", "early", early);
-    check_u(done && elapsed >= N_IRQS * period, "timer_storm: elapsed >= 1000 periods", "elapsed_us",
+    check_u(ARCH, done && final == N_IRQS, "timer_storm: all 1000 interrupts taken, no extra", "irqs", final);
+    check_u(ARCH, early == 0, "timer_storm: every IRQ saw ISTATUS=1 and count >= CVAL", "early", early);
+    check_u(ARCH, done && elapsed >= N_IRQS * period, "timer_storm: elapsed >= 1000 periods", "elapsed_us",
             us_from_ticks(frq, done ? elapsed : 0));
-    check_u(irq_unexpected == 0, "timer_storm: no unexpected interrupts", "unexpected", irq_unexpected);
+    check_u(ARCH, irq_unexpected == 0, "timer_storm: no unexpected interrupts", "unexpected", irq_unexpected);
     return rt_status();
 }

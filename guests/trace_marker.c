@@ -85,7 +85,7 @@ static void print_sample(u64 ticks, u32 mult, u32 shift) {
 
 int main(void) {
   u64 frq = cntfrq();
-  if (!check_u(frq != 0, "trace_marker: cntfrq non-zero", "cntfrq", frq)) return rt_status();
+  if (!check_u(ARCH, frq != 0, "trace_marker: cntfrq non-zero", "cntfrq", frq)) return rt_status();
   u32 mult, shift;
   clock_conversion(frq, &mult, &shift);
 
@@ -112,9 +112,10 @@ int main(void) {
     last = v;
     spin_ticks(wait);
   }
-  check_u(faults == 0, "trace_marker: every marker write was taken (vtvmm)", "faults", faults);
-  check_u(back == 0, "trace_marker: marks in increasing counter order", "out_of_order", back);
-  check_u(last - first >= (MARKS - 1) * wait, "trace_marker: marks at least the interval apart",
+  check_u(VTVMM("trace-marker"), faults == 0, "trace_marker: every marker write was taken (vtvmm)",
+          "faults", faults);
+  check_u(ARCH, back == 0, "trace_marker: marks in increasing counter order", "out_of_order", back);
+  check_u(ARCH, last - first >= (MARKS - 1) * wait, "trace_marker: marks at least the interval apart",
           "span_ticks", last - first);
 
   /* The trace clock's description, in the form vtime-clocksample writes

@@ -134,13 +134,31 @@ void irq_set_handler(u32 intid, irq_handler_t h);
 extern volatile u32 irq_unexpected;      /* IRQs with no handler */
 extern volatile u32 irq_spurious;        /* acks returning 1020..1023 */
 
-/* Result lines: "ok - <what>" / "not ok - <what>" (+ detail). Each returns
- * cond; failures are counted for rt_status(). */
-int check(int cond, const char *what);
-int check_begin(int cond, const char *what);   /* no newline: caller ends the line */
-int check_u(int cond, const char *what, const char *key, u64 v);
-int check_s(int cond, const char *what, const char *key, s64 v);
-int check_x(int cond, const char *what, const char *key, u64 v);
+/* What a check tests (guests/README.md, "Conformance kit"): ARCH, a rule
+ * of the Arm architecture or of the Arm specifications the virt machine
+ * follows (generic timer, GIC, PSCI, PL011), which any VMM must keep;
+ * VTVMM("choice"), a device, a service or a choice of vtvmm's where the
+ * architecture allows others (the choice is a fixed word, a string literal:
+ * one-offset, pvtime, trace-marker, reset-keeps-time, el2). Every check
+ * takes one, so an untagged check does not compile. */
+typedef struct { const char *name; } check_tag;
+#define ARCH          ((check_tag){ "arch" })
+#define VTVMM(choice) ((check_tag){ "vtvmm:" choice })
+
+/* Result lines: "ok - <what>[: key=value...] # <tag>", or "not ok - ...".
+ * The tag ends the line, after all the fields, so a `sed 's/.*key=...'`
+ * or a grep for the start of a line reads it as before. Each returns cond;
+ * failures are counted for rt_status(). `what` is "<program>: <name>",
+ * and a name never ends in ": key=value": the details are what follows the
+ * last ": " when that starts with "key=". */
+int check(check_tag tag, int cond, const char *what);
+/* No newline: the caller prints ": key=value..." and ends the line with
+ * check_end(), which prints the tag and the newline. */
+int check_begin(check_tag tag, int cond, const char *what);
+void check_end(void);
+int check_u(check_tag tag, int cond, const char *what, const char *key, u64 v);
+int check_s(check_tag tag, int cond, const char *what, const char *key, s64 v);
+int check_x(check_tag tag, int cond, const char *what, const char *key, u64 v);
 int rt_status(void);                     /* EXIT_OK or EXIT_FAIL */
 
 /* Secondary CPUs. rt_cpu_on() records the stack and the function for

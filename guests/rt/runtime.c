@@ -188,57 +188,70 @@ void rt_fatal_exception(const char *what, u64 esr, struct exc_frame *f)
     guest_exit(EXIT_EXCEPTION);
 }
 
-static void line_start(int cond, const char *what)
+static const char *line_tag;       /* of the line check_begin started */
+
+static void line_start(check_tag tag, int cond, const char *what)
 {
     if (!cond)
         rt_failures++;
+    line_tag = tag.name;
     uart_puts(cond ? "ok - " : "not ok - ");
     uart_puts(what);
 }
 
-int check_begin(int cond, const char *what)
+void check_end(void)
 {
-    line_start(cond, what);
-    return cond;
-}
-
-int check(int cond, const char *what)
-{
-    line_start(cond, what);
+    uart_puts(" # ");
+    uart_puts(line_tag ? line_tag : "untagged");
     uart_putc('\n');
-    return cond;
+    line_tag = NULL;
 }
 
-int check_u(int cond, const char *what, const char *key, u64 v)
+static void line_field(const char *key, char base, u64 v)
 {
-    line_start(cond, what);
     uart_puts(": ");
     uart_puts(key);
     uart_putc('=');
-    uart_putdec(v);
-    uart_putc('\n');
+    if (base == 'x')
+        uart_puthex(v);
+    else if (base == 's')
+        uart_putsdec((s64)v);
+    else
+        uart_putdec(v);
+    check_end();
+}
+
+int check_begin(check_tag tag, int cond, const char *what)
+{
+    line_start(tag, cond, what);
     return cond;
 }
 
-int check_s(int cond, const char *what, const char *key, s64 v)
+int check(check_tag tag, int cond, const char *what)
 {
-    line_start(cond, what);
-    uart_puts(": ");
-    uart_puts(key);
-    uart_putc('=');
-    uart_putsdec(v);
-    uart_putc('\n');
+    line_start(tag, cond, what);
+    check_end();
     return cond;
 }
 
-int check_x(int cond, const char *what, const char *key, u64 v)
+int check_u(check_tag tag, int cond, const char *what, const char *key, u64 v)
 {
-    line_start(cond, what);
-    uart_puts(": ");
-    uart_puts(key);
-    uart_putc('=');
-    uart_puthex(v);
-    uart_putc('\n');
+    line_start(tag, cond, what);
+    line_field(key, 'u', v);
+    return cond;
+}
+
+int check_s(check_tag tag, int cond, const char *what, const char *key, s64 v)
+{
+    line_start(tag, cond, what);
+    line_field(key, 's', (u64)v);
+    return cond;
+}
+
+int check_x(check_tag tag, int cond, const char *what, const char *key, u64 v)
+{
+    line_start(tag, cond, what);
+    line_field(key, 'x', v);
     return cond;
 }
 
