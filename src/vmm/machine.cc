@@ -480,9 +480,19 @@ Result<std::unique_ptr<Machine>> Machine::Create(std::unique_ptr<backend::Hyperv
                     hypervisor->Explain(backend::Feature::kEl2));
   }
   if (config.el2 && config.irqchip == IrqChip::kUser) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
-                "interface for a guest hypervisor");
+    if (caps.backend_irqchip) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
+                  "interface for a guest hypervisor");
+    }
+    // A backend with no interrupt controller of its own (emu): the guest
+    // hypervisor runs with its own timers, but cannot give a nested guest
+    // an interrupt through list registers.
+    std::fprintf(stderr,
+                 "vtvmm: --el2 on %s: vtvmm's GIC has no virtualization interface (no ICH_* "
+                 "registers); a guest hypervisor runs, its nested guests get no virtual "
+                 "interrupts\n",
+                 hypervisor->Name().c_str());
   }
   if (config.pvtime && (!caps.steal_time || caps.pvtime_revisions.empty())) {
     return Fail(ErrorCode::kUnsupported,

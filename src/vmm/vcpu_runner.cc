@@ -127,6 +127,13 @@ void VmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
                     (level & backend::timer_line::kVirtual) != 0);
   gic_->SetPpiLevel(index, static_cast<unsigned>(config_.ptimer_ppi),
                     (level & backend::timer_line::kPhysical) != 0);
+  if (config_.el2) {
+    // The guest hypervisor's own timers, at the PPIs the device tree gives.
+    gic_->SetPpiLevel(index, static_cast<unsigned>(MachineDescription{}.hvtimer_ppi),
+                      (level & backend::timer_line::kHypVirtual) != 0);
+    gic_->SetPpiLevel(index, static_cast<unsigned>(MachineDescription{}.hptimer_ppi),
+                      (level & backend::timer_line::kHypPhysical) != 0);
+  }
   UpdateIrqLinesLocked();
 }
 

@@ -99,7 +99,9 @@ Options:
                          time (CNTVOFF_EL2, CNTHCTL_EL2, the EL2 timers) and
                          GIC virtualization state move with snapshots and
                          migrations; a restore or an incoming VM is at vEL2
-                         when its saved state says so
+                         when its saved state says so. On --backend emu:
+                         EL2 with VHE and the EL2 timers, but no GIC
+                         virtualization interface and no snapshots yet
   --irqchip kernel|user  kernel (the default on KVM): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
                          distributor (@GICD@) and CPU interface
@@ -234,7 +236,7 @@ Options:
                          is built for arm64): Linux KVM. emu (the default
                          elsewhere): an emulated CPU (Unicorn) on any host,
                          with every counter and timer access trapped into
-                         vtime's model; --irqchip user only, no --el2
+                         vtime's model; --irqchip user only
   --counter-frequency HZ the guest's counter frequency under --backend emu
                          (default 1000000000; a restore or an incoming VM
                          keeps the frequency it was saved at)

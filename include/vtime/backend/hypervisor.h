@@ -96,6 +96,10 @@ using MmioHandler = std::function<std::uint64_t(unsigned vcpu, const MmioAccess&
 namespace timer_line {
 inline constexpr std::uint64_t kVirtual = 1U << 0;
 inline constexpr std::uint64_t kPhysical = 1U << 1;
+/// The EL2 timers of a vCPU with EL2 (CNTHV, CNTHP), on a backend whose
+/// timer lines the VMM's interrupt controller takes (the emulated one).
+inline constexpr std::uint64_t kHypVirtual = 1U << 2;
+inline constexpr std::uint64_t kHypPhysical = 1U << 3;
 }  // namespace timer_line
 /// Gets a vCPU's timer line levels (timer_line bits) on that vCPU's thread,
 /// at least whenever they changed, and always before an MMIO access that

@@ -90,6 +90,9 @@ class EmuVcpu final : public backend::Vcpu {
   // --- Unicorn callbacks (the engine's thread) ---
   void OnBlock(std::uint64_t address);
   void OnInterrupt(std::uint32_t intno);
+  /// An UNDEF at a system-register move this file emulates itself (the
+  /// *_EL12 names Unicorn lacks): done, and the PC stepped past it.
+  bool EmulateUndefinedSysReg();
   std::uint32_t OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& reg, bool is_read);
   std::uint64_t OnMmioRead(std::uint64_t address, unsigned size);
   void OnMmioWrite(std::uint64_t address, unsigned size, std::uint64_t value);
@@ -123,9 +126,23 @@ class EmuVcpu final : public backend::Vcpu {
   std::uint64_t ReadSpEl(unsigned el);
   void WriteSpEl(unsigned el, std::uint64_t value);
   void WritePstate(std::uint64_t value);
-  /// Takes an exception to EL1 at vector `offset` (0x000 sync, 0x080 IRQ)
-  /// of the right group for the current EL and SP; `esr` for a sync one.
-  void TakeException(std::uint64_t offset, std::optional<std::uint64_t> esr);
+  /// The exception level in PSTATE.
+  unsigned CurrentEl();
+  /// Moves the vCPU to `pstate` (another exception level) at `pc`, through
+  /// an ERET on the trampoline page, so that Unicorn's cached translation
+  /// state follows (a PSTATE write alone leaves it at the old level). The
+  /// guest's ELR and SPSR registers are left as they were.
+  Result<void> SwitchEl(std::uint64_t pstate, std::uint64_t pc);
+  /// Takes an exception to `target_el` (1, or 2 on a vCPU with EL2) at
+  /// vector `offset` (0x000 sync, 0x080 IRQ) of the right group for the
+  /// current EL and SP; `esr` for a sync one.
+  Result<void> TakeException(unsigned target_el, std::uint64_t offset,
+                             std::optional<std::uint64_t> esr);
+  /// Where the pending physical IRQ is taken now, if it can be: EL1 or EL2
+  /// (HCR_EL2.IMO/TGE route it from EL1 to EL2, unmaskable there).
+  std::optional<unsigned> IrqTarget();
+  /// The model's view of the accessing context (EL, and HCR_EL2's E2H, TGE, NV).
+  arch::GuestContext Context();
 
   // Time.
   [[nodiscard]] HostCount Now() const;
@@ -152,6 +169,8 @@ class EmuVcpu final : public backend::Vcpu {
   uc_engine* uc_;
   const std::uint64_t mpidr_;
   const std::optional<std::uint64_t> pvtime_ipa_;
+  // Starts at EL2 (a guest hypervisor): a CPU with VHE, four timers.
+  const bool el2_;
   std::vector<uc_hook> hooks_;
   std::vector<std::pair<MemoryRegion*, uc_hook>> write_hooks_;
   std::uint64_t layout_generation_ = 0;
@@ -197,6 +216,8 @@ class EmuVcpu final : public backend::Vcpu {
   Pending pending_ = Pending::kNone;
   std::string pending_detail_;
   std::uint64_t pending_esr_ = 0;
+  unsigned pending_el_ = 1;     // where a kException is taken
+  bool in_trampoline_ = false;  // SwitchEl's run: the hooks stand aside
 
   // PV stolen time.
   bool pvtime_started_ = false;

@@ -40,6 +40,11 @@ namespace regs = backend::regs;
 
 static_assert(std::endian::native == std::endian::little,
               "guest memory is little endian and written in place");
+// The model's output lines, bit i for TimerId i, are the timer_line bits.
+static_assert(backend::timer_line::kHypVirtual ==
+              1U << static_cast<unsigned>(arch::TimerId::kEl2Virtual));
+static_assert(backend::timer_line::kHypPhysical ==
+              1U << static_cast<unsigned>(arch::TimerId::kEl2Physical));
 
 constexpr std::uint64_t kNever = ~std::uint64_t{0};
 // How often the block hook reads the host clock (see OnBlock).
@@ -53,7 +58,24 @@ constexpr std::uint64_t kIpaLimit = std::uint64_t{1} << 40;
 constexpr std::uint64_t kPstateSp = 1U << 0;
 constexpr std::uint64_t kPstateI = 1U << 7;
 constexpr std::uint64_t kPstateEl1h = 0x5;
+constexpr std::uint64_t kPstateEl2h = 0x9;
 constexpr std::uint64_t kPstateDaif = 0x3c0;
+constexpr std::uint64_t kPstateIl = 1ULL << 20;
+
+// HCR_EL2 bits this file acts on.
+constexpr std::uint64_t kHcrImo = 1ULL << 4;
+constexpr std::uint64_t kHcrRw = 1ULL << 31;
+constexpr std::uint64_t kHcrTge = 1ULL << 27;
+constexpr std::uint64_t kHcrE2h = 1ULL << 34;
+constexpr std::uint64_t kHcrNv = 1ULL << 42;
+
+// The trampoline page (see SwitchEl): just past the IPA space the VMM
+// lays out, so that no guest address reaches it. It holds an ERET and the
+// NOP the ERET returns to, where uc_emu_start stops.
+constexpr std::uint64_t kTrampoline = kIpaLimit;
+constexpr std::uint64_t kTrampolineSize = 0x1000;
+constexpr std::uint32_t kInsnEret = 0xd69f03e0;
+constexpr std::uint32_t kInsnNop = 0xd503201f;
 
 // Unicorn's exception numbers as UC_HOOK_INTR gets them (QEMU's EXCP_*).
 constexpr std::uint32_t kExcpUdef = 1;
@@ -68,6 +90,7 @@ constexpr std::uint64_t EsrOf(std::uint64_t ec) { return (ec << 26) | kEsrIl; }
 constexpr std::uint64_t kEcUnknown = 0x00;
 constexpr std::uint64_t kEcSvc64 = 0x15;
 constexpr std::uint64_t kEcBrk64 = 0x3c;
+constexpr std::uint64_t kEcHvc64 = 0x16;
 
 // SMCCC and PSCI function ids (SMCCC 1.1, PSCI 1.0, ARM DEN0057A).
 constexpr std::uint32_t kSmcccVersion = 0x80000000;
@@ -98,6 +121,11 @@ constexpr arch::SysRegEncoding kSpsrEl1{3, 0, 4, 0, 0};
 constexpr arch::SysRegEncoding kEsrEl1{3, 0, 5, 2, 0};
 constexpr arch::SysRegEncoding kVbarEl1{3, 0, 12, 0, 0};
 constexpr arch::SysRegEncoding kScrEl3{3, 6, 1, 1, 0};
+constexpr arch::SysRegEncoding kSctlrEl2{3, 4, 1, 0, 0};
+constexpr arch::SysRegEncoding kHcrEl2{3, 4, 1, 1, 0};
+constexpr arch::SysRegEncoding kSpsrEl2{3, 4, 4, 0, 0};
+constexpr arch::SysRegEncoding kEsrEl2{3, 4, 5, 2, 0};
+constexpr arch::SysRegEncoding kVbarEl2{3, 4, 12, 0, 0};
 // The EL1 state a bare-metal or Linux guest needs to resume, in save order.
 constexpr arch::SysRegEncoding kSavedSysRegs[] = {
     kSctlrEl1,
@@ -125,6 +153,34 @@ constexpr arch::SysRegEncoding kSavedSysRegs[] = {
 // SCR_EL3 = RW | HCE | NS: EL1 is AArch64 and non-secure, and HVC is
 // enabled, so that it reaches the interrupt hook instead of UNDEFing.
 constexpr std::uint64_t kScrRwHceNs = (1U << 10) | (1U << 8) | (1U << 0);
+
+// FEAT_VHE's redirections, which Unicorn 2.0.1 does not make: at EL2 with
+// HCR_EL2.E2H = 1, these EL1 encodings (op1 0) reach the EL2 register (op1
+// 4, the same CRn, CRm and op2), and their *_EL12 encodings (op1 5) reach
+// the EL1 register. Unicorn has no *_EL12 registers: it UNDEFs them even
+// after a hook skipped them, so they are emulated at that UNDEF (precise,
+// between blocks) instead. (CPACR_EL1, whose EL2 twin has another layout,
+// and the timer registers, which vtime's model redirects, are not listed.)
+struct VheRedirect {
+  std::uint8_t crn, crm, op2;
+};
+constexpr VheRedirect kVheRedirects[] = {
+    {1, 0, 0} /* SCTLR */, {2, 0, 0} /* TTBR0 */,       {2, 0, 1} /* TTBR1 */,
+    {2, 0, 2} /* TCR */,   {4, 0, 0} /* SPSR */,        {4, 0, 1} /* ELR */,
+    {5, 1, 0} /* AFSR0 */, {5, 1, 1} /* AFSR1 */,       {5, 2, 0} /* ESR */,
+    {6, 0, 0} /* FAR */,   {10, 2, 0} /* MAIR */,       {10, 3, 0} /* AMAIR */,
+    {12, 0, 0} /* VBAR */, {13, 0, 1} /* CONTEXTIDR */,
+};
+constexpr std::uint8_t kOp1El1 = 0;
+constexpr std::uint8_t kOp1El2 = 4;
+constexpr std::uint8_t kOp1El12 = 5;
+
+bool IsVheRedirected(arch::SysRegEncoding e) {
+  if (e.op0 != 3 || (e.op1 != kOp1El1 && e.op1 != kOp1El12)) return false;
+  return std::any_of(std::begin(kVheRedirects), std::end(kVheRedirects), [&](VheRedirect r) {
+    return r.crn == e.crn && r.crm == e.crm && r.op2 == e.op2;
+  });
+}
 
 std::string EncodingName(arch::SysRegEncoding e) {
   return "S" + std::to_string(e.op0) + "_" + std::to_string(e.op1) + "_C" + std::to_string(e.crn) +
@@ -208,8 +264,10 @@ EmuVcpu::EmuVcpu(EmuVm& vm, const backend::VcpuConfig& config, uc_engine* uc)
       mpidr_((std::uint64_t{1} << 31) | (config.index & 0xf) |
              (std::uint64_t{(config.index >> 4) & 0xff} << 8)),
       pvtime_ipa_(config.pvtime_ipa),
+      el2_(config.el2),
       clock_(arch::HostTimerFeatures{}) {
   timers_.Reset();
+  timers_.features.el2 = el2_;
   powered_on_ = !config.powered_off;
 }
 
@@ -219,9 +277,12 @@ Result<std::unique_ptr<EmuVcpu>> EmuVcpu::Create(EmuVm& vm, const backend::VcpuC
   if (uc_err err = uc_open(UC_ARCH_ARM64, UC_MODE_ARM, &uc); err != UC_ERR_OK) {
     return Fail(ErrorCode::kSystem, who + ": creating its Unicorn engine: " + UcError(err));
   }
-  if (uc_err err = uc_ctl_set_cpu_model(uc, UC_CPU_ARM64_A72); err != UC_ERR_OK) {
+  // A guest hypervisor needs VHE (HCR_EL2.E2H, the *_EL02 and *_EL12
+  // encodings): Unicorn's "max" CPU has it, the Cortex-A72 does not.
+  if (uc_err err = uc_ctl_set_cpu_model(uc, config.el2 ? UC_CPU_ARM64_MAX : UC_CPU_ARM64_A72);
+      err != UC_ERR_OK) {
     uc_close(uc);
-    return Fail(ErrorCode::kSystem, who + ": selecting a Cortex-A72: " + UcError(err));
+    return Fail(ErrorCode::kSystem, who + ": selecting its CPU model: " + UcError(err));
   }
   std::unique_ptr<EmuVcpu> vcpu(new EmuVcpu(vm, config, uc));
   if (auto r = vcpu->InstallHooks(); !r) return tl::unexpected(r.error());
@@ -231,6 +292,23 @@ Result<std::unique_ptr<EmuVcpu>> EmuVcpu::Create(EmuVm& vm, const backend::VcpuC
     return Fail(ErrorCode::kSystem, who + ": writing SCR_EL3: " + UcError(err));
   }
   vcpu->WriteReg(UC_ARM64_REG_PSTATE, kPstateEl1h | kPstateDaif);
+  if (config.el2) {
+    // A vEL2 vCPU resets at EL2h, as under KVM, with HCR_EL2.E2H set (KVM's
+    // guest hypervisors are VHE: E2H reads as one there; here it is only
+    // the reset value) and the MMU off.
+    if (uc_err err = uc_mem_map(uc, kTrampoline, kTrampolineSize, UC_PROT_READ | UC_PROT_EXEC);
+        err != UC_ERR_OK) {
+      return Fail(ErrorCode::kSystem, who + ": mapping its trampoline page: " + UcError(err));
+    }
+    const std::uint32_t code[2] = {kInsnEret, kInsnNop};
+    if (uc_err err = uc_mem_write(uc, kTrampoline, code, sizeof(code)); err != UC_ERR_OK) {
+      return Fail(ErrorCode::kSystem, who + ": writing its trampoline page: " + UcError(err));
+    }
+    if (auto r = vcpu->WriteSys(kHcrEl2, kHcrE2h); !r) return tl::unexpected(r.error());
+    if (auto r = vcpu->SwitchEl(kPstateEl2h | kPstateDaif, 0); !r) {
+      return tl::unexpected(r.error());
+    }
+  }
   return vcpu;
 }
 
@@ -417,16 +495,23 @@ unsigned EmuVcpu::LiveSpIndex() {
   return (pstate & kPstateSp) != 0 ? el : 0;
 }
 
+namespace {
+// Unicorn's banked SP_ELn (SP_EL0..SP_EL3 are consecutive).
+uc_arm64_reg SpReg(unsigned el) {
+  return static_cast<uc_arm64_reg>(UC_ARM64_REG_SP_EL0 + static_cast<int>(el));
+}
+}  // namespace
+
 std::uint64_t EmuVcpu::ReadSpEl(unsigned el) {
   if (LiveSpIndex() == el) return ReadReg(UC_ARM64_REG_SP);
-  return ReadReg(el == 0 ? UC_ARM64_REG_SP_EL0 : UC_ARM64_REG_SP_EL1);
+  return ReadReg(SpReg(el));
 }
 
 void EmuVcpu::WriteSpEl(unsigned el, std::uint64_t value) {
   if (LiveSpIndex() == el) {
     WriteReg(UC_ARM64_REG_SP, value);
   } else {
-    WriteReg(el == 0 ? UC_ARM64_REG_SP_EL0 : UC_ARM64_REG_SP_EL1, value);
+    WriteReg(SpReg(el), value);
   }
 }
 
@@ -438,26 +523,125 @@ void EmuVcpu::WritePstate(std::uint64_t value) {
   const unsigned after = (value & kPstateSp) != 0 ? el : 0;
   if (before != after) {
     const std::uint64_t sp_before = ReadReg(UC_ARM64_REG_SP);
-    const std::uint64_t sp_after = ReadReg(after == 0 ? UC_ARM64_REG_SP_EL0 : UC_ARM64_REG_SP_EL1);
-    WriteReg(before == 0 ? UC_ARM64_REG_SP_EL0 : UC_ARM64_REG_SP_EL1, sp_before);
+    const std::uint64_t sp_after = ReadReg(SpReg(after));
+    WriteReg(SpReg(before), sp_before);
     WriteReg(UC_ARM64_REG_SP, sp_after);
   }
   WriteReg(UC_ARM64_REG_PSTATE, value);
 }
 
-void EmuVcpu::TakeException(std::uint64_t offset, std::optional<std::uint64_t> esr) {
+unsigned EmuVcpu::CurrentEl() {
+  return static_cast<unsigned>((ReadReg(UC_ARM64_REG_PSTATE) >> 2) & 3);
+}
+
+Result<void> EmuVcpu::SwitchEl(std::uint64_t pstate, std::uint64_t pc) {
+  // Unicorn 2.0.1 caches the exception level in its translation flags and
+  // rebuilds them only on an exception return it executes itself. So:
+  // PSTATE goes to the new level, and an ERET runs on the trampoline page.
+  // Its translation still believes the old level, so it returns to
+  // ELR_EL<old> (set to the NOP after it); at run time it reads
+  // SPSR_EL<new> (set to `pstate`), which is a legal return to the level
+  // it is at, and rebuilds the flags. Both registers get their values back.
+  const std::string who = "vCPU " + std::to_string(index_);
+  const unsigned old_el = CurrentEl();
+  const unsigned new_el = static_cast<unsigned>((pstate >> 2) & 3);
+  if (old_el == 0 || new_el == 0 || (new_el == 2 && !el2_)) {
+    return Fail(ErrorCode::kUnsupported, who + ": cannot move from EL" + std::to_string(old_el) +
+                                             " to EL" + std::to_string(new_el) +
+                                             " on the emulated backend");
+  }
+  if (new_el == 1 && el2_ && (ReadSys(kHcrEl2).value_or(0) & kHcrRw) == 0) {
+    // The ERET would be an illegal return, which leaves Unicorn's cached
+    // level behind: refuse before touching anything.
+    return Fail(ErrorCode::kInvalidArgument,
+                who + ": PSTATE " + Hex(pstate) +
+                    ": EL1 is AArch32 here until HCR_EL2.RW is set, and AArch32 is not run");
+  }
+  const auto elr_reg = static_cast<uc_arm64_reg>(UC_ARM64_REG_ELR_EL0 + static_cast<int>(old_el));
+  const arch::SysRegEncoding spsr_enc = new_el == 2 ? kSpsrEl2 : kSpsrEl1;
+  const std::uint64_t saved_elr = ReadReg(elr_reg);
+  auto saved_spsr = ReadSys(spsr_enc);
+  if (!saved_spsr) return tl::unexpected(saved_spsr.error());
+  // The ERET banks the live SP into the new level's (by PSTATE.SP) and
+  // loads it back: make the live SP the new level's own first.
+  WritePstate(pstate);
+  WriteReg(elr_reg, kTrampoline + 4);
+  if (auto r = WriteSys(spsr_enc, pstate); !r) return r;
+  // The ERET's translation depends on the level Unicorn believes, and a
+  // translation made at another level has been seen to be reused here
+  // (its ELR read from the wrong level): translate it afresh each time.
+  if (uc_err err = uc_ctl_remove_cache(uc_, kTrampoline, kTrampoline + kTrampolineSize);
+      err != UC_ERR_OK) {
+    return Fail(ErrorCode::kSystem,
+                who + ": dropping the trampoline's translation: " + UcError(err));
+  }
+  in_trampoline_ = true;
+  const uc_err err = uc_emu_start(uc_, kTrampoline, kTrampoline + 4, 0, 0);
+  in_trampoline_ = false;
+  const std::uint64_t landed = ReadReg(UC_ARM64_REG_PC);
+  WriteReg(elr_reg, saved_elr);
+  if (auto r = WriteSys(spsr_enc, *saved_spsr); !r) return r;
+  // (PSTATE.IL set means the return was illegal, which the check above
+  // exists to prevent.)
+  if (err != UC_ERR_OK || landed != kTrampoline + 4 || CurrentEl() != new_el ||
+      (ReadReg(UC_ARM64_REG_PSTATE) & kPstateIl) != 0) {
+    return Fail(ErrorCode::kSystem, who + ": the move from EL" + std::to_string(old_el) + " to EL" +
+                                        std::to_string(new_el) + " failed (" + UcError(err) +
+                                        ", pc " + Hex(landed) + ")");
+  }
+  WriteReg(UC_ARM64_REG_PC, pc);
+  return Ok();
+}
+
+Result<void> EmuVcpu::TakeException(unsigned target_el, std::uint64_t offset,
+                                    std::optional<std::uint64_t> esr) {
   const std::uint64_t pstate = ReadReg(UC_ARM64_REG_PSTATE);
   const std::uint64_t pc = ReadReg(UC_ARM64_REG_PC);
-  const std::uint64_t el = (pstate >> 2) & 3;
+  const unsigned el = static_cast<unsigned>((pstate >> 2) & 3);
+  const bool to_el2 = target_el == 2;
   // The vector group: current EL with SP_EL0, current EL with SP_ELx, or
   // lower EL (AArch64).
-  const std::uint64_t group = el == 0 ? 0x400 : ((pstate & kPstateSp) != 0 ? 0x200 : 0x000);
-  const std::uint64_t vbar = ReadSys(kVbarEl1).value_or(0);
-  (void)WriteSys(kSpsrEl1, pstate);
-  WriteReg(UC_ARM64_REG_ELR_EL1, pc);
-  if (esr) (void)WriteSys(kEsrEl1, *esr);
-  WritePstate(kPstateEl1h | kPstateDaif);
-  WriteReg(UC_ARM64_REG_PC, vbar + group + offset);
+  const std::uint64_t group = el < target_el ? 0x400 : ((pstate & kPstateSp) != 0 ? 0x200 : 0x000);
+  const std::uint64_t vbar = ReadSys(to_el2 ? kVbarEl2 : kVbarEl1).value_or(0);
+  const std::uint64_t entry = (to_el2 ? kPstateEl2h : kPstateEl1h) | kPstateDaif;
+  if (el != target_el) {
+    if (auto r = SwitchEl(entry, vbar + group + offset); !r) return r;
+  } else {
+    WritePstate(entry);
+    WriteReg(UC_ARM64_REG_PC, vbar + group + offset);
+  }
+  (void)WriteSys(to_el2 ? kSpsrEl2 : kSpsrEl1, pstate);
+  WriteReg(to_el2 ? UC_ARM64_REG_ELR_EL2 : UC_ARM64_REG_ELR_EL1, pc);
+  if (esr) (void)WriteSys(to_el2 ? kEsrEl2 : kEsrEl1, *esr);
+  return Ok();
+}
+
+std::optional<unsigned> EmuVcpu::IrqTarget() {
+  const std::uint64_t pstate = ReadReg(UC_ARM64_REG_PSTATE);
+  const bool masked = (pstate & kPstateI) != 0;
+  const unsigned el = static_cast<unsigned>((pstate >> 2) & 3);
+  if (el2_ && el < 2) {
+    // Routed to EL2, where a lower level's PSTATE.I does not mask it.
+    const std::uint64_t hcr = ReadSys(kHcrEl2).value_or(0);
+    if ((hcr & (kHcrImo | kHcrTge)) != 0) return 2;
+  }
+  if (masked) return std::nullopt;
+  return el == 2 ? 2U : 1U;
+}
+
+arch::GuestContext EmuVcpu::Context() {
+  arch::GuestContext context;
+  const unsigned el = CurrentEl();
+  context.el = el == 0   ? arch::ExceptionLevel::kEl0
+               : el == 1 ? arch::ExceptionLevel::kEl1
+                         : arch::ExceptionLevel::kEl2;
+  if (el2_) {
+    const std::uint64_t hcr = ReadSys(kHcrEl2).value_or(0);
+    context.e2h = (hcr & kHcrE2h) != 0;
+    context.tge = (hcr & kHcrTge) != 0;
+    context.nv = (hcr & kHcrNv) != 0;
+  }
+  return context;
 }
 
 Result<std::uint64_t> EmuVcpu::GetRegister(std::uint64_t id) {
@@ -484,6 +668,24 @@ Result<std::uint64_t> EmuVcpu::GetRegister(std::uint64_t id) {
       return mpidr_;
     default:
       break;
+  }
+  if (el2_) {
+    switch (id) {
+      case regs::kCntvoffEl2:
+        return timers_.cntvoff_el2.value;
+      case regs::kCnthctlEl2:
+        return timers_.cnthctl_el2;
+      case regs::kCnthvCtl:
+        return timers_.timers[TimerId::kEl2Virtual].ReadCtl(counts[TimerId::kEl2Virtual]);
+      case regs::kCnthvCval:
+        return timers_.timers[TimerId::kEl2Virtual].cval().value;
+      case regs::kCnthpCtl:
+        return timers_.timers[TimerId::kEl2Physical].ReadCtl(counts[TimerId::kEl2Physical]);
+      case regs::kCnthpCval:
+        return timers_.timers[TimerId::kEl2Physical].cval().value;
+      default:
+        break;
+    }
   }
   if (id == regs::Core(regs::kSp)) return ReadSpEl(0);
   if (id == regs::Core(regs::kPc)) return ReadReg(UC_ARM64_REG_PC);
@@ -541,6 +743,36 @@ Result<void> EmuVcpu::SetRegister(std::uint64_t id, std::uint64_t value) {
     default:
       break;
   }
+  if (el2_) {
+    switch (id) {
+      case regs::kCntvoffEl2:
+        timers_.cntvoff_el2 = Ticks{value};
+        timer_changed();
+        return Ok();
+      case regs::kCnthctlEl2:
+        timers_.cnthctl_el2 = value;
+        timer_changed();
+        return WriteSys(regs::EncodingOf(id), value);
+      case regs::kCnthvCtl:
+        timers_.timers[TimerId::kEl2Virtual].WriteCtl(value);
+        timer_changed();
+        return Ok();
+      case regs::kCnthvCval:
+        timers_.timers[TimerId::kEl2Virtual].WriteCval(Ticks{value});
+        timer_changed();
+        return Ok();
+      case regs::kCnthpCtl:
+        timers_.timers[TimerId::kEl2Physical].WriteCtl(value);
+        timer_changed();
+        return Ok();
+      case regs::kCnthpCval:
+        timers_.timers[TimerId::kEl2Physical].WriteCval(Ticks{value});
+        timer_changed();
+        return Ok();
+      default:
+        break;
+    }
+  }
   if (regs::IsTimeRegister(id)) {
     return Fail(ErrorCode::kUnsupported,
                 "vCPU " + std::to_string(index_) + ": no EL2 time register " + Hex(id) + " here");
@@ -560,9 +792,18 @@ Result<void> EmuVcpu::SetRegister(std::uint64_t id, std::uint64_t value) {
     }
   }
   if (id == regs::Pstate()) {
-    if (((value >> 2) & 3) > 1 || (value & 0x10) != 0) {
+    const std::uint64_t el = (value >> 2) & 3;
+    if (el > (el2_ ? 2U : 1U) || (value & 0x10) != 0) {
       return Fail(ErrorCode::kUnsupported, "vCPU " + std::to_string(index_) + ": PSTATE " +
-                                               Hex(value) + " is not AArch64 EL0/EL1");
+                                               Hex(value) + " is not AArch64 EL0/EL1" +
+                                               (el2_ ? "/EL2" : ""));
+    }
+    if (el != CurrentEl()) {
+      if (el == 0) {
+        return Fail(ErrorCode::kUnsupported,
+                    "vCPU " + std::to_string(index_) + ": no guest EL0 on the emulated backend");
+      }
+      return SwitchEl(value, ReadReg(UC_ARM64_REG_PC));
     }
     WritePstate(value);
     return Ok();
@@ -592,6 +833,15 @@ Result<void> EmuVcpu::SetRegister(std::uint64_t id, std::uint64_t value) {
 }
 
 Result<std::vector<backend::RegisterBytes>> EmuVcpu::SaveRegisters(bool counter_values) {
+  if (el2_) {
+    // Its EL2 registers (HCR_EL2, VBAR_EL2, SP_EL2, ...) are not in the
+    // neutral register set yet: refuse rather than save a VM that cannot
+    // come back.
+    return Fail(ErrorCode::kUnsupported,
+                "vCPU " + std::to_string(index_) +
+                    " is at vEL2: the emulated backend cannot save a guest hypervisor's "
+                    "registers yet (no snapshot or migration of --el2 on emu)");
+  }
   std::vector<std::uint64_t> ids;
   for (unsigned n = 0; n <= regs::kPc; ++n) ids.push_back(regs::Core(n));
   ids.insert(ids.end(), {regs::Pstate(), regs::SpEl1(), regs::ElrEl1(), regs::SpsrEl1()});
@@ -695,6 +945,15 @@ Result<state::VcpuTime> EmuVcpu::CaptureTimers() {
   t.el1_physical = state::TimerState{timers_.timers[TimerId::kEl1Physical].ctl(),
                                      timers_.timers[TimerId::kEl1Physical].cval().value};
   t.cntkctl_el1 = timers_.cntkctl_el1;
+  if (el2_) {
+    t.nested = true;
+    t.el2_virtual = state::TimerState{timers_.timers[TimerId::kEl2Virtual].ctl(),
+                                      timers_.timers[TimerId::kEl2Virtual].cval().value};
+    t.el2_physical = state::TimerState{timers_.timers[TimerId::kEl2Physical].ctl(),
+                                       timers_.timers[TimerId::kEl2Physical].cval().value};
+    t.cnthctl_el2 = timers_.cnthctl_el2;
+    t.cntvoff_el2 = timers_.cntvoff_el2.value;
+  }
   return t;
 }
 
@@ -702,7 +961,8 @@ Result<unsigned> EmuVcpu::RestoreTimers(const state::VcpuTime& time) {
   if (time.nested) {
     return Fail(ErrorCode::kUnsupported,
                 "vCPU " + std::to_string(index_) +
-                    " was at vEL2 (nested); the emulated backend has no EL2");
+                    " was at vEL2 (nested); the emulated backend cannot restore a guest "
+                    "hypervisor yet");
   }
   unsigned written = 0;
   for (const auto& [id, value] : {std::pair{regs::kCntkctlEl1, time.cntkctl_el1},
@@ -728,8 +988,11 @@ void EmuVcpu::UpdateTimerLines(HostCount now, bool force) {
   const arch::TimerCounts counts = clock_.CountsFor(now, timers_.nested());
   // OutputLines' bit i is TimerId i: EL1 virtual and physical come first,
   // as timer_line::kVirtual and kPhysical.
-  const std::uint64_t lines = timers_.timers.OutputLines(counts) &
-                              (backend::timer_line::kVirtual | backend::timer_line::kPhysical);
+  // and the EL2 ones follow as kHypVirtual and kHypPhysical.
+  const std::uint64_t mask =
+      backend::timer_line::kVirtual | backend::timer_line::kPhysical |
+      (el2_ ? backend::timer_line::kHypVirtual | backend::timer_line::kHypPhysical : 0);
+  const std::uint64_t lines = timers_.timers.OutputLines(counts) & mask;
   if (lines != reported_lines_ || force || lines_dirty_) {
     reported_lines_ = lines;
     lines_dirty_ = false;
@@ -741,7 +1004,8 @@ void EmuVcpu::UpdateTimerLines(HostCount now, bool force) {
 std::uint64_t EmuVcpu::NextDeadline(HostCount now) const {
   const arch::TimerCounts counts = clock_.CountsFor(now, timers_.nested());
   std::uint64_t best = kNever;
-  for (const arch::TimerId id : {arch::TimerId::kEl1Virtual, arch::TimerId::kEl1Physical}) {
+  for (const arch::TimerId id : arch::kAllTimers) {
+    if (!el2_ && (id == arch::TimerId::kEl2Virtual || id == arch::TimerId::kEl2Physical)) continue;
     const std::uint64_t bit = std::uint64_t{1} << static_cast<unsigned>(id);
     // A line already reported high can only fall through a register write.
     if ((reported_lines_ & bit) != 0) continue;
@@ -793,6 +1057,7 @@ void EmuVcpu::StopHere() {
 }
 
 void EmuVcpu::OnBlock(std::uint64_t /*address*/) {
+  if (in_trampoline_) return;
   FlushMmioWrite();
   if (stop_requested_) return;
   const std::uint32_t attention = attention_.load(std::memory_order_relaxed);
@@ -801,7 +1066,7 @@ void EmuVcpu::OnBlock(std::uint64_t /*address*/) {
       StopHere();
       return;
     }
-    if ((ReadReg(UC_ARM64_REG_PSTATE) & kPstateI) == 0) {
+    if (IrqTarget()) {
       StopHere();
       return;
     }
@@ -823,14 +1088,35 @@ void EmuVcpu::OnBlock(std::uint64_t /*address*/) {
 }
 
 void EmuVcpu::OnInterrupt(std::uint32_t intno) {
+  if (in_trampoline_) {
+    // SwitchEl's ERET was refused: it says so when the run ends here.
+    uc_emu_stop(uc_);
+    return;
+  }
   FlushMmioWrite();
-  // Between blocks: the PC is precise here.
+  // Between blocks: the PC is precise here. Synchronous exceptions are
+  // taken where they happened, except an HVC from EL1 on a vCPU with EL2,
+  // which goes to the guest hypervisor (an HVC at EL2 reaches this VMM).
+  const unsigned el = CurrentEl();
+  pending_el_ = el == 2 ? 2 : 1;
   switch (intno) {
     case kExcpHvc:
+      if (el2_ && el == 1) {
+        // ESR_EL2.ISS is the HVC's immediate; the PC is already past it.
+        std::uint32_t insn = 0;
+        uc_mem_read(uc_, ReadReg(UC_ARM64_REG_PC) - 4, &insn, sizeof(insn));
+        pending_ = Pending::kException;
+        pending_el_ = 2;
+        pending_esr_ = EsrOf(kEcHvc64) | ((insn >> 5) & 0xffff);
+        break;
+      }
+      HandleHypercall();
+      return;
     case kExcpSmc:
       HandleHypercall();
       return;
     case kExcpUdef:
+      if (EmulateUndefinedSysReg()) return;
       pending_ = Pending::kException;
       pending_esr_ = EsrOf(kEcUnknown);
       break;
@@ -852,6 +1138,35 @@ void EmuVcpu::OnInterrupt(std::uint32_t intno) {
   attention_.fetch_or(kAttnPending);
 }
 
+bool EmuVcpu::EmulateUndefinedSysReg() {
+  if (!el2_) return false;
+  const std::uint64_t pc = ReadReg(UC_ARM64_REG_PC);
+  std::uint32_t insn = 0;
+  if (uc_mem_read(uc_, pc, &insn, sizeof(insn)) != UC_ERR_OK) return false;
+  // MRS/MSR (register): 1101 0101 00 L 1 o0 op1 CRn CRm op2 Rt.
+  if ((insn & 0xffd00000U) != 0xd5100000U) return false;
+  const bool is_read = (insn & (1U << 21)) != 0;
+  const arch::SysRegEncoding enc{
+      static_cast<std::uint8_t>(2 + ((insn >> 19) & 1)),
+      static_cast<std::uint8_t>((insn >> 16) & 7), static_cast<std::uint8_t>((insn >> 12) & 0xf),
+      static_cast<std::uint8_t>((insn >> 8) & 0xf), static_cast<std::uint8_t>((insn >> 5) & 7)};
+  const unsigned rt = insn & 0x1f;
+  if (enc.op1 != kOp1El12 || !IsVheRedirected(enc)) return false;
+  if (CurrentEl() != 2 || (ReadSys(kHcrEl2).value_or(0) & kHcrE2h) == 0) return false;
+  arch::SysRegEncoding target = enc;
+  target.op1 = kOp1El1;
+  if (is_read) {
+    auto v = ReadSys(target);
+    if (!v) return false;
+    if (rt != arch::kXzr) WriteReg(XReg(rt), *v);
+  } else {
+    const std::uint64_t value = rt == arch::kXzr ? 0 : ReadReg(XReg(rt));
+    if (!WriteSys(target, value)) return false;
+  }
+  WriteReg(UC_ARM64_REG_PC, pc + 4);
+  return true;
+}
+
 std::uint32_t EmuVcpu::OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& cp, bool is_read) {
   FlushMmioWrite();
   const arch::SysRegEncoding enc{
@@ -863,14 +1178,27 @@ std::uint32_t EmuVcpu::OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& cp, bool
     if (rt_number != arch::kXzr) WriteReg(rt, value);
     return 1;
   };
+  if (el2_ && enc.op1 == kOp1El1 && IsVheRedirected(enc)) {
+    // At EL2 with E2H the EL1 name means the EL2 register.
+    if (CurrentEl() != 2 || (ReadSys(kHcrEl2).value_or(0) & kHcrE2h) == 0) return 0;
+    arch::SysRegEncoding target = enc;
+    target.op1 = kOp1El2;
+    if (is_read) {
+      auto v = ReadSys(target);
+      return v ? answer(*v) : 0;
+    }
+    return WriteSys(target, cp.val) ? 1 : 0;
+  }
   if (enc.crn == 0 && enc.op0 == 3 && is_read) {
     if (enc == kMpidrEl1) return answer(mpidr_);
     if (enc == kIdAa64Pfr0El1) {
-      // What a KVM guest sees: no EL2 or EL3 ([11:8], [15:12]), no GICv3
-      // system registers ([27:24]), no SVE, RAS, AMU or MPAM.
+      // What a KVM guest sees: no EL3 ([15:12]), EL2 (AArch64 only, [11:8])
+      // only on a vCPU that has it, no GICv3 system registers ([27:24]),
+      // no SVE, RAS, AMU or MPAM.
       std::uint64_t v = ReadSys(enc).value_or(0x11);
       v &= ~((0xfULL << 8) | (0xfULL << 12) | (0xfULL << 24) | (0xfULL << 28) | (0xfULL << 32) |
              (0xfULL << 40) | (0xfULL << 44));
+      if (el2_) v |= 0x1ULL << 8;
       return answer(v);
     }
     return 0;
@@ -882,9 +1210,7 @@ std::uint32_t EmuVcpu::OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& cp, bool
   access.is_read = is_read;
   access.rt = rt_number;
   if (!access.reg) return 0;  // not a timer register: Unicorn UNDEFs it
-  arch::GuestContext context;
-  context.el = ((ReadReg(UC_ARM64_REG_PSTATE) >> 2) & 3) == 0 ? arch::ExceptionLevel::kEl0
-                                                              : arch::ExceptionLevel::kEl1;
+  const arch::GuestContext context = Context();
   const HostCount now = Now();
   // A guest polling the counter sees its own timer fire without delay.
   if (now.value >= next_deadline_) UpdateTimerLines(now);
@@ -894,8 +1220,8 @@ std::uint32_t EmuVcpu::OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& cp, bool
     case arch::AccessOutcome::kRead:
       return answer(e.value);
     case arch::AccessOutcome::kWritten:
-      if (*access.reg == arch::SysReg::CNTKCTL_EL1) {
-        // Unicorn's copy too: its own EL0 access checks read it.
+      if (*access.reg == arch::SysReg::CNTKCTL_EL1 || *access.reg == arch::SysReg::CNTHCTL_EL2) {
+        // Unicorn's copy too: its own EL0 and EL1 access checks read it.
         return 0;
       }
       UpdateTimerLines(now);
@@ -1146,15 +1472,21 @@ Result<backend::Exit> EmuVcpu::Run() {
     {
       std::unique_lock lock(mu_);
       if (on_pending_) {
-        // PSCI CPU_ON: the entry point at EL1h, MMU and caches off, x0 the
-        // context id.
+        // PSCI CPU_ON: the entry point at the vCPU's highest EL (EL1h, or
+        // EL2h for a guest hypervisor), MMU and caches off, x0 the context id.
         const std::uint64_t entry = on_entry_;
         const std::uint64_t context = on_context_;
         on_pending_ = false;
         lock.unlock();
-        WritePstate(kPstateEl1h | kPstateDaif);
-        const std::uint64_t sctlr = ReadSys(kSctlrEl1).value_or(0);
-        (void)WriteSys(kSctlrEl1, sctlr & ~std::uint64_t{(1U << 0) | (1U << 2) | (1U << 12)});
+        const std::uint64_t start = (el2_ ? kPstateEl2h : kPstateEl1h) | kPstateDaif;
+        if (CurrentEl() != ((start >> 2) & 3)) {
+          if (auto r = SwitchEl(start, entry); !r) return tl::unexpected(r.error());
+        } else {
+          WritePstate(start);
+        }
+        const arch::SysRegEncoding sctlr_enc = el2_ ? kSctlrEl2 : kSctlrEl1;
+        const std::uint64_t sctlr = ReadSys(sctlr_enc).value_or(0);
+        (void)WriteSys(sctlr_enc, sctlr & ~std::uint64_t{(1U << 0) | (1U << 2) | (1U << 12)});
         WriteReg(UC_ARM64_REG_X0, context);
         WriteReg(UC_ARM64_REG_PC, entry);
       }
@@ -1182,13 +1514,19 @@ Result<backend::Exit> EmuVcpu::Run() {
         continue;
       }
       case Pending::kException:
-        TakeException(0x000, pending_esr_);
+        if (auto r = TakeException(pending_el_, 0x000, pending_esr_); !r) {
+          return tl::unexpected(r.error());
+        }
         break;
       case Pending::kFatal:
         return backend::Exit{backend::ExitKind::kOther, pending_detail_};
     }
-    if (irq_line_.load() && (ReadReg(UC_ARM64_REG_PSTATE) & kPstateI) == 0) {
-      TakeException(0x080, std::nullopt);
+    if (irq_line_.load()) {
+      if (const std::optional<unsigned> target = IrqTarget()) {
+        if (auto r = TakeException(*target, 0x080, std::nullopt); !r) {
+          return tl::unexpected(r.error());
+        }
+      }
     }
     stop_requested_ = false;
     const std::uint64_t pc = ReadReg(UC_ARM64_REG_PC);

@@ -20,7 +20,7 @@ class EmuHypervisor final : public backend::Hypervisor {
     caps_.physical_counter_writes = true;
     caps_.backend_irqchip = false;
     caps_.user_irqchip = true;
-    caps_.el2 = false;
+    caps_.el2 = true;
     caps_.steal_time = true;
     caps_.pvtime_revisions = {0};
   }
@@ -32,7 +32,8 @@ class EmuHypervisor final : public backend::Hypervisor {
            "counter: CLOCK_MONOTONIC at " + std::to_string(clock_->FrequencyHz()) +
            " Hz; every counter and timer access emulated by vtime's model\n" +
            "VM counter offset: yes (both counters)\n" +
-           "interrupt controller: the VMM's (user irqchip); no in-kernel GIC\n" + "EL2: no\n" +
+           "interrupt controller: the VMM's (user irqchip); no in-kernel GIC\n" +
+           "EL2: yes (vEL2 with VHE; the VMM's GIC has no virtualization interface)\n" +
            "PV stolen time: revision 0 (run delay from schedstat)\n";
   }
   [[nodiscard]] std::string Explain(backend::Feature feature) const override {
@@ -43,7 +44,7 @@ class EmuHypervisor final : public backend::Hypervisor {
       case backend::Feature::kUserIrqChip:
         return "the emulated backend always has the user-space interrupt controller";
       case backend::Feature::kEl2:
-        return "the emulated backend runs guests at EL1 only (no virtual EL2 yet)";
+        return "the emulated backend runs guest hypervisors at vEL2, with VHE";
       case backend::Feature::kStealTime:
         return "the emulated backend always serves PV stolen time (revision 0)";
     }
@@ -242,10 +243,6 @@ Result<std::unique_ptr<backend::Vcpu>> EmuVm::CreateVcpu(const backend::VcpuConf
                                                    ": vCPUs are created in order, next is " +
                                                    std::to_string(vcpus_.size()));
     }
-  }
-  if (config.el2) {
-    return Fail(ErrorCode::kUnsupported,
-                "vCPU " + std::to_string(config.index) + ": the emulated backend has no EL2");
   }
   auto vcpu = EmuVcpu::Create(*this, config);
   if (!vcpu) return tl::unexpected(vcpu.error());

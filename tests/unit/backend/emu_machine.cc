@@ -15,6 +15,7 @@ namespace {
 
 namespace regs = backend::regs;
 constexpr std::uint64_t kPstateEl1hMasked = 0x3c5;
+constexpr std::uint64_t kPstateEl2hMasked = 0x3c9;
 
 }  // namespace
 
@@ -76,6 +77,7 @@ Result<void> Machine::Build() {
     backend::VcpuConfig vc;
     vc.index = i;
     vc.powered_off = i > 0;
+    vc.el2 = config_.el2;
     if (config_.pvtime) vc.pvtime_ipa = vmm::layout::kPvtime + pvtime::RecordOffset(i);
     auto vcpu = vm_->CreateVcpu(vc);
     if (!vcpu) return tl::unexpected(vcpu.error());
@@ -104,7 +106,10 @@ Result<void> Machine::Boot() {
   if (!boot) return tl::unexpected(boot.error());
   entry_ = boot->image.entry;
   x0_ = boot->data.dtb;
-  if (auto r = vcpus_[0]->SetRegister(regs::Pstate(), kPstateEl1hMasked); !r) return r;
+  if (auto r = vcpus_[0]->SetRegister(regs::Pstate(),
+                                      config_.el2 ? kPstateEl2hMasked : kPstateEl1hMasked);
+      !r)
+    return r;
   if (auto r = vcpus_[0]->SetRegister(regs::Core(0), x0_); !r) return r;
   return vcpus_[0]->SetRegister(regs::Core(regs::kPc), entry_);
 }
@@ -114,7 +119,10 @@ Result<void> Machine::LoadCode(std::uint64_t gpa, std::span<const std::uint32_t>
     return Fail(ErrorCode::kOutOfRange, "test code outside RAM");
   }
   std::memcpy(ram_->bytes().data() + (gpa - vmm::layout::kRam), words.data(), words.size() * 4);
-  if (auto r = vcpus_[0]->SetRegister(regs::Pstate(), kPstateEl1hMasked); !r) return r;
+  if (auto r = vcpus_[0]->SetRegister(regs::Pstate(),
+                                      config_.el2 ? kPstateEl2hMasked : kPstateEl1hMasked);
+      !r)
+    return r;
   return vcpus_[0]->SetRegister(regs::Core(regs::kPc), gpa);
 }
 

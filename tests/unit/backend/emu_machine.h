@@ -31,6 +31,8 @@ struct MachineConfig {
   bool pvtime = false;
   /// The VM offset (both counters); nothing: guest counter 0 at creation.
   std::optional<std::uint64_t> vm_offset;
+  /// vCPUs that start at EL2 (a guest hypervisor).
+  bool el2 = false;
 };
 
 /// What a run ended with.

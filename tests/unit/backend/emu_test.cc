@@ -437,6 +437,154 @@ TEST(EmuBackend, UndefinedInstructionsAndRegistersTrapIntoTheGuest) {
   EXPECT_EQ(v.GetRegister(regs::Core(2)).value(), code + 7 * 4);  // past the last one
 }
 
+// A vCPU with EL2 starts at EL2h (E2H settable: the CPU has VHE), enters
+// a nested guest at EL1 with ERET, and the nested guest's HVC is taken by
+// the guest hypervisor's vector (lower EL, sync) with ESR_EL2 EC 0x16 and
+// the immediate; the guest hypervisor's own HVC reaches the VMM (PSCI).
+TEST(EmuBackend, AVel2VcpuStartsAtEl2AndTakesItsNestedGuestsHvc) {
+  auto m = Machine::Create(MachineConfig{.vm_offset = std::nullopt, .el2 = true});
+  ASSERT_TRUE(m) << m.error().Message();
+  const std::uint64_t ram = vmm::layout::kRam;
+  const std::uint32_t el2_main[] = {
+      0xd5384249,  // mrs x9, CurrentEL
+      0xd2840001,  // movz x1, #0x2000
+      0xf2a80001,  // movk x1, #0x4000, lsl #16
+      0xd2b00002,  // movz x2, #0x8000, lsl #16 (HCR_EL2.RW)
+      0xf2c00082,  // movk x2, #0x4, lsl #32 (HCR_EL2.E2H)
+      0xd51c1102,  // msr hcr_el2, x2
+      0xd5033fdf,  // isb
+      0xd518c001,  // msr vbar_el1, x1 (E2H: VBAR_EL2)
+      0xd2810001,  // movz x1, #0x800
+      0xd51dc001,  // msr vbar_el12, x1 (E2H: VBAR_EL1)
+      0xd53c1108,  // mrs x8, hcr_el2
+      0xd2822003,  // movz x3, #0x1100
+      0xf2a80003,  // movk x3, #0x4000, lsl #16
+      0xd51c4023,  // msr elr_el2, x3
+      0xd28078a4,  // movz x4, #0x3c5 (EL1h, DAIF masked)
+      0xd51c4004,  // msr spsr_el2, x4
+      0xd69f03e0,  // eret
+  };
+  const std::uint32_t el1[] = {
+      0xd538424a,  // mrs x10, CurrentEL
+      0xd4000842,  // hvc #0x42
+  };
+  const std::uint32_t lower_sync[] = {
+      0xd53c520b,  // mrs x11, esr_el2
+      0xd53c402c,  // mrs x12, elr_el2
+      0xd538424d,  // mrs x13, CurrentEL
+      kMovzX0_0008, kMovkX0_8400, kHvc0,
+  };
+  std::memcpy((*m)->ram().data() + 0x1100, el1, sizeof(el1));
+  std::memcpy((*m)->ram().data() + 0x2400, lower_sync, sizeof(lower_sync));
+  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, el2_main));
+  const RunResult run = (*m)->Run(std::chrono::seconds(10));
+  ASSERT_EQ(run.error, "");
+  EXPECT_TRUE(run.shutdown);
+  backend::Vcpu& v = (*m)->vcpu(0);
+  EXPECT_EQ(v.GetRegister(regs::Core(9)).value(), 2U << 2);       // started at EL2
+  EXPECT_EQ(v.GetRegister(regs::Core(8)).value(), 0x480000000U);  // RW | E2H kept
+  EXPECT_EQ(v.GetRegister(regs::Core(10)).value(), 1U << 2);      // the nested guest at EL1
+  EXPECT_EQ(v.GetRegister(regs::Core(11)).value(), (0x16U << 26) | (1U << 25) | 0x42U);
+  EXPECT_EQ(v.GetRegister(regs::Core(12)).value(), ram + 0x1108);  // past the HVC
+  EXPECT_EQ(v.GetRegister(regs::Core(13)).value(), 2U << 2);
+  // VHE's redirections: the EL1 name reached VBAR_EL2, the EL12 name VBAR_EL1.
+  EXPECT_EQ(v.GetRegister(regs::Sys(arch::SysRegEncoding{3, 4, 12, 0, 0})).value(), ram + 0x2000);
+  EXPECT_EQ(v.GetRegister(regs::Sys(arch::SysRegEncoding{3, 0, 12, 0, 0})).value(), 0x800U);
+}
+
+// With HCR_EL2.IMO a physical IRQ that arrives while the nested guest runs
+// at EL1 with PSTATE.I set goes to EL2 (lower EL, IRQ vector): EL1's mask
+// does not hold an interrupt routed above it. Without the routing the
+// guest would spin at EL1 until the timeout.
+TEST(EmuBackend, ImoRoutesAnIrqFromAMaskedEl1ToEl2) {
+  auto m = Machine::Create(MachineConfig{.vm_offset = std::nullopt, .el2 = true});
+  ASSERT_TRUE(m) << m.error().Message();
+  const std::uint64_t ram = vmm::layout::kRam;
+  const std::uint32_t el2_main[] = {
+      0xd2840001,  // movz x1, #0x2000
+      0xf2a80001,  // movk x1, #0x4000, lsl #16
+      0xd51cc001,  // msr vbar_el2, x1
+      0xd2a10005,  // movz x5, #0x0800, lsl #16 (GICD)
+      0x52800026,  // mov w6, #1
+      0xb90000a6,  // str w6, [x5] (GICD_CTLR)
+      0x52a10006,  // mov w6, #0x8000000
+      0xb90100a6,  // str w6, [x5, #0x100] (GICD_ISENABLER0: PPI 27)
+      0xd2a10025,  // movz x5, #0x0801, lsl #16 (GICC)
+      0x52801f06,  // mov w6, #0xf8
+      0xb90004a6,  // str w6, [x5, #4] (GICC_PMR)
+      0x52800026,  // mov w6, #1
+      0xb90000a6,  // str w6, [x5] (GICC_CTLR)
+      0xd2b00002,  // movz x2, #0x8000, lsl #16 (RW)
+      0xf2c00082,  // movk x2, #0x4, lsl #32 (E2H)
+      0xb27c0042,  // orr x2, x2, #0x10 (IMO)
+      0xd51c1102,  // msr hcr_el2, x2
+      0xd5033fdf,  // isb
+      0xd2822003,  // movz x3, #0x1100
+      0xf2a80003,  // movk x3, #0x4000, lsl #16
+      0xd51c4023,  // msr elr_el2, x3
+      0xd28078a4,  // movz x4, #0x3c5 (EL1h, DAIF masked)
+      0xd51c4004,  // msr spsr_el2, x4
+      0xd69f03e0,  // eret
+  };
+  const std::uint32_t el1[] = {
+      0xd538424a,  // mrs x10, CurrentEL
+      0xd51be35f,  // msr cntv_cval_el0, xzr
+      0xd2800027,  // mov x7, #1
+      0xd51be327,  // msr cntv_ctl_el0, x7 (enabled, due at once)
+      0xd5033fdf,  // isb
+      0x14000000,  // b . (IRQs masked at EL1)
+  };
+  const std::uint32_t lower_irq[] = {
+      0xd2a10025,  // movz x5, #0x0801, lsl #16
+      0xb9400cae,  // ldr w14, [x5, #0xc] (GICC_IAR)
+      0xd53c402c,  // mrs x12, elr_el2
+      0xd538424d,  // mrs x13, CurrentEL
+      0xd53c400f,  // mrs x15, spsr_el2
+      kMovzX0_0008, kMovkX0_8400, kHvc0,
+  };
+  std::memcpy((*m)->ram().data() + 0x1100, el1, sizeof(el1));
+  std::memcpy((*m)->ram().data() + 0x2480, lower_irq, sizeof(lower_irq));
+  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, el2_main));
+  const RunResult run = (*m)->Run(std::chrono::seconds(10));
+  ASSERT_EQ(run.error, "");
+  EXPECT_TRUE(run.shutdown);
+  backend::Vcpu& v = (*m)->vcpu(0);
+  EXPECT_EQ(v.GetRegister(regs::Core(10)).value(), 1U << 2);
+  EXPECT_EQ(v.GetRegister(regs::Core(14)).value(), 27U);  // the EL1 virtual timer's PPI
+  // Taken after the CTL write: at the ISB or at the loop.
+  EXPECT_GE(v.GetRegister(regs::Core(12)).value(), ram + 0x1110);
+  EXPECT_LE(v.GetRegister(regs::Core(12)).value(), ram + 0x1114);
+  EXPECT_EQ(v.GetRegister(regs::Core(13)).value(), 2U << 2);
+  EXPECT_EQ(v.GetRegister(regs::Core(15)).value() & 0x3cfU, 0x3c5U);  // from EL1h, masked
+}
+
+// The VMM may move a vEL2 vCPU between EL2 and EL1 through PSTATE (a
+// restore does); EL0, which the emulated backend does not run, is refused.
+TEST(EmuBackend, PstateMovesAVel2VcpuBetweenEl2AndEl1) {
+  auto m = Machine::Create(MachineConfig{.vm_offset = std::nullopt, .el2 = true});
+  ASSERT_TRUE(m) << m.error().Message();
+  backend::Vcpu& v = (*m)->vcpu(0);
+  EXPECT_EQ(v.GetRegister(regs::Pstate()).value() & 0xfU, 0x9U);  // EL2h at reset
+  // EL1 is AArch32 until the guest hypervisor sets HCR_EL2.RW: refused.
+  auto aarch32 = v.SetRegister(regs::Pstate(), 0x3c5);
+  ASSERT_FALSE(aarch32);
+  EXPECT_NE(aarch32.error().context.find("HCR_EL2.RW"), std::string::npos)
+      << aarch32.error().context;
+  EXPECT_EQ(v.GetRegister(regs::Pstate()).value() & 0x10000fU, 0x9U);  // still EL2h, no IL
+  const std::uint64_t hcr = regs::Sys(arch::SysRegEncoding{3, 4, 1, 1, 0});
+  ASSERT_TRUE(v.SetRegister(hcr, (1ULL << 31) | (1ULL << 34)));  // RW | E2H
+  auto to_el1 = v.SetRegister(regs::Pstate(), 0x3c5);
+  ASSERT_TRUE(to_el1) << to_el1.error().Message();
+  EXPECT_EQ(v.GetRegister(regs::Pstate()).value() & 0xfU, 0x5U);
+  auto back = v.SetRegister(regs::Pstate(), 0x3c9);
+  ASSERT_TRUE(back) << back.error().Message();
+  EXPECT_EQ(v.GetRegister(regs::Pstate()).value() & 0xfU, 0x9U);
+  EXPECT_FALSE(v.SetRegister(regs::Pstate(), 0x3c0));  // EL0t
+  auto plain = Machine::Create(MachineConfig{});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE((*plain)->vcpu(0).SetRegister(regs::Pstate(), 0x3c9));  // no EL2 there
+}
+
 TEST(EmuBackend, AnAccessBeyondTheIpaSpaceStopsTheVcpuNotTheHost) {
   auto m = Machine::Create(MachineConfig{});
   ASSERT_TRUE(m) << m.error().Message();
