@@ -147,7 +147,7 @@ Result<std::vector<std::uint8_t>> BuildDeviceTree(const MachineDescription& m) {
   // GICv2 PPI specifiers carry a CPU mask in flags[15:8]; GICv3's do not.
   std::uint32_t ppi_flags = kLevelHigh;
   w.Begin("intc@" + Hexless(layout::kGicDist));
-  if (m.irqchip == IrqChip::kKernel) {
+  if (m.irqchip == IrqChip::kKernel || m.user_gic_v3) {
     w.Str("compatible", "arm,gic-v3");
     w.Reg64({layout::kGicDist, layout::kGicDistSizeV3, layout::kGicRedist,
              layout::kGicRedistStride * static_cast<std::uint64_t>(m.cpus)});

@@ -21,6 +21,10 @@ struct MachineDescription {
   unsigned cpus = 1;
   std::uint64_t ram_size = 256ULL << 20;
   IrqChip irqchip = IrqChip::kKernel;
+  /// With kUser: vtvmm's GICv3 (UserGicV3, "arm,gic-v3" at the in-kernel
+  /// one's addresses) instead of its GICv2. vtvmm uses it for --el2 on a
+  /// backend that hands it the GIC's system registers (emu).
+  bool user_gic_v3 = false;
   int vtimer_ppi = 27;  ///< INTIDs (16..31)
   int ptimer_ppi = 30;
   int hvtimer_ppi = 28;

@@ -12,10 +12,20 @@ Result<void> VmMachine::CreateDevicesAndVcpus(const std::vector<std::uint64_t>* 
     if (auto r = vm_->MapMemory(1, config_.pvtime_base, pvtime_->writable()); !r) return r;
   }
   backend_gic_ = config_.irqchip == IrqChip::kKernel;
-  if (!backend_gic_) {
+  if (!backend_gic_ && UsesUserGicV3(config_)) {
+    auto gic = UserGicV3::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
+    if (!gic) return tl::unexpected(gic.error());
+    gic3_.emplace(std::move(*gic));
+    injected_virq_.assign(n, false);
+    vm_->SetSysRegHandler([this](unsigned index, const backend::SysRegAccess& access) {
+      return Gic3SysReg(index, access);
+    });
+  } else if (!backend_gic_) {
     auto gic = UserGic::Create(UserGicConfig{.num_cpus = n, .num_irqs = 64});
     if (!gic) return tl::unexpected(gic.error());
     gic_.emplace(std::move(*gic));
+  }
+  if (!backend_gic_) {
     injected_.assign(n, false);
     line_stale_ = std::vector<std::atomic<bool>>(n);
     timer_level_.assign(n, 0);
@@ -479,20 +489,14 @@ Result<std::unique_ptr<Machine>> Machine::Create(std::unique_ptr<backend::Hyperv
                                 : "--el2: ") +
                     hypervisor->Explain(backend::Feature::kEl2));
   }
-  if (config.el2 && config.irqchip == IrqChip::kUser) {
-    if (caps.backend_irqchip) {
-      return Fail(ErrorCode::kInvalidArgument,
-                  "--el2 needs --irqchip kernel: vtvmm's user irqchip has no GIC virtualization "
-                  "interface for a guest hypervisor");
-    }
-    // A backend with no interrupt controller of its own (emu): the guest
-    // hypervisor runs with its own timers, but cannot give a nested guest
-    // an interrupt through list registers.
-    std::fprintf(stderr,
-                 "vtvmm: --el2 on %s: vtvmm's GIC has no virtualization interface (no ICH_* "
-                 "registers); a guest hypervisor runs, its nested guests get no virtual "
-                 "interrupts\n",
-                 hypervisor->Name().c_str());
+  if (config.el2 && config.irqchip == IrqChip::kUser && !caps.user_gic_sysregs) {
+    // vtvmm's GICv3 needs the guest's ICC_*/ICH_* accesses, which KVM
+    // keeps to itself.
+    return Fail(ErrorCode::kInvalidArgument,
+                "--el2 needs --irqchip kernel on " + hypervisor->Name() +
+                    ": a guest hypervisor needs a GICv3 with the virtualization interface, and "
+                    "vtvmm's own GICv3 needs the GIC's system registers, which this backend does "
+                    "not hand over");
   }
   if (config.pvtime && (!caps.steal_time || caps.pvtime_revisions.empty())) {
     return Fail(ErrorCode::kUnsupported,
@@ -517,12 +521,13 @@ Result<std::unique_ptr<Machine>> Machine::Create(std::unique_ptr<backend::Hyperv
     if (!region) return tl::unexpected(region.error());
     pvtime.emplace(std::move(*region));
   }
-  auto vm = hypervisor->CreateVm(backend::VmConfig{.irqchip = config.irqchip == IrqChip::kKernel
-                                                                  ? backend::IrqChipKind::kBackend
-                                                                  : backend::IrqChipKind::kUser,
-                                                   .gic_dist_base = layout::kGicDist,
-                                                   .gic_redist_base = layout::kGicRedist,
-                                                   .gic_irqs = kVgicNrIrqs});
+  auto vm = hypervisor->CreateVm(backend::VmConfig{
+      .irqchip = config.irqchip == IrqChip::kKernel ? backend::IrqChipKind::kBackend
+                 : UsesUserGicV3(config)            ? backend::IrqChipKind::kUserV3
+                                                    : backend::IrqChipKind::kUser,
+      .gic_dist_base = layout::kGicDist,
+      .gic_redist_base = layout::kGicRedist,
+      .gic_irqs = kVgicNrIrqs});
   if (!vm) return tl::unexpected(vm.error());
   auto machine = std::make_unique<VmMachine>(config, std::move(hypervisor), std::move(*vm),
                                              std::move(*ram), std::move(pvtime));

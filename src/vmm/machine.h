@@ -119,11 +119,18 @@ struct MachineConfig {
 
 /// The device tree's view of `config`: what the guest is told, by the
 /// machine and by `vtvmm --dtb-dump` alike.
+/// vtvmm's own GIC is a GICv3 (with the virtualization interface) for a
+/// guest hypervisor, a GICv2 otherwise.
+inline bool UsesUserGicV3(const MachineConfig& config) {
+  return config.irqchip == IrqChip::kUser && config.el2;
+}
+
 inline MachineDescription DescribeMachine(const MachineConfig& config) {
   MachineDescription d;
   d.cpus = config.cpus;
   d.ram_size = config.ram_size;
   d.irqchip = config.irqchip;
+  d.user_gic_v3 = UsesUserGicV3(config);
   d.vtimer_ppi = config.vtimer_ppi;
   d.ptimer_ppi = config.ptimer_ppi;
   d.bootargs = config.bootargs;

@@ -51,6 +51,7 @@
 #include "vtime/hex.h"
 #include "vtime/pvtime/restore.h"
 #include "vtime/vmm/user_gic.h"
+#include "vtime/vmm/user_gicv3.h"
 
 namespace vtime::vmm::detail {
 
@@ -226,6 +227,9 @@ class VmMachine final : public Machine {
   std::uint64_t GicAccess(unsigned index, const backend::MmioAccess& access, std::uint64_t offset,
                           GicRead read, GicWrite write, bool* known);
   void SyncTimerLines(unsigned index, std::uint64_t level);
+  std::uint64_t Gic3Access(unsigned index, const backend::MmioAccess& access, std::uint64_t offset,
+                           bool redist, bool* known);
+  std::optional<std::uint64_t> Gic3SysReg(unsigned index, const backend::SysRegAccess& access);
   void UpdateIrqLinesLocked();
   void ApplyOwnIrqLine(unsigned index);
   void KickVcpu(unsigned index);
@@ -305,6 +309,11 @@ class VmMachine final : public Machine {
   // The user-space interrupt controller and the levels last injected.
   std::mutex gic_mutex_;
   std::optional<UserGic> gic_;
+  // Or, for a guest hypervisor on a backend that gives the VMM the GIC's
+  // system registers: a GICv3 with the virtualization interface.
+  std::optional<UserGicV3> gic3_;
+  std::vector<bool> injected_virq_;
+  [[nodiscard]] bool user_gic() const { return gic_.has_value() || gic3_.has_value(); }
   std::vector<bool> injected_;
   // A vCPU whose line another thread found out of date and kicked: its own
   // thread sets the line before its next KVM_RUN (UpdateIrqLinesLocked).

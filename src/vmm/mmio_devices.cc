@@ -30,7 +30,11 @@ void VmMachine::SetSpiLevel(unsigned intid, bool level) {
     return;
   }
   std::lock_guard lock(gic_mutex_);
-  gic_->SetSpiLevel(intid, level);
+  if (gic3_) {
+    gic3_->SetSpiLevel(intid, level);
+  } else {
+    gic_->SetSpiLevel(intid, level);
+  }
   UpdateIrqLinesLocked();
 }
 
@@ -131,6 +135,37 @@ std::uint64_t VmMachine::GicAccess(unsigned index, const backend::MmioAccess& ac
   return result;
 }
 
+std::uint64_t VmMachine::Gic3Access(unsigned index, const backend::MmioAccess& access,
+                                    std::uint64_t offset, bool redist, bool* known) {
+  std::lock_guard lock(gic_mutex_);
+  std::uint64_t result = 0;
+  if (access.write) {
+    if (redist) {
+      gic3_->RedistWrite(offset, access.data, access.size, known);
+    } else {
+      gic3_->DistWrite(index, offset, access.data, access.size, known);
+    }
+  } else {
+    result = redist ? gic3_->RedistRead(offset, access.size, known)
+                    : gic3_->DistRead(index, offset, access.size, known);
+  }
+  UpdateIrqLinesLocked();
+  return result;
+}
+
+std::optional<std::uint64_t> VmMachine::Gic3SysReg(unsigned index,
+                                                   const backend::SysRegAccess& access) {
+  std::lock_guard lock(gic_mutex_);
+  const CpuIfContext context{.el = access.el, .imo = access.imo, .fmo = access.fmo};
+  const SysRegResult r = access.write
+                             ? gic3_->SysRegWrite(index, access.encoding, access.value, context)
+                             : gic3_->SysRegRead(index, access.encoding, context);
+  // An acknowledge, an EOI, a list register or an enable changes lines.
+  UpdateIrqLinesLocked();
+  if (!r.handled) return std::nullopt;
+  return r.value;
+}
+
 std::uint64_t VmMachine::HandleMmio(unsigned index, const backend::MmioAccess& exit) {
   const std::uint64_t value = exit.data;
   const std::uint64_t a = exit.address;
@@ -208,6 +243,11 @@ std::uint64_t VmMachine::HandleMmio(unsigned index, const backend::MmioAccess& e
         known = false;
       }
     }
+  } else if (gic3_ && a >= layout::kGicDist && a < layout::kGicDist + UserGicV3::kDistSize) {
+    read = Gic3Access(index, exit, a - layout::kGicDist, /*redist=*/false, &known);
+  } else if (gic3_ && a >= layout::kGicRedist &&
+             a < layout::kGicRedist + UserGicV3::kRedistStride * vcpus_.size()) {
+    read = Gic3Access(index, exit, a - layout::kGicRedist, /*redist=*/true, &known);
   } else if (gic_ && a >= layout::kGicDist && a < layout::kGicDist + UserGic::kDistSize) {
     read = GicAccess(index, exit, a - layout::kGicDist, &UserGic::DistRead, &UserGic::DistWrite,
                      &known);

@@ -83,7 +83,19 @@ void VmMachine::UpdateIrqLinesLocked() {
   for (unsigned c = 0; c < injected_.size(); ++c) {
     const bool own = !running || this_vcpu == static_cast<int>(c);
     if (own) line_stale_[c].store(false);  // settled below, whatever a kick was for
-    const bool want = gic_->IrqLine(c);
+    const bool want = gic3_ ? gic3_->IrqLine(c) : gic_->IrqLine(c);
+    // The GICv3's virtual interface too (the emulated backend takes its
+    // lines from any thread, and is the only one with a GICv3 here).
+    if (gic3_) {
+      const bool virq = gic3_->VirqLine(c);
+      if (virq != injected_virq_[c]) {
+        if (auto r = vm_->SetVirtualIrqLine(c, virq); !r) {
+          Stop(GuestEnd::kError, 1, r.error().Message());
+          return;
+        }
+        injected_virq_[c] = virq;
+      }
+    }
     if (want == injected_[c]) continue;
     if (!own) {
       if (!line_stale_[c].exchange(true)) KickVcpu(c);
@@ -123,16 +135,20 @@ void VmMachine::SyncTimerLines(unsigned index, std::uint64_t level) {
   timer_level_[index] = level;
   const std::uint64_t rose = level & ~old;
   if (rose & (backend::timer_line::kVirtual | backend::timer_line::kPhysical)) ++timer_line_rises_;
-  gic_->SetPpiLevel(index, static_cast<unsigned>(config_.vtimer_ppi),
-                    (level & backend::timer_line::kVirtual) != 0);
-  gic_->SetPpiLevel(index, static_cast<unsigned>(config_.ptimer_ppi),
-                    (level & backend::timer_line::kPhysical) != 0);
+  auto set_ppi = [&](int ppi, std::uint64_t bit) {
+    const auto intid = static_cast<unsigned>(ppi);
+    if (gic3_) {
+      gic3_->SetPpiLevel(index, intid, (level & bit) != 0);
+    } else {
+      gic_->SetPpiLevel(index, intid, (level & bit) != 0);
+    }
+  };
+  set_ppi(config_.vtimer_ppi, backend::timer_line::kVirtual);
+  set_ppi(config_.ptimer_ppi, backend::timer_line::kPhysical);
   if (config_.el2) {
     // The guest hypervisor's own timers, at the PPIs the device tree gives.
-    gic_->SetPpiLevel(index, static_cast<unsigned>(MachineDescription{}.hvtimer_ppi),
-                      (level & backend::timer_line::kHypVirtual) != 0);
-    gic_->SetPpiLevel(index, static_cast<unsigned>(MachineDescription{}.hptimer_ppi),
-                      (level & backend::timer_line::kHypPhysical) != 0);
+    set_ppi(MachineDescription{}.hvtimer_ppi, backend::timer_line::kHypVirtual);
+    set_ppi(MachineDescription{}.hptimer_ppi, backend::timer_line::kHypPhysical);
   }
   UpdateIrqLinesLocked();
 }
@@ -248,7 +264,7 @@ void VmMachine::VcpuLoop(unsigned index) {
     }
     // A kick for a line another thread changed interrupts the KVM_RUN below
     // if it comes after this check (the signal stays pending until then).
-    if (gic_) ApplyOwnIrqLine(index);
+    if (user_gic()) ApplyOwnIrqLine(index);
     if (first_entry) {
       first_entry = false;
       first_entry_count_[index].store(host_.Count().value);

@@ -7,7 +7,8 @@
 #   qemu        QEMU TCG, virt with GICv3, the guest at EL1 (VMM: the
 #               qemu-system-aarch64 to use; default on PATH)
 #   qemu-gicv2  the same with GICv2
-#   emu         vtvmm --backend emu (VMM: that vtvmm; default on PATH)
+#   emu         vtvmm --backend emu (VMM: that vtvmm; default on PATH); the
+#               el2_* programs with --el2 on vtvmm's GICv3
 #   kvm         vtvmm on KVM, the in-kernel vGICv3 (VMM: vtvmm; default on
 #               PATH): the lab's platform. The el2_* programs run when
 #               `vtvmm --probe` finds nested virtualization.
@@ -60,12 +61,10 @@ kit_progs="counters timer timer_storm smp ipi_storm clockwatch timer_migrate res
 variants="clockwatch_long:clockwatch trace_marker_long:trace_marker el2_watch_long:el2_watch
   el2_nested_lie:el2_nested"
 
-# el2: whether the el2_* programs can run. "idle" (emu): a guest at EL2
-# runs, but the GIC has no virtualization interface for a nested guest.
 el2=no
 case $platform in
   kvm) "$vmm" --probe 2>&1 | grep -q "nested virtualization (EL2): yes" && el2=yes ;;
-  emu) el2=idle ;;
+  emu) el2=yes ;;
   exec) [ "${KIT_EL2:-0}" = 1 ] && el2=yes ;;
 esac
 
@@ -149,10 +148,9 @@ for prog in ${KIT_PROGS:-$kit_progs}; do
   fi
   case $prog in
     el2_*)
-      if [ "$el2" != yes ] && ! { [ "$el2" = idle ] && [ "$prog" = el2_idle ]; }; then
+      if [ "$el2" != yes ]; then
         case $platform in
-          qemu*) why='needs a guest at EL2 (vtvmm --el2) and GICv3: the kit runs el2_* on KVM (nested) only' ;;
-          emu) why="needs GICv3's virtualization interface (ICH_*): vtvmm's GIC on emu is a GICv2" ;;
+          qemu*) why='needs a guest at EL2 (vtvmm --el2) and GICv3: the kit runs el2_* on KVM (nested) and emu' ;;
           *) why='needs nested virtualization (EL2), which this kernel lacks' ;;
         esac
         emit "program${tab}$platform${tab}$prog${tab}not-run${tab}$why"

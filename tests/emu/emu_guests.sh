@@ -53,6 +53,23 @@ if grep -q "snapshot failed: vCPU 0 is at vEL2" "$out" && [ ! -e "$tmp/el2.snap"
 else
   fail "el2_idle: the vEL2 snapshot was not refused cleanly"
 fi
+# A nested guest under it, through vtvmm's GICv3 and its virtualization
+# interface: the EL2 timers, CNTVOFF_EL2, a list register (el2_nested); a
+# guest hypervisor that lies in its counter probes, caught (el2_nested_lie);
+# both levels watching their counters for 30 s (el2_watch).
+run el2_nested 0 --el2 --stats "$g/el2_nested.elf"
+no_fail_lines el2_nested
+grep -q "ok - el2_nested: nested EL1 virtual timer IRQ (via ICH_LR0_EL2) exactly once" "$out" &&
+  pass "el2_nested: the nested guest took its timer through ICH_LR0_EL2" ||
+  fail "el2_nested: no nested timer interrupt through the list register"
+[ "$(field probes_ahead)" = 0 ] && pass "el2_nested: no counter probe ahead of vtvmm's model" ||
+  fail "el2_nested: probes_ahead '$(field probes_ahead)'"
+run el2_nested_lie 0 --el2 --stats "$g/el2_nested_lie.elf"
+[ "$(field counter_probes)" = 100 ] && [ "$(field probes_ahead)" = 50 ] &&
+  pass "el2_nested_lie: vtvmm caught the 50 probes that lie ahead of its model" ||
+  fail "el2_nested_lie: counter_probes '$(field counter_probes)' probes_ahead '$(field probes_ahead)'"
+run el2_watch 0 --el2 "$g/el2_watch.elf"
+no_fail_lines el2_watch
 
 run counters 0 --guest-counter 1000 "$g/counters.elf"
 first=$(field cntvct)

@@ -99,9 +99,9 @@ Options:
                          time (CNTVOFF_EL2, CNTHCTL_EL2, the EL2 timers) and
                          GIC virtualization state move with snapshots and
                          migrations; a restore or an incoming VM is at vEL2
-                         when its saved state says so. On --backend emu:
-                         EL2 with VHE and the EL2 timers, but no GIC
-                         virtualization interface and no snapshots yet
+                         when its saved state says so. On --backend emu
+                         (no KVM needed): vtvmm's own GICv3, with the
+                         virtualization interface; no snapshots yet
   --irqchip kernel|user  kernel (the default on KVM): in-kernel vGICv3.
                          user: no vGIC; vtvmm emulates a GICv2-style
                          distributor (@GICD@) and CPU interface

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "vtime/arch/sysreg.h"
 #include "vtime/arch/vm_clock.h"
 #include "vtime/backend/host_clock.h"
 #include "vtime/result.h"
@@ -39,6 +40,9 @@ struct Capabilities {
   /// A user-space interrupt controller: each vCPU's IRQ input set by the
   /// VMM, its timer lines reported at each exit.
   bool user_irqchip = false;
+  /// A user-space GICv3 (IrqChipKind::kUserV3): the CPU interface's system
+  /// registers and a virtual IRQ input per vCPU reach the VMM.
+  bool user_gic_sysregs = false;
   /// vCPUs that start at EL2 (a guest hypervisor).
   bool el2 = false;
   /// The PV stolen-time service (SMCCC PV_TIME_*), and the record
@@ -55,6 +59,10 @@ enum class Feature : std::uint8_t { kBackendIrqChip, kUserIrqChip, kEl2, kStealT
 enum class IrqChipKind : std::uint8_t {
   kBackend,  ///< the backend's GICv3 (KVM's vGIC)
   kUser,     ///< the VMM's own, fed by the timer lines (TimerLineHandler)
+  /// The VMM's own GICv3: as kUser, and the CPU interface's system
+  /// registers (ICC_*, ICH_*) go to the SysRegHandler, its virtual IRQ to
+  /// SetVirtualIrqLine (Capabilities::user_gic_sysregs).
+  kUserV3,
 };
 
 /// How a VM is made.
@@ -91,6 +99,24 @@ struct MmioAccess {
 /// Answers one access on the vCPU's thread: what a load returns (ignored
 /// for a store).
 using MmioHandler = std::function<std::uint64_t(unsigned vcpu, const MmioAccess&)>;
+
+/// A guest's access to a system register the backend leaves to the VMM:
+/// the GICv3 CPU interface of an IrqChipKind::kUserV3 irqchip.
+struct SysRegAccess {
+  arch::SysRegEncoding encoding;
+  bool write = false;
+  std::uint64_t value = 0;  ///< the value written, for a write
+  unsigned el = 1;          ///< the accessing exception level (1 or 2)
+  /// HCR_EL2.IMO and FMO, for an access from EL1 on a vCPU with EL2 (they
+  /// send ICC_* names to the virtual CPU interface); false otherwise.
+  bool imo = false;
+  bool fmo = false;
+};
+/// Answers one access on the vCPU's thread: the value read (anything for a
+/// write), or nothing for a register that does not exist there (the guest
+/// takes an UNDEF).
+using SysRegHandler =
+    std::function<std::optional<std::uint64_t>(unsigned vcpu, const SysRegAccess&)>;
 
 /// Timer output lines, as a TimerLineHandler gets them (user irqchip).
 namespace timer_line {
@@ -204,6 +230,9 @@ class Vm {
   /// set before any vCPU runs.
   virtual void SetMmioHandler(MmioHandler handler) = 0;
   virtual void SetTimerLineHandler(TimerLineHandler handler) = 0;
+  /// Who answers the GIC's system registers (IrqChipKind::kUserV3 only; a
+  /// backend without Capabilities::user_gic_sysregs never calls it).
+  virtual void SetSysRegHandler(SysRegHandler handler) = 0;
   /// Creates vCPU `config.index` (in order, 0 first).
   virtual Result<std::unique_ptr<Vcpu>> CreateVcpu(const VcpuConfig& config) = 0;
   /// After every vCPU exists: the backend irqchip is made ready.
@@ -222,6 +251,9 @@ class Vm {
   /// sets a line only on its own vCPU's thread outside Run (or before any
   /// vCPU runs); the emulated backend takes it from any thread.
   virtual Result<void> SetIrqLine(unsigned vcpu, bool level) = 0;
+  /// The user GICv3's virtual IRQ output to vCPU `vcpu` (its list
+  /// registers' signal to a nested guest at EL1; kUserV3 only).
+  virtual Result<void> SetVirtualIrqLine(unsigned vcpu, bool level) = 0;
   /// A device's line to the backend irqchip (SPI `intid`, 32 and up).
   virtual Result<void> SetSpiLine(std::uint32_t intid, bool level) = 0;
   /// The backend irqchip's state (empty without one), and its restore (after

@@ -74,8 +74,9 @@ class EmuVcpu final : public backend::Vcpu {
   Result<unsigned> RestoreTimers(const state::VcpuTime& time) override;
 
   // --- for EmuVm (any thread) ---
-  /// The user irqchip's output to this vCPU.
+  /// The user irqchip's output to this vCPU, and its virtual IRQ output.
   void SetIrqLine(bool level);
+  void SetVirtualIrqLine(bool level);
   /// The VM's layout or clock changed: pick it up before running on.
   void Resync();
   /// Waits until this vCPU runs no guest code on a layout older than
@@ -107,6 +108,7 @@ class EmuVcpu final : public backend::Vcpu {
     kAttnIrq = 1U << 2,      // the IRQ line is high: deliver when PSTATE.I is clear
     kAttnPending = 1U << 3,  // a PSCI or exception outcome waits for the run loop
     kAttnResync = 1U << 4,   // the VM's memory or clock changed
+    kAttnVirq = 1U << 5,     // the virtual IRQ line is high: deliver when it can be taken
   };
   // What the run loop must do next, set by the hooks.
   enum class Pending : std::uint8_t { kNone, kShutdown, kReset, kCpuOff, kException, kFatal };
@@ -138,8 +140,9 @@ class EmuVcpu final : public backend::Vcpu {
   /// current EL and SP; `esr` for a sync one.
   Result<void> TakeException(unsigned target_el, std::uint64_t offset,
                              std::optional<std::uint64_t> esr);
-  /// Where the pending physical IRQ is taken now, if it can be: EL1 or EL2
-  /// (HCR_EL2.IMO/TGE route it from EL1 to EL2, unmaskable there).
+  /// Where a pending IRQ is taken now, if one can be: the physical one at
+  /// EL1 or EL2 (HCR_EL2.IMO/TGE route it from EL1 to EL2, unmaskable
+  /// there), else the virtual one at EL1 (under IMO, unless PSTATE.I).
   std::optional<unsigned> IrqTarget();
   /// The model's view of the accessing context (EL, and HCR_EL2's E2H, TGE, NV).
   arch::GuestContext Context();
@@ -189,6 +192,7 @@ class EmuVcpu final : public backend::Vcpu {
   // Cross-thread state.
   std::atomic<std::uint32_t> attention_{0};
   std::atomic<bool> irq_line_{false};
+  std::atomic<bool> virq_line_{false};
   [[nodiscard]] bool ExitRequested() const { return (attention_.load() & kAttnExitRequest) != 0; }
   std::atomic<bool> in_guest_{false};  // inside uc_emu_start
   std::atomic<std::uint64_t> synced_generation_{0};
@@ -238,11 +242,13 @@ class EmuVm final : public backend::Vm {
   void SetTimerLineHandler(backend::TimerLineHandler handler) override {
     lines_ = std::move(handler);
   }
+  void SetSysRegHandler(backend::SysRegHandler handler) override { sysregs_ = std::move(handler); }
   Result<std::unique_ptr<backend::Vcpu>> CreateVcpu(const backend::VcpuConfig& config) override;
   Result<void> FinishVcpus() override { return Ok(); }
   Result<backend::OffsetWrites> ApplyOffsets(arch::VmClock& clock, std::uint64_t virtual_offset,
                                              std::uint64_t physical_offset) override;
   Result<void> SetIrqLine(unsigned vcpu, bool level) override;
+  Result<void> SetVirtualIrqLine(unsigned vcpu, bool level) override;
   Result<void> SetSpiLine(std::uint32_t intid, bool level) override;
   Result<std::vector<std::uint8_t>> SaveIrqChip() override { return std::vector<std::uint8_t>{}; }
   Result<void> RestoreIrqChip(std::span<const std::uint8_t> bytes) override;
@@ -265,6 +271,9 @@ class EmuVm final : public backend::Vm {
   Result<void> WriteCounterValue(arch::CounterKind kind, std::uint64_t value);
   const backend::MmioHandler& mmio() const { return mmio_; }
   const backend::TimerLineHandler& lines() const { return lines_; }
+  const backend::SysRegHandler& sysregs() const { return sysregs_; }
+  /// The VMM's irqchip is a GICv3 with system registers (kUserV3).
+  [[nodiscard]] bool gic_sysregs() const { return gic_sysregs_; }
   /// The vCPU with this MPIDR affinity, if any.
   EmuVcpu* VcpuByMpidr(std::uint64_t mpidr);
   void ForgetVcpu(EmuVcpu* vcpu);
@@ -281,6 +290,8 @@ class EmuVm final : public backend::Vm {
   std::atomic<std::uint64_t> clock_generation_{1};
   backend::MmioHandler mmio_;
   backend::TimerLineHandler lines_;
+  backend::SysRegHandler sysregs_;
+  const bool gic_sysregs_;
   std::vector<EmuVcpu*> vcpus_;
 };
 

@@ -617,16 +617,22 @@ Result<void> EmuVcpu::TakeException(unsigned target_el, std::uint64_t offset,
 }
 
 std::optional<unsigned> EmuVcpu::IrqTarget() {
+  const bool physical = irq_line_.load();
+  const bool virt = virq_line_.load();
+  if (!physical && !virt) return std::nullopt;
   const std::uint64_t pstate = ReadReg(UC_ARM64_REG_PSTATE);
   const bool masked = (pstate & kPstateI) != 0;
   const unsigned el = static_cast<unsigned>((pstate >> 2) & 3);
-  if (el2_ && el < 2) {
+  const std::uint64_t hcr = el2_ ? ReadSys(kHcrEl2).value_or(0) : 0;
+  const bool routed = (hcr & (kHcrImo | kHcrTge)) != 0;
+  if (physical) {
     // Routed to EL2, where a lower level's PSTATE.I does not mask it.
-    const std::uint64_t hcr = ReadSys(kHcrEl2).value_or(0);
-    if ((hcr & (kHcrImo | kHcrTge)) != 0) return 2;
+    if (el < 2 && routed) return 2;
+    if (!masked) return el == 2 ? 2U : 1U;
   }
-  if (masked) return std::nullopt;
-  return el == 2 ? 2U : 1U;
+  // The virtual IRQ reaches EL1 only, under IMO without TGE.
+  if (virt && el == 1 && (hcr & kHcrImo) != 0 && (hcr & kHcrTge) == 0 && !masked) return 1;
+  return std::nullopt;
 }
 
 arch::GuestContext EmuVcpu::Context() {
@@ -1062,7 +1068,7 @@ void EmuVcpu::OnBlock(std::uint64_t /*address*/) {
   if (stop_requested_) return;
   const std::uint32_t attention = attention_.load(std::memory_order_relaxed);
   if (attention != 0) {
-    if ((attention & ~static_cast<std::uint32_t>(kAttnIrq)) != 0) {
+    if ((attention & ~static_cast<std::uint32_t>(kAttnIrq | kAttnVirq)) != 0) {
       StopHere();
       return;
     }
@@ -1139,7 +1145,7 @@ void EmuVcpu::OnInterrupt(std::uint32_t intno) {
 }
 
 bool EmuVcpu::EmulateUndefinedSysReg() {
-  if (!el2_) return false;
+  if (!el2_ && !vm_.gic_sysregs()) return false;
   const std::uint64_t pc = ReadReg(UC_ARM64_REG_PC);
   std::uint32_t insn = 0;
   if (uc_mem_read(uc_, pc, &insn, sizeof(insn)) != UC_ERR_OK) return false;
@@ -1151,8 +1157,26 @@ bool EmuVcpu::EmulateUndefinedSysReg() {
       static_cast<std::uint8_t>((insn >> 16) & 7), static_cast<std::uint8_t>((insn >> 12) & 0xf),
       static_cast<std::uint8_t>((insn >> 8) & 0xf), static_cast<std::uint8_t>((insn >> 5) & 7)};
   const unsigned rt = insn & 0x1f;
-  if (enc.op1 != kOp1El12 || !IsVheRedirected(enc)) return false;
-  if (CurrentEl() != 2 || (ReadSys(kHcrEl2).value_or(0) & kHcrE2h) == 0) return false;
+  const unsigned el = CurrentEl();
+  if (vm_.gic_sysregs() && vm_.sysregs() && !(enc.op1 == kOp1El12 && IsVheRedirected(enc))) {
+    // Not a register of this CPU's: the VMM's GICv3 may have it.
+    if (el == 0) return false;
+    const std::uint64_t hcr = el2_ ? ReadSys(kHcrEl2).value_or(0) : 0;
+    backend::SysRegAccess access;
+    access.encoding = enc;
+    access.write = !is_read;
+    access.value = is_read || rt == arch::kXzr ? 0 : ReadReg(XReg(rt));
+    access.el = el;
+    access.imo = el2_ && el == 1 && (hcr & kHcrImo) != 0;
+    access.fmo = el2_ && el == 1 && (hcr & (1ULL << 3)) != 0;
+    const std::optional<std::uint64_t> v = vm_.sysregs()(index_, access);
+    if (!v) return false;
+    if (is_read && rt != arch::kXzr) WriteReg(XReg(rt), *v);
+    WriteReg(UC_ARM64_REG_PC, pc + 4);
+    return true;
+  }
+  if (!el2_ || enc.op1 != kOp1El12 || !IsVheRedirected(enc)) return false;
+  if (el != 2 || (ReadSys(kHcrEl2).value_or(0) & kHcrE2h) == 0) return false;
   arch::SysRegEncoding target = enc;
   target.op1 = kOp1El1;
   if (is_read) {
@@ -1199,6 +1223,8 @@ std::uint32_t EmuVcpu::OnSysReg(uc_arm64_reg rt, const uc_arm64_cp_reg& cp, bool
       v &= ~((0xfULL << 8) | (0xfULL << 12) | (0xfULL << 24) | (0xfULL << 28) | (0xfULL << 32) |
              (0xfULL << 40) | (0xfULL << 44));
       if (el2_) v |= 0x1ULL << 8;
+      // GIC [27:24] = 1: the VMM's GICv3 answers the system registers.
+      if (vm_.gic_sysregs()) v |= 0x1ULL << 24;
       return answer(v);
     }
     return 0;
@@ -1376,6 +1402,17 @@ void EmuVcpu::SetIrqLine(bool level) {
   }
 }
 
+void EmuVcpu::SetVirtualIrqLine(bool level) {
+  virq_line_.store(level);
+  if (level) {
+    attention_.fetch_or(kAttnVirq);
+    { std::lock_guard lock(mu_); }
+    wake_.notify_all();
+  } else {
+    attention_.fetch_and(~static_cast<std::uint32_t>(kAttnVirq));
+  }
+}
+
 void EmuVcpu::RequestExit(bool on) {
   // The request is its attention bit alone (one atomic state, as for Kick).
   if (on) {
@@ -1408,7 +1445,8 @@ bool EmuVcpu::Interrupted() {
 EmuVcpu::Wake EmuVcpu::WaitForInterrupt() {
   for (;;) {
     if (Interrupted()) return Wake::kInterrupted;
-    if (irq_line_.load()) return Wake::kRun;
+    // A WFI ends on any interrupt, masked or not.
+    if (irq_line_.load() || virq_line_.load()) return Wake::kRun;
     if ((attention_.load() & (kAttnResync | kAttnPending)) != 0) return Wake::kRun;
     const HostCount now = Now();
     if (next_deadline_ != kNever && now.value >= next_deadline_) {
@@ -1417,8 +1455,8 @@ EmuVcpu::Wake EmuVcpu::WaitForInterrupt() {
     }
     std::unique_lock lock(mu_);
     auto woken = [this] {
-      return irq_line_.load() || (attention_.load() & kAttnKick) != 0 || ExitRequested() ||
-             (attention_.load() & (kAttnResync | kAttnPending)) != 0;
+      return irq_line_.load() || virq_line_.load() || (attention_.load() & kAttnKick) != 0 ||
+             ExitRequested() || (attention_.load() & (kAttnResync | kAttnPending)) != 0;
     };
     if (next_deadline_ == kNever) {
       wake_.wait(lock, woken);
@@ -1521,11 +1559,9 @@ Result<backend::Exit> EmuVcpu::Run() {
       case Pending::kFatal:
         return backend::Exit{backend::ExitKind::kOther, pending_detail_};
     }
-    if (irq_line_.load()) {
-      if (const std::optional<unsigned> target = IrqTarget()) {
-        if (auto r = TakeException(*target, 0x080, std::nullopt); !r) {
-          return tl::unexpected(r.error());
-        }
+    if (const std::optional<unsigned> target = IrqTarget()) {
+      if (auto r = TakeException(*target, 0x080, std::nullopt); !r) {
+        return tl::unexpected(r.error());
       }
     }
     stop_requested_ = false;

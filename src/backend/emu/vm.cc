@@ -20,6 +20,7 @@ class EmuHypervisor final : public backend::Hypervisor {
     caps_.physical_counter_writes = true;
     caps_.backend_irqchip = false;
     caps_.user_irqchip = true;
+    caps_.user_gic_sysregs = true;
     caps_.el2 = true;
     caps_.steal_time = true;
     caps_.pvtime_revisions = {0};
@@ -33,7 +34,7 @@ class EmuHypervisor final : public backend::Hypervisor {
            " Hz; every counter and timer access emulated by vtime's model\n" +
            "VM counter offset: yes (both counters)\n" +
            "interrupt controller: the VMM's (user irqchip); no in-kernel GIC\n" +
-           "EL2: yes (vEL2 with VHE; the VMM's GIC has no virtualization interface)\n" +
+           "EL2: yes (vEL2 with VHE; the GIC's system registers go to the VMM)\n" +
            "PV stolen time: revision 0 (run delay from schedstat)\n";
   }
   [[nodiscard]] std::string Explain(backend::Feature feature) const override {
@@ -101,10 +102,11 @@ void MemoryRegion::MarkDirty(std::uint64_t address, std::uint64_t size) {
   }
 }
 
-EmuVm::EmuVm(std::shared_ptr<const EmuHostClock> clock, const backend::VmConfig& /*config*/)
+EmuVm::EmuVm(std::shared_ptr<const EmuHostClock> clock, const backend::VmConfig& config)
     : clock_(std::move(clock)),
       clock_model_(arch::HostTimerFeatures{
-          .vm_offset_api = true, .physical_offset = true, .ecv_cntpoff = false}) {}
+          .vm_offset_api = true, .physical_offset = true, .ecv_cntpoff = false}),
+      gic_sysregs_(config.irqchip == backend::IrqChipKind::kUserV3) {}
 
 EmuVm::~EmuVm() = default;
 
@@ -333,6 +335,20 @@ Result<void> EmuVm::SetIrqLine(unsigned vcpu, bool level) {
                 "IRQ line of vCPU " + std::to_string(vcpu) + ": no such vCPU");
   }
   target->SetIrqLine(level);
+  return Ok();
+}
+
+Result<void> EmuVm::SetVirtualIrqLine(unsigned vcpu, bool level) {
+  EmuVcpu* target = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (vcpu < vcpus_.size()) target = vcpus_[vcpu];
+  }
+  if (target == nullptr) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "virtual IRQ line of vCPU " + std::to_string(vcpu) + ": no such vCPU");
+  }
+  target->SetVirtualIrqLine(level);
   return Ok();
 }
 

@@ -169,6 +169,8 @@ class KvmVm final : public backend::Vm {
   void SetTimerLineHandler(backend::TimerLineHandler handler) override {
     lines_ = std::move(handler);
   }
+  // KVM traps no GIC system register to user space (no user_gic_sysregs).
+  void SetSysRegHandler(backend::SysRegHandler /*handler*/) override {}
 
   Result<std::unique_ptr<backend::Vcpu>> CreateVcpu(const backend::VcpuConfig& config) override {
     if (!target_) {
@@ -213,6 +215,10 @@ class KvmVm final : public backend::Vm {
 
   Result<void> SetIrqLine(unsigned vcpu, bool level) override {
     return vm_.CpuIrqLine(vcpu, /*fiq=*/false, level);
+  }
+  Result<void> SetVirtualIrqLine(unsigned /*vcpu*/, bool /*level*/) override {
+    return Fail(ErrorCode::kUnsupported,
+                "KVM has no virtual IRQ input from user space (a user-space GICv3)");
   }
   Result<void> SetSpiLine(std::uint32_t intid, bool level) override {
     return vm_.SpiLine(intid, level);
@@ -291,6 +297,11 @@ class KvmHypervisor final : public backend::Hypervisor {
   }
 
   Result<std::unique_ptr<backend::Vm>> CreateVm(const backend::VmConfig& config) override {
+    if (config.irqchip == backend::IrqChipKind::kUserV3) {
+      return Fail(ErrorCode::kUnsupported,
+                  "KVM gives user space no GICv3 system registers: a user-space irqchip is a "
+                  "GICv2 here (or use the in-kernel vGICv3)");
+    }
     auto vm = system_.CreateVm();
     if (!vm) return tl::unexpected(vm.error());
     std::optional<Device> vgic;

@@ -349,6 +349,7 @@ class FakeVm final : public backend::Vm {
   void SetTimerLineHandler(backend::TimerLineHandler handler) override {
     lines_ = std::move(handler);
   }
+  void SetSysRegHandler(backend::SysRegHandler /*handler*/) override {}
   Result<std::unique_ptr<backend::Vcpu>> CreateVcpu(const backend::VcpuConfig& config) override {
     if (config.index != vcpus_.size()) {
       return Fail(ErrorCode::kInvalidArgument, "fake: vCPUs are created in order");
@@ -402,6 +403,7 @@ class FakeVm final : public backend::Vm {
   }
 
   Result<void> SetIrqLine(unsigned /*vcpu*/, bool /*level*/) override { return Ok(); }
+  Result<void> SetVirtualIrqLine(unsigned /*vcpu*/, bool /*level*/) override { return Ok(); }
   Result<void> SetSpiLine(std::uint32_t /*intid*/, bool /*level*/) override { return Ok(); }
   Result<std::vector<std::uint8_t>> SaveIrqChip() override { return options_.irqchip_state; }
   Result<void> RestoreIrqChip(std::span<const std::uint8_t> bytes) override {

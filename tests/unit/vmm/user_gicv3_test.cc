@@ -1,0 +1,343 @@
+// vtvmm's GICv3: the distributor, the redistributors, the CPU interface and
+// the virtualization interface, driven as a guest and a guest hypervisor do.
+#include "vtime/vmm/user_gicv3.h"
+
+#include <gtest/gtest.h>
+
+namespace vtime::vmm {
+namespace {
+
+constexpr arch::SysRegEncoding Icc(std::uint8_t crm, std::uint8_t op2) {
+  return {3, 0, 12, crm, op2};
+}
+constexpr arch::SysRegEncoding kPmr{3, 0, 4, 6, 0};
+constexpr arch::SysRegEncoding kIar0 = Icc(8, 0);
+constexpr arch::SysRegEncoding kAp1r0 = Icc(9, 0);
+constexpr arch::SysRegEncoding kDir = Icc(11, 1);
+constexpr arch::SysRegEncoding kRpr = Icc(11, 3);
+constexpr arch::SysRegEncoding kSgi1r = Icc(11, 5);
+constexpr arch::SysRegEncoding kIar1 = Icc(12, 0);
+constexpr arch::SysRegEncoding kEoir1 = Icc(12, 1);
+constexpr arch::SysRegEncoding kHppir1 = Icc(12, 2);
+constexpr arch::SysRegEncoding kCtlr = Icc(12, 4);
+constexpr arch::SysRegEncoding kSre = Icc(12, 5);
+constexpr arch::SysRegEncoding kIgrpen1 = Icc(12, 7);
+constexpr arch::SysRegEncoding kSreEl2{3, 4, 12, 9, 5};
+constexpr arch::SysRegEncoding kIchHcr{3, 4, 12, 11, 0};
+constexpr arch::SysRegEncoding kIchVtr{3, 4, 12, 11, 1};
+constexpr arch::SysRegEncoding kIchMisr{3, 4, 12, 11, 2};
+constexpr arch::SysRegEncoding kIchEisr{3, 4, 12, 11, 3};
+constexpr arch::SysRegEncoding kIchElrsr{3, 4, 12, 11, 5};
+constexpr arch::SysRegEncoding kIchVmcr{3, 4, 12, 11, 7};
+constexpr arch::SysRegEncoding Lr(std::uint8_t n) { return {3, 4, 12, 12, n}; }
+
+constexpr CpuIfContext kEl1{.el = 1, .imo = false, .fmo = false};
+constexpr CpuIfContext kEl2{.el = 2, .imo = false, .fmo = false};
+constexpr CpuIfContext kNested{.el = 1, .imo = true, .fmo = true};
+
+constexpr std::uint64_t kRedistSgi = 0x10000;
+constexpr std::uint64_t kLrPending = 1ULL << 62;
+constexpr std::uint64_t kLrActive = 2ULL << 62;
+constexpr std::uint64_t kLrGroup1 = 1ULL << 60;
+constexpr std::uint64_t kLrHw = 1ULL << 61;
+constexpr std::uint64_t kLrEoi = 1ULL << 41;
+constexpr std::uint64_t LrPrio(std::uint64_t p) { return p << 48; }
+
+UserGicV3 Make(unsigned cpus = 2) {
+  auto gic = UserGicV3::Create(UserGicConfig{.num_cpus = cpus, .num_irqs = 64});
+  EXPECT_TRUE(gic) << gic.error().Message();
+  return std::move(*gic);
+}
+
+std::uint64_t Read(UserGicV3& g, unsigned cpu, arch::SysRegEncoding e,
+                   const CpuIfContext& ctx = kEl1) {
+  const SysRegResult r = g.SysRegRead(cpu, e, ctx);
+  EXPECT_TRUE(r.handled);
+  return r.value;
+}
+void Write(UserGicV3& g, unsigned cpu, arch::SysRegEncoding e, std::uint64_t v,
+           const CpuIfContext& ctx = kEl1) {
+  EXPECT_TRUE(g.SysRegWrite(cpu, e, v, ctx).handled);
+}
+
+// What the project's guest runtime does: ARE and group 1 on, the CPU's
+// redistributor awake, its private interrupts group 1, the CPU interface on.
+void GuestInit(UserGicV3& g, unsigned cpu) {
+  g.DistWrite(cpu, 0, 0x12, 4);  // ARE | EnableGrp1
+  const std::uint64_t rd = cpu * UserGicV3::kRedistStride;
+  g.RedistWrite(rd + 0x14, g.RedistRead(rd + 0x14, 4) & ~2ULL, 4);
+  g.RedistWrite(rd + kRedistSgi + 0x80, 0xffffffff, 4);  // IGROUPR0
+  Write(g, cpu, kPmr, 0xff);
+  Write(g, cpu, kIgrpen1, 1);
+}
+
+void EnablePpi(UserGicV3& g, unsigned cpu, unsigned intid, std::uint8_t prio = 0xa0) {
+  const std::uint64_t rd = cpu * UserGicV3::kRedistStride;
+  g.RedistWrite(rd + kRedistSgi + 0x400 + intid, prio, 1);
+  g.RedistWrite(rd + kRedistSgi + 0x100, 1ULL << intid, 4);  // ISENABLER0
+}
+
+TEST(UserGicV3, RefusesImpossibleSizes) {
+  EXPECT_FALSE(UserGicV3::Create(UserGicConfig{.num_cpus = 0, .num_irqs = 64}));
+  EXPECT_FALSE(UserGicV3::Create(UserGicConfig{.num_cpus = 9, .num_irqs = 64}));
+  EXPECT_FALSE(UserGicV3::Create(UserGicConfig{.num_cpus = 1, .num_irqs = 48}));
+}
+
+TEST(UserGicV3, IdentifiesItselfAsAGicV3WithOneRedistributorPerCpu) {
+  UserGicV3 g = Make(2);
+  bool known = false;
+  EXPECT_EQ(g.DistRead(0, 0xFFE8, 4, &known) >> 4 & 0xf, 3U);  // ArchRev 3
+  EXPECT_TRUE(known);
+  EXPECT_EQ(g.DistRead(0, 0x4, 4) & 0x1f, 1U);   // ITLinesNumber: 64 INTIDs
+  EXPECT_EQ(g.DistRead(0, 0, 4) & 0x50, 0x50U);  // ARE and DS read as one
+  const std::uint64_t typer0 = g.RedistRead(0x8, 8);
+  const std::uint64_t typer1 = g.RedistRead(UserGicV3::kRedistStride + 0x8, 8);
+  EXPECT_EQ(typer0 & 0x10, 0U);            // not Last
+  EXPECT_EQ(typer1 & 0x10, 0x10U);         // Last
+  EXPECT_EQ(typer1 >> 32, 1U);             // Aff0 1
+  EXPECT_EQ(typer1 >> 8 & 0xffff, 1U);     // Processor_Number
+  EXPECT_EQ(g.RedistRead(0x14, 4), 0x6U);  // asleep at reset
+  g.RedistWrite(0x14, 0, 4);
+  EXPECT_EQ(g.RedistRead(0x14, 4), 0U);  // awake, children too
+  g.RedistRead(2 * UserGicV3::kRedistStride, 4, &known);
+  EXPECT_FALSE(known);  // no third CPU
+}
+
+TEST(UserGicV3, APpiIsAcknowledgedEndedAndFollowsItsLine) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  EXPECT_FALSE(g.IrqLine(0));
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_TRUE(g.IrqLine(0));
+  EXPECT_FALSE(g.FiqLine(0));  // group 1 is IRQ
+  EXPECT_EQ(Read(g, 0, kHppir1), 27U);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_TRUE(g.IsActive(0, 27));
+  EXPECT_FALSE(g.IrqLine(0));  // active: not signalled again
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa0U);
+  EXPECT_EQ(Read(g, 0, kIar1), 1023U);
+  Write(g, 0, kEoir1, 27);
+  EXPECT_FALSE(g.IsActive(0, 27));
+  EXPECT_EQ(Read(g, 0, kRpr), 0xffU);
+  EXPECT_TRUE(g.IrqLine(0));  // level still high: pending again
+  g.SetPpiLevel(0, 27, false);
+  EXPECT_FALSE(g.IrqLine(0));
+  EXPECT_FALSE(g.IsPending(0, 27));
+}
+
+TEST(UserGicV3, PriorityMaskGroupEnablesAndPreemption) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27, 0xa0);
+  EnablePpi(g, 0, 26, 0x40);
+  g.SetPpiLevel(0, 27, true);
+  Write(g, 0, kPmr, 0xa0);  // masks priority 0xa0
+  EXPECT_FALSE(g.IrqLine(0));
+  Write(g, 0, kPmr, 0xff);
+  Write(g, 0, kIgrpen1, 0);
+  EXPECT_FALSE(g.IrqLine(0));
+  Write(g, 0, kIgrpen1, 1);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  // A higher priority preempts the running 0xa0; equal or lower does not.
+  g.SetPpiLevel(0, 26, true);
+  EXPECT_TRUE(g.IrqLine(0));
+  EXPECT_EQ(Read(g, 0, kIar1), 26U);
+  EXPECT_EQ(Read(g, 0, kRpr), 0x40U);
+  EXPECT_EQ(Read(g, 0, kAp1r0), (1U << (0x40 >> 3)) | (1U << (0xa0 >> 3)));
+  Write(g, 0, kEoir1, 26);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa0U);
+  Write(g, 0, kEoir1, 27);
+  EXPECT_EQ(Read(g, 0, kAp1r0), 0U);
+  // The low priority bits are not implemented.
+  Write(g, 0, kPmr, 0xff);
+  EXPECT_EQ(Read(g, 0, kPmr), 0xf8U);
+}
+
+TEST(UserGicV3, EoiModeSplitsPriorityDropFromDeactivation) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 30);
+  Write(g, 0, kCtlr, 2);                         // EOImode
+  EXPECT_EQ(Read(g, 0, kCtlr) & 0x702, 0x402U);  // PRIbits says 5 bits
+  g.SetPpiLevel(0, 30, true);
+  EXPECT_EQ(Read(g, 0, kIar1), 30U);
+  Write(g, 0, kEoir1, 30);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xffU);
+  EXPECT_TRUE(g.IsActive(0, 30));
+  Write(g, 0, kDir, 30);
+  EXPECT_FALSE(g.IsActive(0, 30));
+}
+
+TEST(UserGicV3, SpisFollowIroutingAndSgisTheirTargetList) {
+  UserGicV3 g = Make(2);
+  GuestInit(g, 0);
+  GuestInit(g, 1);
+  g.DistWrite(0, 0x84, 0xffffffff, 4);    // SPIs 32..63 group 1
+  g.DistWrite(0, 0x400 + 33, 0x80, 1);    // priority
+  g.DistWrite(0, 0x6000 + 8 * 33, 1, 8);  // IROUTER: Aff0 1
+  g.DistWrite(0, 0x104, 1U << 1, 4);      // ISENABLER1: SPI 33
+  EXPECT_EQ(g.DistRead(0, 0x6000 + 8 * 33, 8), 1U);
+  g.SetSpiLevel(33, true);
+  EXPECT_FALSE(g.IrqLine(0));
+  EXPECT_TRUE(g.IrqLine(1));
+  EXPECT_EQ(Read(g, 1, kIar1), 33U);
+  // SGI 3 from CPU 0 to CPU 1 (TargetList bit 1), then to all but CPU 1.
+  const std::uint64_t rd1 = UserGicV3::kRedistStride;
+  g.RedistWrite(rd1 + kRedistSgi + 0x100, 1U << 3, 4);
+  Write(g, 0, kSgi1r, (3ULL << 24) | (1U << 1));
+  EXPECT_TRUE(g.IsPending(1, 3));
+  EXPECT_FALSE(g.IsPending(0, 3));
+  Write(g, 1, kSgi1r, (5ULL << 24) | (1ULL << 40));
+  EXPECT_TRUE(g.IsPending(0, 5));
+  EXPECT_FALSE(g.IsPending(1, 5));
+}
+
+TEST(UserGicV3, Group0SignalsFiq) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  g.DistWrite(0, 0, 0x13, 4);                        // and EnableGrp0
+  g.RedistWrite(kRedistSgi + 0x80, ~(1U << 27), 4);  // PPI 27 in group 0
+  Write(g, 0, Icc(12, 6), 1);                        // ICC_IGRPEN0_EL1
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_TRUE(g.FiqLine(0));
+  EXPECT_FALSE(g.IrqLine(0));
+  EXPECT_EQ(Read(g, 0, kIar1), 1023U);
+  EXPECT_EQ(Read(g, 0, kIar0), 27U);
+}
+
+TEST(UserGicV3, El2RegistersAreNotThereAtEl1) {
+  UserGicV3 g = Make(1);
+  EXPECT_FALSE(g.SysRegRead(0, kIchVtr, kEl1).handled);
+  EXPECT_FALSE(g.SysRegWrite(0, Lr(0), 1, kEl1).handled);
+  EXPECT_FALSE(g.SysRegRead(0, kSreEl2, kEl1).handled);
+  EXPECT_EQ(Read(g, 0, kSreEl2, kEl2) & 0x9, 0x9U);  // SRE and Enable
+  EXPECT_EQ(Read(g, 0, kSre) & 1, 1U);
+  EXPECT_FALSE(g.SysRegRead(0, arch::SysRegEncoding{3, 0, 12, 0, 0}, kEl1).handled);  // VBAR
+  EXPECT_FALSE(g.SysRegWrite(0, kIar1, 0, kEl1).handled);                             // read-only
+  EXPECT_FALSE(g.SysRegWrite(0, kIchVtr, 0, kEl2).handled);
+  const std::uint64_t vtr = Read(g, 0, kIchVtr, kEl2);
+  EXPECT_EQ(vtr & 0x1f, UserGicV3::kListRegs - 1);
+  EXPECT_EQ(vtr >> 29 & 7, 4U);  // PRIbits: 5
+}
+
+// The guest hypervisor's path (guests/rt/el2.h): the virtual interface on,
+// a list register pending; the nested guest takes it with its ICC_* names.
+TEST(UserGicV3, AListRegisterReachesTheNestedGuestAndIsEnded) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  Write(g, 0, Lr(0), 0, kEl2);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);  // VPMR, VENG1
+  Write(g, 0, kIchHcr, 1, kEl2);                     // En
+  EXPECT_EQ(Read(g, 0, kIchElrsr, kEl2) & 0xf, 0xfU);
+  EXPECT_FALSE(g.VirqLine(0));
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | LrPrio(0xa0) | 27, kEl2);
+  EXPECT_TRUE(g.VirqLine(0));
+  EXPECT_FALSE(g.IrqLine(0));  // the physical interface is not involved
+  EXPECT_EQ(Read(g, 0, kIchElrsr, kEl2) & 1, 0U);
+  EXPECT_EQ(Read(g, 0, kHppir1, kNested), 27U);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 27U);
+  EXPECT_FALSE(g.VirqLine(0));
+  EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 2U);  // active
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xa0U);
+  EXPECT_EQ(Read(g, 0, kRpr, kEl1), 0xffU);  // the physical one is idle
+  Write(g, 0, kEoir1, 27, kNested);
+  EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 0U);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xffU);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 1023U);
+  // The nested guest's PMR and group enable are the VMCR's fields.
+  Write(g, 0, kPmr, 0x80, kNested);
+  EXPECT_EQ(Read(g, 0, kIchVmcr, kEl2) >> 24, 0x80U);
+  EXPECT_EQ(Read(g, 0, kPmr, kEl1), 0xf8U);  // the physical PMR unchanged
+}
+
+TEST(UserGicV3, VirtualSignalRespectsVpmrAndTheVirtualRunningPriority) {
+  UserGicV3 g = Make(1);
+  Write(g, 0, kIchHcr, 1, kEl2);
+  Write(g, 0, kIchVmcr, (0x80ULL << 24) | 2, kEl2);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | LrPrio(0xa0) | 40, kEl2);
+  EXPECT_FALSE(g.VirqLine(0));  // 0xa0 is masked by VPMR 0x80
+  Write(g, 0, Lr(1), kLrPending | kLrGroup1 | LrPrio(0x40) | 41, kEl2);
+  EXPECT_TRUE(g.VirqLine(0));
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 41U);
+  Write(g, 0, Lr(2), kLrPending | kLrGroup1 | LrPrio(0x40) | 42, kEl2);
+  EXPECT_FALSE(g.VirqLine(0));  // same priority as the running one
+  Write(g, 0, kIchHcr, 0, kEl2);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 1023U);  // the interface is off
+}
+
+TEST(UserGicV3, AHardwareListRegisterDeactivatesThePhysicalInterrupt) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  Write(g, 0, kCtlr, 2, kEl2);  // EOImode: the hypervisor drops priority only
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_EQ(Read(g, 0, kIar1, kEl2), 27U);
+  Write(g, 0, kEoir1, 27, kEl2);
+  EXPECT_TRUE(g.IsActive(0, 27));
+  Write(g, 0, kIchHcr, 1, kEl2);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | kLrHw | (27ULL << 32) | LrPrio(0xa0) | 27, kEl2);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 27U);
+  Write(g, 0, kEoir1, 27, kNested);
+  EXPECT_FALSE(g.IsActive(0, 27));  // deactivated through the list register
+}
+
+TEST(UserGicV3, AnEoiNoListRegisterHoldsCountsInEoicount) {
+  UserGicV3 g = Make(1);
+  Write(g, 0, kIchHcr, 1 | (1U << 2), kEl2);  // En, LRENPIE
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);
+  EXPECT_EQ(Read(g, 0, kIchMisr, kEl2) & 4, 0U);
+  Write(g, 0, kEoir1, 99, kNested);
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2) >> 27, 1U);
+  EXPECT_EQ(Read(g, 0, kIchMisr, kEl2) & 4, 4U);  // LRENP
+  EXPECT_TRUE(g.IsPending(0, UserGicV3::kMaintenancePpi));
+}
+
+TEST(UserGicV3, MaintenanceInterruptForEoiAndNoPending) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, UserGicV3::kMaintenancePpi, 0x80);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | kLrEoi | LrPrio(0xa0) | 27, kEl2);
+  Write(g, 0, kIchHcr, 1 | (1U << 3), kEl2);  // En, NPIE
+  EXPECT_FALSE(g.IrqLine(0));                 // an LR is pending: no NP
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 27U);
+  EXPECT_EQ(Read(g, 0, kIchMisr, kEl2), 1U << 3);  // NP: nothing pending now
+  EXPECT_TRUE(g.IrqLine(0));                       // PPI 25 at the physical interface
+  Write(g, 0, kEoir1, 27, kNested);
+  EXPECT_EQ(Read(g, 0, kIchEisr, kEl2), 1U);       // LR 0 ended with EOI set
+  EXPECT_EQ(Read(g, 0, kIchElrsr, kEl2) & 1, 0U);  // not free until cleared
+  EXPECT_EQ(Read(g, 0, kIchMisr, kEl2) & 1, 1U);
+  Write(g, 0, Lr(0), 0, kEl2);
+  Write(g, 0, kIchHcr, 1, kEl2);
+  EXPECT_EQ(Read(g, 0, kIchMisr, kEl2), 0U);
+  EXPECT_FALSE(g.IsPending(0, UserGicV3::kMaintenancePpi));
+}
+
+TEST(UserGicV3, ActiveAndPendingListRegisterGoesBackToPending) {
+  UserGicV3 g = Make(1);
+  Write(g, 0, kIchHcr, 1, kEl2);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);
+  Write(g, 0, Lr(0), kLrActive | kLrPending | kLrGroup1 | LrPrio(0xa0) | 30, kEl2);
+  EXPECT_FALSE(g.VirqLine(0));  // active and pending: not taken again
+  Write(g, 0, kDir, 30, kNested);
+  EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 1U);
+  EXPECT_TRUE(g.VirqLine(0));
+}
+
+TEST(UserGicV3, ResetClearsEverything) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  Write(g, 0, kIchHcr, 1, kEl2);
+  g.Reset();
+  EXPECT_FALSE(g.IrqLine(0));
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2), 0U);
+  EXPECT_EQ(g.RedistRead(0x14, 4), 0x6U);
+}
+
+}  // namespace
+}  // namespace vtime::vmm
