@@ -259,7 +259,7 @@ class VmMachine final : public Machine {
     std::uint64_t pages_live = 0;      // pages sent while the guest ran
     std::uint64_t pages_paused = 0;    // pages sent while it was paused
     double first_pass_mib_s = 0;       // RAM's first copy over the link
-    std::vector<std::uint64_t> dirty;  // fetched from KVM, not sent yet
+    std::vector<std::uint64_t> dirty;  // fetched from the dirty log, not sent yet
   };
   Result<void> PrecopyWhileRunning(Link& link, StreamFault fault, Precopy& p);
   bool AwaitOperator(const std::string& why);
@@ -316,7 +316,7 @@ class VmMachine final : public Machine {
   [[nodiscard]] bool user_gic() const { return gic_.has_value() || gic3_.has_value(); }
   std::vector<bool> injected_;
   // A vCPU whose line another thread found out of date and kicked: its own
-  // thread sets the line before its next KVM_RUN (UpdateIrqLinesLocked).
+  // thread sets the line before its next Run (UpdateIrqLinesLocked).
   // Written under gic_mutex_, read without it before each entry.
   std::vector<std::atomic<bool>> line_stale_;
   std::atomic<std::uint64_t> line_kicks_{0};
@@ -334,12 +334,12 @@ class VmMachine final : public Machine {
   unsigned parked_ = 0;
   unsigned ready_ = 0;                // vCPU threads at the start gate
   std::atomic<bool> started_{false};  // the start gate is open
-  // Each vCPU's host counter read right after its last KVM_RUN that ran the
+  // Each vCPU's host counter read right after its last Run that ran the
   // guest: the guest stopped there, so a pause is captured at the latest of
   // these rather than when the VMM gets round to it. Written by the vCPU
   // thread, read by the main thread once every vCPU is parked.
   std::vector<std::uint64_t> last_exit_count_;
-  // Each vCPU's host count read just before its first KVM_RUN into the
+  // Each vCPU's host count read just before its first Run into the
   // guest (0 until then): with resumed_at_, vtvmm's own part of a resume.
   std::vector<std::atomic<std::uint64_t>> first_entry_count_;
   // At the start gate: each waiting vCPU thread's heartbeat (it counts while
@@ -364,7 +364,7 @@ class VmMachine final : public Machine {
   // reach the start gate.
   std::optional<state::ResumePlan> final_plan_;
   state::CapturePair resumed_at_{};
-  std::uint64_t offset_set_at_ = 0;  // host count once the final offset is in KVM
+  std::uint64_t offset_set_at_ = 0;  // host count once the final offset is in the backend
   RunResult result_;
   std::optional<state::ResumePlan> restored_plan_;
   std::optional<state::SavedState> restored_time_;

@@ -6,6 +6,8 @@
 namespace vtime::vmm {
 namespace {
 
+using namespace gicv3;  // NOLINT(google-build-using-namespace): the register encodings
+
 constexpr unsigned kSgiCount = 16;
 constexpr unsigned kBanked = 32;
 constexpr unsigned kMaxCpus = 8;
@@ -97,36 +99,6 @@ std::uint32_t LrVintid(std::uint64_t lr) { return static_cast<std::uint32_t>(lr 
 std::uint32_t LrPintid(std::uint64_t lr) {
   return static_cast<std::uint32_t>((lr >> kLrPintidShift) & 0x1FFF);
 }
-
-// The system registers, as (op1, CRn, CRm, op2) with op0 3.
-constexpr arch::SysRegEncoding Icc(std::uint8_t crm, std::uint8_t op2) {
-  return {3, 0, 12, crm, op2};
-}
-constexpr arch::SysRegEncoding kIccPmr{3, 0, 4, 6, 0};
-constexpr arch::SysRegEncoding kIccIar0 = Icc(8, 0);
-constexpr arch::SysRegEncoding kIccEoir0 = Icc(8, 1);
-constexpr arch::SysRegEncoding kIccHppir0 = Icc(8, 2);
-constexpr arch::SysRegEncoding kIccBpr0 = Icc(8, 3);
-constexpr arch::SysRegEncoding kIccDir = Icc(11, 1);
-constexpr arch::SysRegEncoding kIccRpr = Icc(11, 3);
-constexpr arch::SysRegEncoding kIccSgi1r = Icc(11, 5);
-constexpr arch::SysRegEncoding kIccAsgi1r = Icc(11, 6);
-constexpr arch::SysRegEncoding kIccSgi0r = Icc(11, 7);
-constexpr arch::SysRegEncoding kIccIar1 = Icc(12, 0);
-constexpr arch::SysRegEncoding kIccEoir1 = Icc(12, 1);
-constexpr arch::SysRegEncoding kIccHppir1 = Icc(12, 2);
-constexpr arch::SysRegEncoding kIccBpr1 = Icc(12, 3);
-constexpr arch::SysRegEncoding kIccCtlr = Icc(12, 4);
-constexpr arch::SysRegEncoding kIccSre = Icc(12, 5);
-constexpr arch::SysRegEncoding kIccIgrpen0 = Icc(12, 6);
-constexpr arch::SysRegEncoding kIccIgrpen1 = Icc(12, 7);
-constexpr arch::SysRegEncoding kIccSreEl2{3, 4, 12, 9, 5};
-constexpr arch::SysRegEncoding kIchHcr{3, 4, 12, 11, 0};
-constexpr arch::SysRegEncoding kIchVtr{3, 4, 12, 11, 1};
-constexpr arch::SysRegEncoding kIchMisr{3, 4, 12, 11, 2};
-constexpr arch::SysRegEncoding kIchEisr{3, 4, 12, 11, 3};
-constexpr arch::SysRegEncoding kIchElrsr{3, 4, 12, 11, 5};
-constexpr arch::SysRegEncoding kIchVmcr{3, 4, 12, 11, 7};
 
 // ICC_AP0R<n> (CRm 8, op2 4..7) and ICC_AP1R<n> (CRm 9, op2 0..3): n, or -1.
 int ApIndex(arch::SysRegEncoding e, bool* group1) {

@@ -76,7 +76,7 @@ void VmMachine::UpdateIrqLinesLocked() {
   // and injected_ would then hide the loss for good: a vCPU that never sees
   // its interrupt (stop 22's CI run: a hard lockup, line 1 here, no IRQ
   // there). So a line changes only on its own vCPU's thread, outside
-  // KVM_RUN; another thread marks it stale and kicks that vCPU, which sets
+  // Run (the backend's KVM_RUN); another thread marks it stale and kicks that vCPU, which sets
   // it before entering again. Before the start gate opens no vCPU runs, and
   // any thread may set any line (a restore does).
   const bool running = started_.load(std::memory_order_acquire);
@@ -211,7 +211,7 @@ void VmMachine::VcpuLoop(unsigned index) {
   }
   if (last) {
     // A restore that cannot set the guest's time does not start it. Between
-    // the final offset and this thread's KVM_RUN only a store: no wake-up
+    // the final offset and this thread's Run only a store: no wake-up
     // call, no lock (the others watch the flag, the main thread too). And
     // only once the others are on a CPU: one that shares this thread's CPU
     // would otherwise wait for this one's time slice in the guest to end
@@ -238,7 +238,7 @@ void VmMachine::VcpuLoop(unsigned index) {
       gate_beat_[index].fetch_add(1, std::memory_order_relaxed);
       if (spins % 4096 == 0) {
         sched_yield();
-        // (A system call on arm64: here, not between the gate and KVM_RUN.)
+        // (A system call on arm64: here, not between the gate and Run.)
         entry_cpu_[index].store(sched_getcpu(), std::memory_order_relaxed);
       }
     }
@@ -262,7 +262,7 @@ void VmMachine::VcpuLoop(unsigned index) {
       vcpu.RequestExit(false);
       continue;
     }
-    // A kick for a line another thread changed interrupts the KVM_RUN below
+    // A kick for a line another thread changed interrupts the Run below
     // if it comes after this check (the signal stays pending until then).
     if (user_gic()) ApplyOwnIrqLine(index);
     if (first_entry) {

@@ -48,6 +48,46 @@
 
 namespace vtime::vmm {
 
+/// The GICv3 system registers this model answers (op0 3): the CPU
+/// interface (ICC_*_EL1, and ICC_SRE_EL2) and the virtual interface's
+/// controls (ICH_*_EL2); ICC_AP{0,1}R<n> and ICH_AP{0,1}R<n>, ICH_LR<n> by
+/// their index.
+namespace gicv3 {
+constexpr arch::SysRegEncoding Icc(std::uint8_t crm, std::uint8_t op2) {
+  return {3, 0, 12, crm, op2};
+}
+inline constexpr arch::SysRegEncoding kIccPmr{3, 0, 4, 6, 0};
+inline constexpr arch::SysRegEncoding kIccIar0 = Icc(8, 0);
+inline constexpr arch::SysRegEncoding kIccEoir0 = Icc(8, 1);
+inline constexpr arch::SysRegEncoding kIccHppir0 = Icc(8, 2);
+inline constexpr arch::SysRegEncoding kIccBpr0 = Icc(8, 3);
+constexpr arch::SysRegEncoding IccAp0r(std::uint8_t n) {
+  return Icc(8, static_cast<std::uint8_t>(4 + n));
+}
+constexpr arch::SysRegEncoding IccAp1r(std::uint8_t n) { return Icc(9, n); }
+inline constexpr arch::SysRegEncoding kIccDir = Icc(11, 1);
+inline constexpr arch::SysRegEncoding kIccRpr = Icc(11, 3);
+inline constexpr arch::SysRegEncoding kIccSgi1r = Icc(11, 5);
+inline constexpr arch::SysRegEncoding kIccAsgi1r = Icc(11, 6);
+inline constexpr arch::SysRegEncoding kIccSgi0r = Icc(11, 7);
+inline constexpr arch::SysRegEncoding kIccIar1 = Icc(12, 0);
+inline constexpr arch::SysRegEncoding kIccEoir1 = Icc(12, 1);
+inline constexpr arch::SysRegEncoding kIccHppir1 = Icc(12, 2);
+inline constexpr arch::SysRegEncoding kIccBpr1 = Icc(12, 3);
+inline constexpr arch::SysRegEncoding kIccCtlr = Icc(12, 4);
+inline constexpr arch::SysRegEncoding kIccSre = Icc(12, 5);
+inline constexpr arch::SysRegEncoding kIccIgrpen0 = Icc(12, 6);
+inline constexpr arch::SysRegEncoding kIccIgrpen1 = Icc(12, 7);
+inline constexpr arch::SysRegEncoding kIccSreEl2{3, 4, 12, 9, 5};
+inline constexpr arch::SysRegEncoding kIchHcr{3, 4, 12, 11, 0};
+inline constexpr arch::SysRegEncoding kIchVtr{3, 4, 12, 11, 1};
+inline constexpr arch::SysRegEncoding kIchMisr{3, 4, 12, 11, 2};
+inline constexpr arch::SysRegEncoding kIchEisr{3, 4, 12, 11, 3};
+inline constexpr arch::SysRegEncoding kIchElrsr{3, 4, 12, 11, 5};
+inline constexpr arch::SysRegEncoding kIchVmcr{3, 4, 12, 11, 7};
+constexpr arch::SysRegEncoding IchLr(std::uint8_t n) { return {3, 4, 12, 12, n}; }
+}  // namespace gicv3
+
 /// Who makes a system-register access: its exception level (1 or 2), and
 /// HCR_EL2.IMO/FMO for an access from EL1 on a vCPU with EL2 (false
 /// otherwise), which send the ICC_* names to the virtual interface.

@@ -11,8 +11,10 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <span>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "unit/backend/emu_machine.h"
 #include "vmm/layout.h"
@@ -441,6 +443,23 @@ TEST(EmuBackend, UndefinedInstructionsAndRegistersTrapIntoTheGuest) {
 // a nested guest at EL1 with ERET, and the nested guest's HVC is taken by
 // the guest hypervisor's vector (lower EL, sync) with ESR_EL2 EC 0x16 and
 // the immediate; the guest hypervisor's own HVC reaches the VMM (PSCI).
+// The end of a guest hypervisor's set-up: enter the nested guest at
+// RAM + 0x1100, at EL1h with DAIF masked.
+constexpr std::uint32_t kEretToEl1At1100[] = {
+    0xd2822003,  // movz x3, #0x1100
+    0xf2a80003,  // movk x3, #0x4000, lsl #16
+    0xd51c4023,  // msr elr_el2, x3
+    0xd28078a4,  // movz x4, #0x3c5 (EL1h, DAIF masked)
+    0xd51c4004,  // msr spsr_el2, x4
+    0xd69f03e0,  // eret
+};
+
+std::vector<std::uint32_t> ThenEnterEl1(std::span<const std::uint32_t> setup) {
+  std::vector<std::uint32_t> code(setup.begin(), setup.end());
+  code.insert(code.end(), std::begin(kEretToEl1At1100), std::end(kEretToEl1At1100));
+  return code;
+}
+
 TEST(EmuBackend, AVel2VcpuStartsAtEl2AndTakesItsNestedGuestsHvc) {
   auto m = Machine::Create(MachineConfig{.vm_offset = std::nullopt, .el2 = true});
   ASSERT_TRUE(m) << m.error().Message();
@@ -457,12 +476,6 @@ TEST(EmuBackend, AVel2VcpuStartsAtEl2AndTakesItsNestedGuestsHvc) {
       0xd2810001,  // movz x1, #0x800
       0xd51dc001,  // msr vbar_el12, x1 (E2H: VBAR_EL1)
       0xd53c1108,  // mrs x8, hcr_el2
-      0xd2822003,  // movz x3, #0x1100
-      0xf2a80003,  // movk x3, #0x4000, lsl #16
-      0xd51c4023,  // msr elr_el2, x3
-      0xd28078a4,  // movz x4, #0x3c5 (EL1h, DAIF masked)
-      0xd51c4004,  // msr spsr_el2, x4
-      0xd69f03e0,  // eret
   };
   const std::uint32_t el1[] = {
       0xd538424a,  // mrs x10, CurrentEL
@@ -476,7 +489,7 @@ TEST(EmuBackend, AVel2VcpuStartsAtEl2AndTakesItsNestedGuestsHvc) {
   };
   std::memcpy((*m)->ram().data() + 0x1100, el1, sizeof(el1));
   std::memcpy((*m)->ram().data() + 0x2400, lower_sync, sizeof(lower_sync));
-  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, el2_main));
+  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, ThenEnterEl1(el2_main)));
   const RunResult run = (*m)->Run(std::chrono::seconds(10));
   ASSERT_EQ(run.error, "");
   EXPECT_TRUE(run.shutdown);
@@ -519,12 +532,6 @@ TEST(EmuBackend, ImoRoutesAnIrqFromAMaskedEl1ToEl2) {
       0xb27c0042,  // orr x2, x2, #0x10 (IMO)
       0xd51c1102,  // msr hcr_el2, x2
       0xd5033fdf,  // isb
-      0xd2822003,  // movz x3, #0x1100
-      0xf2a80003,  // movk x3, #0x4000, lsl #16
-      0xd51c4023,  // msr elr_el2, x3
-      0xd28078a4,  // movz x4, #0x3c5 (EL1h, DAIF masked)
-      0xd51c4004,  // msr spsr_el2, x4
-      0xd69f03e0,  // eret
   };
   const std::uint32_t el1[] = {
       0xd538424a,  // mrs x10, CurrentEL
@@ -544,7 +551,7 @@ TEST(EmuBackend, ImoRoutesAnIrqFromAMaskedEl1ToEl2) {
   };
   std::memcpy((*m)->ram().data() + 0x1100, el1, sizeof(el1));
   std::memcpy((*m)->ram().data() + 0x2480, lower_irq, sizeof(lower_irq));
-  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, el2_main));
+  ASSERT_TRUE((*m)->LoadCode(ram + 0x1000, ThenEnterEl1(el2_main)));
   const RunResult run = (*m)->Run(std::chrono::seconds(10));
   ASSERT_EQ(run.error, "");
   EXPECT_TRUE(run.shutdown);

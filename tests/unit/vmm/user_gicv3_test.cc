@@ -7,29 +7,22 @@
 namespace vtime::vmm {
 namespace {
 
-constexpr arch::SysRegEncoding Icc(std::uint8_t crm, std::uint8_t op2) {
-  return {3, 0, 12, crm, op2};
-}
-constexpr arch::SysRegEncoding kPmr{3, 0, 4, 6, 0};
-constexpr arch::SysRegEncoding kIar0 = Icc(8, 0);
-constexpr arch::SysRegEncoding kAp1r0 = Icc(9, 0);
-constexpr arch::SysRegEncoding kDir = Icc(11, 1);
-constexpr arch::SysRegEncoding kRpr = Icc(11, 3);
-constexpr arch::SysRegEncoding kSgi1r = Icc(11, 5);
-constexpr arch::SysRegEncoding kIar1 = Icc(12, 0);
-constexpr arch::SysRegEncoding kEoir1 = Icc(12, 1);
-constexpr arch::SysRegEncoding kHppir1 = Icc(12, 2);
-constexpr arch::SysRegEncoding kCtlr = Icc(12, 4);
-constexpr arch::SysRegEncoding kSre = Icc(12, 5);
-constexpr arch::SysRegEncoding kIgrpen1 = Icc(12, 7);
-constexpr arch::SysRegEncoding kSreEl2{3, 4, 12, 9, 5};
-constexpr arch::SysRegEncoding kIchHcr{3, 4, 12, 11, 0};
-constexpr arch::SysRegEncoding kIchVtr{3, 4, 12, 11, 1};
-constexpr arch::SysRegEncoding kIchMisr{3, 4, 12, 11, 2};
-constexpr arch::SysRegEncoding kIchEisr{3, 4, 12, 11, 3};
-constexpr arch::SysRegEncoding kIchElrsr{3, 4, 12, 11, 5};
-constexpr arch::SysRegEncoding kIchVmcr{3, 4, 12, 11, 7};
-constexpr arch::SysRegEncoding Lr(std::uint8_t n) { return {3, 4, 12, 12, n}; }
+using namespace gicv3;  // NOLINT(google-build-using-namespace): the register encodings
+// Short names for the test.
+constexpr arch::SysRegEncoding kPmr = kIccPmr;
+constexpr arch::SysRegEncoding kIar0 = kIccIar0;
+constexpr arch::SysRegEncoding kAp1r0 = IccAp1r(0);
+constexpr arch::SysRegEncoding kDir = kIccDir;
+constexpr arch::SysRegEncoding kRpr = kIccRpr;
+constexpr arch::SysRegEncoding kSgi1r = kIccSgi1r;
+constexpr arch::SysRegEncoding kIar1 = kIccIar1;
+constexpr arch::SysRegEncoding kEoir1 = kIccEoir1;
+constexpr arch::SysRegEncoding kHppir1 = kIccHppir1;
+constexpr arch::SysRegEncoding kCtlr = kIccCtlr;
+constexpr arch::SysRegEncoding kSre = kIccSre;
+constexpr arch::SysRegEncoding kIgrpen1 = kIccIgrpen1;
+constexpr arch::SysRegEncoding kSreEl2 = kIccSreEl2;
+constexpr arch::SysRegEncoding Lr(std::uint8_t n) { return IchLr(n); }
 
 constexpr CpuIfContext kEl1{.el = 1, .imo = false, .fmo = false};
 constexpr CpuIfContext kEl2{.el = 2, .imo = false, .fmo = false};
