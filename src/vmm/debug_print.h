@@ -37,6 +37,11 @@ class DebugPrint {
   std::uint64_t Read(std::uint64_t offset, unsigned size) const;
   void Write(std::uint64_t offset, std::uint64_t value, unsigned size);
 
+  /// The ADDR register, which a snapshot carries: a guest may be stopped
+  /// between its ADDR and LEN writes.
+  [[nodiscard]] std::uint64_t address() const { return addr_; }
+  void set_address(std::uint64_t addr) { addr_ = addr; }
+
  private:
   std::span<const std::uint8_t> ram_;
   std::uint64_t ram_base_;

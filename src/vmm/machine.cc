@@ -117,6 +117,10 @@ Result<void> VmMachine::BuildFromSnapshot(const MachineSnapshot& snap) {
     std::lock_guard lock(uart_mutex_);
     if (auto r = uart_.Restore(snap.uart); !r) return r;
   }
+  {
+    std::lock_guard lock(uart_mutex_);
+    debug_print_.set_address(snap.debug_print_addr);
+  }
   if (virtio_console_) {
     std::lock_guard lock(uart_mutex_);
     if (auto r = virtio_console_->Restore(snap.virtio_console); !r) return r;

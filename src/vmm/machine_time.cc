@@ -237,6 +237,7 @@ Result<MachineSnapshot> VmMachine::Capture(bool with_ram) {
     std::lock_guard lock(uart_mutex_);
     s.uart = uart_.Save();
     if (virtio_console_) s.virtio_console = virtio_console_->Save();
+    s.debug_print_addr = debug_print_.address();
   }
   {
     std::lock_guard lock(rtc_mutex_);

@@ -24,6 +24,7 @@ enum Tag : std::uint32_t {
   kUart = 9,
   kVirtioConsole = 10,
   kTimeline = 11,
+  kDebugPrint = 12,
 };
 
 tl::unexpected<Error> Bad(const std::string& why) {
@@ -143,6 +144,11 @@ Result<std::vector<std::uint8_t>> EncodeSnapshot(const MachineSnapshot& s, RamCo
   if (!s.uart.empty()) Section(payload, kUart, s.uart);
   if (!s.virtio_console.empty()) Section(payload, kVirtioConsole, s.virtio_console);
   if (!s.timeline.empty()) Section(payload, kTimeline, s.timeline);
+  if (s.debug_print_addr != 0) {
+    wire::Writer d;
+    d.U64(s.debug_print_addr);
+    Section(payload, kDebugPrint, d.Take());
+  }
   Section(payload, kRam, s.ram);
   if (s.pvtime) Section(payload, kPvtime, s.pvtime_region);
   if (!s.rtc.IsReset()) {
@@ -161,7 +167,7 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
   auto frame = wire::Unframe(bytes, kMagic, kSnapshotVersion, "snapshot");
   if (!frame) return tl::unexpected(frame.error());
   MachineSnapshot s;
-  bool seen[kTimeline + 1] = {};
+  bool seen[kDebugPrint + 1] = {};
   wire::Reader r(frame->payload, "snapshot");
   while (!r.done()) {
     auto tag = r.U32();
@@ -170,7 +176,8 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
     auto body = r.Blob();
     if (!body) return tl::unexpected(body.error());
     if (*reserved != 0) return Bad("section reserved field is not 0");
-    if (*tag < kMachine || *tag > kTimeline) return Bad("unknown section " + std::to_string(*tag));
+    if (*tag < kMachine || *tag > kDebugPrint)
+      return Bad("unknown section " + std::to_string(*tag));
     if (*tag != kVcpu && seen[*tag]) return Bad("duplicate section " + std::to_string(*tag));
     if (*tag != kMachine && !seen[kMachine]) return Bad("the machine section must come first");
     seen[*tag] = true;
@@ -244,6 +251,12 @@ Result<MachineSnapshot> DecodeSnapshot(std::span<const std::uint8_t> bytes, RamC
         if (body->empty()) return Bad("empty timeline section");
         s.timeline.assign(body->begin(), body->end());
         break;
+      case kDebugPrint: {
+        auto addr = b.U64();
+        if (!addr || !b.done()) return Bad("debug-print section has the wrong length");
+        s.debug_print_addr = *addr;
+        break;
+      }
       case kRam:
         s.ram.assign(body->begin(), body->end());
         break;

@@ -33,6 +33,10 @@
 //              snapshot took; written only by a vtvmm that records one
 //              (--timeline, or a restore of a snapshot that had one), so
 //              snapshots without it still restore in a vtvmm from before it
+//  12 debug-print  the bulk print device's ADDR register (u64), when not 0:
+//              a snapshot taken between a guest's ADDR and LEN writes must
+//              print that buffer on the other side (a vtvmm from before it
+//              refuses such a snapshot as an unknown section)
 // Every section appears once (vcpu once per vCPU); an unknown tag is refused.
 #pragma once
 
@@ -80,6 +84,8 @@ struct MachineSnapshot {
   /// trace::Timeline::Encode() of the guest's timeline when the VMM records
   /// one, else empty.
   std::vector<std::uint8_t> timeline;
+  /// DebugPrint's ADDR register; 0 in older files.
+  std::uint64_t debug_print_addr = 0;
   std::vector<std::uint8_t> ram;
   std::vector<std::uint8_t> pvtime_region;
   /// The RTC as the guest set it. It counts the destination's wall clock

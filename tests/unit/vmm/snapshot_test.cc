@@ -194,6 +194,25 @@ TEST(Snapshot, CarriesTheTimelineOnlyWhenOneIsRecorded) {
   EXPECT_TRUE(none->timeline.empty());
 }
 
+// A guest stopped between its bulk print's ADDR and LEN writes prints that
+// buffer on the restored side: the ADDR register moves with the snapshot
+// (section 12), and a machine that never set it adds nothing.
+TEST(Snapshot, CarriesTheBulkPrintAddressWhenOneIsSet) {
+  MachineSnapshot s = Sample(1);
+  const auto without = EncodeSnapshot(s);
+  ASSERT_TRUE(without.has_value());
+  s.debug_print_addr = 0x40123450;
+  auto bytes = EncodeSnapshot(s);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().Message();
+  EXPECT_EQ(bytes->size(), without->size() + 16 + 8);
+  auto back = DecodeSnapshot(*bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().Message();
+  EXPECT_EQ(back->debug_print_addr, 0x40123450U);
+  auto none = DecodeSnapshot(*without);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->debug_print_addr, 0U);
+}
+
 TEST(Snapshot, RefusesATimelineOfAnotherGuestOrOneStillRunning) {
   MachineSnapshot s = Sample(2);
   s.timeline = PausedTimeline(3).Encode();
