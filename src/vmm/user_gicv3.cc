@@ -39,6 +39,9 @@ constexpr std::uint64_t kDistTyper = 0x004;
 constexpr std::uint64_t kDistIidr = 0x008;
 constexpr std::uint64_t kIrouter = 0x6000;
 constexpr std::uint64_t kIrouterIrm = 1ULL << 31;
+// Aff0 [7:0]; Aff1 [15:8], Aff2 [23:16] and Aff3 [39:32].
+constexpr std::uint64_t kIrouterAff0 = 0xFF;
+constexpr std::uint64_t kIrouterAff123 = 0xFF00FFFF00ULL;
 // Redistributor, RD_base frame, then the SGI_base frame.
 constexpr std::uint64_t kRdIidr = 0x004;
 constexpr std::uint64_t kRdTyper = 0x008;
@@ -65,7 +68,9 @@ constexpr std::uint64_t kHcrVgrp0eie = 1U << 4;
 constexpr std::uint64_t kHcrVgrp0die = 1U << 5;
 constexpr std::uint64_t kHcrVgrp1eie = 1U << 6;
 constexpr std::uint64_t kHcrVgrp1die = 1U << 7;
-constexpr std::uint64_t kHcrWritable = 0xF80074FFULL;  // above, TC..TDIR, EOIcount
+// Stored: the above, TC [10], TALL0 [11], TALL1 [12], TSEI [13], TDIR [14] and
+// EOIcount [31:27]; vSGIEOICount [8] and DVIM [15] (GICv4.1) are RES0.
+constexpr std::uint64_t kHcrWritable = 0xF8007CFFULL;
 constexpr unsigned kEoiCountShift = 27;
 // ICH_VTR_EL2: ListRegs - 1 [4:0], nV4 [20], PREbits - 1 [28:26], PRIbits - 1 [31:29].
 constexpr std::uint64_t kVtr = (UserGicV3::kListRegs - 1) | (1U << 20) | (4U << 26) | (4ULL << 29);
@@ -123,6 +128,19 @@ std::uint8_t ClampBpr(std::uint64_t value, std::uint8_t min) {
   return b < min ? min : b;
 }
 
+// The group priority of `priority` (IHI 0069, "Priority grouping"): BPR0 = n
+// leaves [7:n+1], and so does BPR1 under CBPR; group 1's own binary point
+// leaves [7:n] for BPR1 = n (its minimum is BPR0's plus one, so at the
+// minimum both keep every implemented bit).
+std::uint8_t GroupPriorityOf(std::uint8_t priority, std::uint8_t bpr0, std::uint8_t bpr1, bool cbpr,
+                             bool group1) {
+  const unsigned subpriority_bits = group1 && !cbpr ? bpr1 : bpr0 + 1U;
+  return static_cast<std::uint8_t>(priority & (0xFFU << subpriority_bits));
+}
+
+// INTIDs 1020..1023: an EOIR or DIR write of one is ignored.
+bool IsSpecial(std::uint32_t intid) { return intid >= 1020 && intid <= 1023; }
+
 // The active-priority bit of a group priority (one bit per level).
 std::uint32_t ApBit(std::uint8_t group_priority) { return 1U << (group_priority >> 3); }
 std::uint8_t PriorityOfAp(std::uint32_t ap) {
@@ -154,14 +172,25 @@ UserGicV3::UserGicV3(unsigned num_cpus, unsigned num_irqs)
 
 void UserGicV3::Reset() {
   dist_ctlr_ = 0;
-  cpus_.assign(num_cpus_, Cpu{});
+  // Input lines belong to the devices driving them, so they survive a reset
+  // of the controller (as in UserGic); everything the guest can program goes
+  // back to reset. The maintenance interrupt's line is the virtual
+  // interface's output, reset with it.
+  cpus_.resize(num_cpus_);
   for (Cpu& c : cpus_) {
-    c.waker = kWakerProcessorSleep | kWakerChildrenAsleep;
-    c.bpr0 = kMinBpr0;
-    c.bpr1 = kMinBpr1;
-    for (unsigned i = 0; i < kSgiCount; ++i) c.banked[i].edge = true;
+    Cpu fresh;
+    fresh.waker = kWakerProcessorSleep | kWakerChildrenAsleep;
+    fresh.bpr0 = kMinBpr0;
+    fresh.bpr1 = kMinBpr1;
+    for (unsigned i = 0; i < kBanked; ++i) {
+      fresh.banked[i].line = c.banked[i].line;
+      fresh.banked[i].edge = i < kSgiCount;
+    }
+    fresh.banked[kMaintenancePpi].line = false;
+    c = fresh;
   }
-  spis_.assign(num_irqs_ - kBanked, Irq{});
+  spis_.resize(num_irqs_ - kBanked);
+  for (Irq& irq : spis_) irq = Irq{.line = irq.line};
 }
 
 UserGicV3::Irq* UserGicV3::IrqOf(unsigned cpu, unsigned intid) {
@@ -178,9 +207,9 @@ const UserGicV3::Irq* UserGicV3::IrqOf(unsigned cpu, unsigned intid) const {
 bool UserGicV3::Targets(const Irq& irq, unsigned intid, unsigned cpu) const {
   if (intid < kBanked) return true;
   if ((irq.route & kIrouterIrm) != 0) return cpu == 0;
-  // Aff0 names the CPU; Aff1 [15:8], Aff2 [23:16] and Aff3 [39:32] are 0.
-  if ((irq.route & 0xFF0000FF00ULL) != 0) return false;
-  return (irq.route & 0xFF) == cpu;
+  // Aff0 names the CPU; every CPU has Aff1..3 = 0.
+  if ((irq.route & kIrouterAff123) != 0) return false;
+  return (irq.route & kIrouterAff0) == cpu;
 }
 
 UserGicV3::Candidate UserGicV3::Highest(unsigned cpu, bool group1) const {
@@ -194,13 +223,8 @@ UserGicV3::Candidate UserGicV3::Highest(unsigned cpu, bool group1) const {
   return best;
 }
 
-std::uint8_t UserGicV3::GroupPriority(std::uint8_t priority, std::uint8_t bpr) const {
-  return static_cast<std::uint8_t>(priority & (0xFFU << (bpr + 1)));
-}
-
-std::uint8_t UserGicV3::BprFor(const Cpu& c, bool group1) const {
-  if (!group1) return c.bpr0;
-  return (c.ctlr & kCtlrCbpr) != 0 ? c.bpr0 : c.bpr1;
+std::uint8_t UserGicV3::GroupPriority(const Cpu& c, std::uint8_t priority, bool group1) const {
+  return GroupPriorityOf(priority, c.bpr0, c.bpr1, (c.ctlr & kCtlrCbpr) != 0, group1);
 }
 
 bool UserGicV3::CanSignal(unsigned cpu, bool group1) const {
@@ -210,7 +234,7 @@ bool UserGicV3::CanSignal(unsigned cpu, bool group1) const {
   if (!(group1 ? c.igrpen1 : c.igrpen0)) return false;
   const Candidate best = Highest(cpu, group1);
   if (best.intid == kSpurious || best.priority >= c.pmr) return false;
-  return GroupPriority(best.priority, BprFor(c, group1)) < PriorityOfAp(c.ap0 | c.ap1);
+  return GroupPriority(c, best.priority, group1) < PriorityOfAp(c.ap0 | c.ap1);
 }
 
 bool UserGicV3::IrqLine(unsigned cpu) const { return CanSignal(cpu, true); }
@@ -317,7 +341,8 @@ std::uint64_t UserGicV3::DistRead(unsigned cpu, std::uint64_t offset, unsigned s
   } else if (word && offset == 0) {
     v = dist_ctlr_ | kDistAre | kDistDs;
   } else if (word && offset == kDistTyper) {
-    v = (num_irqs_ / 32 - 1) | ((num_cpus_ - 1) << 5) | (9U << 19);
+    // ITLinesNumber [4:0]: INTIDs up to 32(N+1)-1 (1020 rounds up to 1024).
+    v = ((num_irqs_ + 31) / 32 - 1) | ((num_cpus_ - 1) << 5) | (9U << 19);
   } else if (word && offset == kDistIidr) {
     v = kIidr;
   } else if (word && offset >= kIgroupr && offset < kIpriorityr) {
@@ -382,8 +407,6 @@ void UserGicV3::DistWrite(unsigned cpu, std::uint64_t offset, std::uint64_t valu
              (size == 8 ? offset % 8 == 0 : word)) {
     const auto intid = static_cast<unsigned>((offset - kIrouter) / 8);
     if (Irq* irq = IrqOf(cpu, intid)) {
-      // Aff0..Aff2 [23:0], Interrupt_Routing_Mode [31], Aff3 [39:32].
-      constexpr std::uint64_t kRouteBits = 0xFF00FFFFFFULL;
       std::uint64_t route = irq->route;
       if (size == 8) {
         route = value;
@@ -392,7 +415,7 @@ void UserGicV3::DistWrite(unsigned cpu, std::uint64_t offset, std::uint64_t valu
       } else {
         route = (route & 0xFFFFFFFFULL) | (static_cast<std::uint64_t>(w) << 32);
       }
-      irq->route = route & (kRouteBits | kIrouterIrm);
+      irq->route = route & (kIrouterAff0 | kIrouterAff123 | kIrouterIrm);
     }
   } else {
     hit = false;
@@ -485,8 +508,11 @@ std::uint32_t UserGicV3::Acknowledge(unsigned cpu, bool group1) {
   const Candidate best = Highest(cpu, group1);
   Irq* irq = IrqOf(cpu, best.intid);
   irq->active = true;
-  if (irq->edge) irq->latch = false;
-  const std::uint32_t bit = ApBit(GroupPriority(best.priority, BprFor(c, group1)));
+  // Edge: the latched edge is consumed. Level: a GICx_ISPENDR latch is
+  // consumed and the pending state follows the line from now on, so a line
+  // still high leaves the interrupt active and pending.
+  irq->latch = false;
+  const std::uint32_t bit = ApBit(GroupPriority(c, best.priority, group1));
   (group1 ? c.ap1 : c.ap0) |= bit;
   return best.intid;
 }
@@ -571,12 +597,14 @@ SysRegResult UserGicV3::PhysicalAccess(unsigned cpu, arch::SysRegEncoding e, boo
   }
   if (e == kIccEoir0 || e == kIccEoir1) {
     if (!write) return {};
-    EndOfInterrupt(cpu, e == kIccEoir1, static_cast<std::uint32_t>(value & 0xFFFFFF));
+    const auto intid = static_cast<std::uint32_t>(value & 0xFFFFFF);
+    if (!IsSpecial(intid)) EndOfInterrupt(cpu, e == kIccEoir1, intid);
     return done;
   }
   if (e == kIccDir) {
     if (!write) return {};
-    Deactivate(cpu, static_cast<std::uint32_t>(value & 0xFFFFFF));
+    const auto intid = static_cast<std::uint32_t>(value & 0xFFFFFF);
+    if (!IsSpecial(intid)) Deactivate(cpu, intid);
     return done;
   }
   if (e == kIccRpr) return write ? SysRegResult{} : read(RunningPriority(cpu));
@@ -612,6 +640,11 @@ std::uint8_t VirtualBpr(std::uint64_t vmcr, bool group1) {
     return static_cast<std::uint8_t>((vmcr >> kVmcrBpr0Shift) & 7);
   return static_cast<std::uint8_t>((vmcr >> kVmcrBpr1Shift) & 7);
 }
+std::uint8_t VirtualGroupPriority(std::uint64_t vmcr, std::uint8_t priority, bool group1) {
+  return GroupPriorityOf(priority, static_cast<std::uint8_t>((vmcr >> kVmcrBpr0Shift) & 7),
+                         static_cast<std::uint8_t>((vmcr >> kVmcrBpr1Shift) & 7),
+                         (vmcr & kVmcrCbpr) != 0, group1);
+}
 std::uint8_t VirtualPmr(std::uint64_t vmcr) {
   return static_cast<std::uint8_t>((vmcr >> kVmcrPmrShift) & UserGicV3::kPriorityMask);
 }
@@ -624,8 +657,7 @@ bool UserGicV3::CanSignalVirtual(const Virtual& v, bool group1) const {
   if (i < 0) return false;
   const std::uint8_t priority = LrPriority(v.lr[static_cast<unsigned>(i)]);
   if (priority >= VirtualPmr(v.vmcr)) return false;
-  const auto gp = static_cast<std::uint8_t>(priority & (0xFFU << (VirtualBpr(v.vmcr, group1) + 1)));
-  return gp < VirtualRunningPriority(v);
+  return VirtualGroupPriority(v.vmcr, priority, group1) < VirtualRunningPriority(v);
 }
 
 bool UserGicV3::VirqLine(unsigned cpu) const {
@@ -641,8 +673,7 @@ std::uint32_t UserGicV3::VirtualAcknowledge(unsigned cpu, bool group1) {
   const auto i = static_cast<unsigned>(HighestLr(v, group1));
   const std::uint8_t priority = LrPriority(v.lr[i]);
   v.lr[i] = WithState(v.lr[i], kLrStateActive);
-  const auto gp = static_cast<std::uint8_t>(priority & (0xFFU << (VirtualBpr(v.vmcr, group1) + 1)));
-  (group1 ? v.ap1 : v.ap0) |= ApBit(gp);
+  (group1 ? v.ap1 : v.ap0) |= ApBit(VirtualGroupPriority(v.vmcr, priority, group1));
   return LrVintid(v.lr[i]);
 }
 
@@ -717,15 +748,17 @@ SysRegResult UserGicV3::VirtualAccess(unsigned cpu, arch::SysRegEncoding e, bool
   }
   if (e == kIccEoir0 || e == kIccEoir1) {
     if (!write) return {};
+    const auto intid = static_cast<std::uint32_t>(value & 0xFFFF);
+    if (IsSpecial(intid)) return done;  // no drop, no EOIcount
     std::uint32_t& ap = e == kIccEoir1 ? v.ap1 : v.ap0;
     ap = DropPriority(ap);
-    if ((v.vmcr & kVmcrEoim) == 0)
-      VirtualDeactivate(cpu, static_cast<std::uint32_t>(value & 0xFFFF));
+    if ((v.vmcr & kVmcrEoim) == 0) VirtualDeactivate(cpu, intid);
     return done;
   }
   if (e == kIccDir) {
     if (!write) return {};
-    VirtualDeactivate(cpu, static_cast<std::uint32_t>(value & 0xFFFF));
+    const auto intid = static_cast<std::uint32_t>(value & 0xFFFF);
+    if (!IsSpecial(intid)) VirtualDeactivate(cpu, intid);
     return done;
   }
   if (e == kIccRpr) return write ? SysRegResult{} : read(VirtualRunningPriority(v));

@@ -161,6 +161,8 @@ class UserGicV3 {
   /// ICC_RPR_EL1 of `cpu`: 0xFF when idle.
   [[nodiscard]] std::uint8_t RunningPriority(unsigned cpu) const;
 
+  /// Back to the reset state, except the device input lines (SetPpiLevel,
+  /// SetSpiLevel), which stay as their devices drive them.
   void Reset();
   [[nodiscard]] unsigned num_cpus() const { return num_cpus_; }
   [[nodiscard]] unsigned num_irqs() const { return num_irqs_; }
@@ -207,8 +209,7 @@ class UserGicV3 {
   bool Pending(const Irq& irq) const { return irq.latch || (!irq.edge && irq.line); }
   bool Targets(const Irq& irq, unsigned intid, unsigned cpu) const;
   Candidate Highest(unsigned cpu, bool group1) const;
-  std::uint8_t GroupPriority(std::uint8_t priority, std::uint8_t bpr) const;
-  std::uint8_t BprFor(const Cpu& c, bool group1) const;
+  std::uint8_t GroupPriority(const Cpu& c, std::uint8_t priority, bool group1) const;
   bool CanSignal(unsigned cpu, bool group1) const;
 
   std::uint64_t BitsRead(unsigned cpu, std::uint64_t reg, unsigned first_intid) const;

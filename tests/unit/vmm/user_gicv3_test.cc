@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 namespace vtime::vmm {
 namespace {
 
@@ -318,6 +320,300 @@ TEST(UserGicV3, ActiveAndPendingListRegisterGoesBackToPending) {
   Write(g, 0, kDir, 30, kNested);
   EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 1U);
   EXPECT_TRUE(g.VirqLine(0));
+}
+
+// GICD_TYPER.ITLinesNumber is N for INTIDs up to 32(N+1)-1: 1020 INTIDs
+// need N = 31 (INTIDs 1020..1023 are special), 32 need N = 0 (no SPIs).
+TEST(UserGicV3, ItLinesNumberCoversEveryInterruptId) {
+  struct Size {
+    unsigned irqs;
+    unsigned lines;
+  };
+  for (const Size size : {Size{32, 0}, Size{64, 1}, Size{992, 30}, Size{1020, 31}}) {
+    auto g = UserGicV3::Create(UserGicConfig{.num_cpus = 1, .num_irqs = size.irqs});
+    ASSERT_TRUE(g) << g.error().Message();
+    EXPECT_EQ(g->DistRead(0, 0x4, 4) & 0x1f, size.lines) << size.irqs << " INTIDs";
+  }
+}
+
+// A GIC with no SPIs (num_irqs 32) is a valid configuration (ITLinesNumber
+// 0): the SPI registers read as zero, ignore writes, and the lines are
+// ignored; the private interrupts work as usual.
+TEST(UserGicV3, AGicWithoutSpisKeepsItsPrivateInterrupts) {
+  auto made = UserGicV3::Create(UserGicConfig{.num_cpus = 1, .num_irqs = 32});
+  ASSERT_TRUE(made) << made.error().Message();
+  UserGicV3& g = *made;
+  EXPECT_FALSE(UserGicV3::Create(UserGicConfig{.num_cpus = 1, .num_irqs = 0}));
+  EXPECT_FALSE(UserGicV3::Create(UserGicConfig{.num_cpus = 1, .num_irqs = 1024}));
+  GuestInit(g, 0);
+  g.DistWrite(0, 0x84, 0xffffffff, 4);   // IGROUPR1
+  g.DistWrite(0, 0x104, 0xffffffff, 4);  // ISENABLER1
+  g.DistWrite(0, 0x204, 0xffffffff, 4);  // ISPENDR1
+  g.DistWrite(0, 0x400 + 32, 0x80, 1);
+  EXPECT_EQ(g.DistRead(0, 0x104, 4), 0U);
+  EXPECT_EQ(g.DistRead(0, 0x204, 4), 0U);
+  EXPECT_EQ(g.DistRead(0, 0x400 + 32, 1), 0U);
+  EXPECT_EQ(g.DistRead(0, 0x6000 + 8 * 32, 8), 0U);
+  g.SetSpiLevel(32, true);
+  EXPECT_FALSE(g.IsPending(0, 32));
+  EXPECT_FALSE(g.IrqLine(0));
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+}
+
+// GICD_IROUTER: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16], Aff3 [39:32]. A
+// route naming another cluster at any level reaches none of this GIC's CPUs
+// (all have Aff1..3 = 0), even when its Aff0 names one.
+TEST(UserGicV3, AnSpiRoutedToAnotherClusterReachesNoCpu) {
+  UserGicV3 g = Make(2);
+  GuestInit(g, 0);
+  GuestInit(g, 1);
+  g.DistWrite(0, 0x84, 0xffffffff, 4);  // SPIs 32..63 group 1
+  g.DistWrite(0, 0x400 + 33, 0x80, 1);
+  g.DistWrite(0, 0x104, 1U << 1, 4);  // ISENABLER1: SPI 33
+  g.SetSpiLevel(33, true);
+  for (const std::uint64_t other : {1ULL << 8, 1ULL << 16, 1ULL << 32}) {
+    for (const std::uint64_t aff0 : {0ULL, 1ULL}) {
+      g.DistWrite(0, 0x6000 + 8 * 33, other | aff0, 8);
+      EXPECT_EQ(g.DistRead(0, 0x6000 + 8 * 33, 8), other | aff0);
+      EXPECT_FALSE(g.IrqLine(0)) << std::hex << (other | aff0);
+      EXPECT_FALSE(g.IrqLine(1)) << std::hex << (other | aff0);
+    }
+  }
+  g.DistWrite(0, 0x6000 + 8 * 33, 1, 8);
+  EXPECT_TRUE(g.IrqLine(1));
+}
+
+// IHI 0069, priority grouping: BPR0 = n makes [7:n+1] the group priority;
+// group 1 with its own binary point (CBPR 0) uses [7:n] for BPR1 = n, whose
+// minimum is BPR0's plus one. At the minimum BPR1 (3) all five implemented
+// bits [7:3] are group priority, so 0xa0 preempts 0xa8.
+TEST(UserGicV3, Group1BinaryPointSplitsOneBitLowerThanGroup0s) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27, 0xa8);
+  EnablePpi(g, 0, 26, 0xa0);
+  EXPECT_EQ(Read(g, 0, kIccBpr1), 3U);
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa8U);
+  EXPECT_EQ(Read(g, 0, kAp1r0), 1U << (0xa8 >> 3));
+  g.SetPpiLevel(0, 26, true);
+  EXPECT_TRUE(g.IrqLine(0));
+  EXPECT_EQ(Read(g, 0, kIar1), 26U);
+  Write(g, 0, kEoir1, 26);
+  Write(g, 0, kEoir1, 27);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xffU);
+  // BPR1 4: group priority [7:4], 0xa0 and 0xa8 are one level.
+  Write(g, 0, kIccBpr1, 4);
+  g.SetPpiLevel(0, 26, false);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa0U);
+  g.SetPpiLevel(0, 26, true);
+  EXPECT_FALSE(g.IrqLine(0));
+  // CBPR: group 1 uses BPR0 (2: [7:3]), which splits as BPR1 3 does.
+  Write(g, 0, kEoir1, 27);
+  Write(g, 0, kCtlr, 1);
+  EXPECT_EQ(Read(g, 0, kIccBpr1), 3U);  // BPR0 + 1
+  g.SetPpiLevel(0, 26, false);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa8U);
+  g.SetPpiLevel(0, 26, true);
+  EXPECT_TRUE(g.IrqLine(0));
+}
+
+// The same for the virtual interface: ICH_VMCR_EL2.VBPR1 3 (its minimum)
+// makes [7:3] the virtual group priority.
+TEST(UserGicV3, VirtualGroup1BinaryPointSplitsOneBitLowerThanGroup0s) {
+  UserGicV3 g = Make(1);
+  Write(g, 0, kIchHcr, 1, kEl2);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);  // VBPR0, VBPR1 at their minimum
+  EXPECT_EQ(Read(g, 0, kIccBpr1, kNested), 3U);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | LrPrio(0xa8) | 40, kEl2);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 40U);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xa8U);
+  Write(g, 0, Lr(1), kLrPending | kLrGroup1 | LrPrio(0xa0) | 41, kEl2);
+  EXPECT_TRUE(g.VirqLine(0));
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 41U);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xa0U);
+  // VBPR1 4: one level for both, no preemption.
+  Write(g, 0, kEoir1, 41, kNested);
+  Write(g, 0, kEoir1, 40, kNested);
+  Write(g, 0, kIccBpr1, 4, kNested);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | LrPrio(0xa8) | 40, kEl2);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 40U);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xa0U);
+  Write(g, 0, Lr(1), kLrPending | kLrGroup1 | LrPrio(0xa0) | 41, kEl2);
+  EXPECT_FALSE(g.VirqLine(0));
+}
+
+// A GICx_ISPENDR write latches a level-sensitive interrupt pending; the
+// acknowledgement consumes that latch, and the pending state follows the
+// line from then on.
+TEST(UserGicV3, AcknowledgingALevelInterruptConsumesItsSetPendingLatch) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  g.DistWrite(0, 0x84, 0xffffffff, 4);  // SPIs 32..63 group 1
+  g.DistWrite(0, 0x400 + 40, 0x80, 1);
+  g.DistWrite(0, 0x104, 1U << 8, 4);  // ISENABLER1: SPI 40 (level, routed to CPU 0)
+  g.DistWrite(0, 0x204, 1U << 8, 4);  // ISPENDR1
+  EXPECT_TRUE(g.IsPending(0, 40));
+  EXPECT_EQ(Read(g, 0, kIar1), 40U);
+  EXPECT_FALSE(g.IsPending(0, 40));  // line low: active only
+  EXPECT_EQ(g.DistRead(0, 0x204, 4) & (1U << 8), 0U);
+  Write(g, 0, kEoir1, 40);
+  EXPECT_FALSE(g.IrqLine(0));
+  // A PPI latched by GICR_ISPENDR0 with its line high: active and pending,
+  // then idle once the line drops.
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  g.RedistWrite(kRedistSgi + 0x200, 1U << 27, 4);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_TRUE(g.IsPending(0, 27));
+  g.SetPpiLevel(0, 27, false);
+  EXPECT_FALSE(g.IsPending(0, 27));
+  Write(g, 0, kEoir1, 27);
+  EXPECT_FALSE(g.IrqLine(0));
+}
+
+// INTIDs 1020..1023 are special: an EOIR or DIR write of one is ignored
+// (no priority drop, no deactivation), physical and virtual alike.
+TEST(UserGicV3, EoiAndDeactivationOfASpecialIntidAreIgnored) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  for (const std::uint64_t special : {1020U, 1021U, 1022U, 1023U}) {
+    Write(g, 0, kEoir1, special);
+    Write(g, 0, kIccEoir0, special);
+    Write(g, 0, kDir, special);
+  }
+  EXPECT_EQ(Read(g, 0, kRpr), 0xa0U);
+  EXPECT_TRUE(g.IsActive(0, 27));
+  Write(g, 0, kEoir1, 27);
+  EXPECT_EQ(Read(g, 0, kRpr), 0xffU);
+  EXPECT_FALSE(g.IsActive(0, 27));
+
+  Write(g, 0, kIchHcr, 1, kEl2);
+  Write(g, 0, kIchVmcr, (0xffULL << 24) | 2, kEl2);
+  Write(g, 0, Lr(0), kLrPending | kLrGroup1 | LrPrio(0xa0) | 30, kEl2);
+  EXPECT_EQ(Read(g, 0, kIar1, kNested), 30U);
+  for (const std::uint64_t special : {1020U, 1021U, 1022U, 1023U}) {
+    Write(g, 0, kEoir1, special, kNested);
+    Write(g, 0, kIccEoir0, special, kNested);
+    Write(g, 0, kDir, special, kNested);
+  }
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xa0U);
+  EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 2U);    // still active
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2) >> 27, 0U);  // EOIcount untouched
+  Write(g, 0, kEoir1, 30, kNested);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0xffU);
+  EXPECT_EQ(Read(g, 0, Lr(0), kEl2) >> 62, 0U);
+}
+
+// ICH_HCR_EL2: En..VGrp1DIE [7:0], TC [10], TALL0 [11], TALL1 [12], TSEI
+// [13], TDIR [14] and EOIcount [31:27] read back as written; vSGIEOICount
+// [8] and DVIM [15] (GICv4.1) and the rest are RES0.
+TEST(UserGicV3, IchHcrKeepsEveryControlBitItStores) {
+  UserGicV3 g = Make(1);
+  Write(g, 0, kIchHcr, 1U << 11, kEl2);
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2), 1U << 11);  // TALL0
+  Write(g, 0, kIchHcr, ~0ULL, kEl2);
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2), 0xF8007CFFU);
+  Write(g, 0, kIchHcr, 0, kEl2);
+  EXPECT_EQ(Read(g, 0, kIchHcr, kEl2), 0U);
+}
+
+// ICC_AP1R0/AP0R0: one bit per priority level, saved and restored by
+// software; the running priority is the highest of both groups. AP{0,1}R1..3
+// are RAZ/WI (32 levels).
+TEST(UserGicV3, ActivePriorityRegistersRestoreTheRunningPriority) {
+  UserGicV3 g = Make(1);
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  g.SetPpiLevel(0, 27, true);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
+  EXPECT_EQ(Read(g, 0, kAp1r0), 1U << (0xa0 >> 3));
+  Write(g, 0, kAp1r0, 0);  // as after a save
+  EXPECT_EQ(Read(g, 0, kRpr), 0xffU);
+  Write(g, 0, kAp1r0, 1U << (0x40 >> 3));  // a restore
+  EXPECT_EQ(Read(g, 0, kRpr), 0x40U);
+  Write(g, 0, IccAp0r(0), 1U << (0x20 >> 3));
+  EXPECT_EQ(Read(g, 0, IccAp0r(0)), 1U << (0x20 >> 3));
+  EXPECT_EQ(Read(g, 0, kRpr), 0x20U);
+  for (std::uint8_t n = 1; n < 4; ++n) {
+    Write(g, 0, IccAp1r(n), ~0ULL);
+    Write(g, 0, IccAp0r(n), ~0ULL);
+    EXPECT_EQ(Read(g, 0, IccAp1r(n)), 0U);
+    EXPECT_EQ(Read(g, 0, IccAp0r(n)), 0U);
+  }
+  EnablePpi(g, 0, 26, 0xa0);
+  g.SetPpiLevel(0, 26, true);
+  EXPECT_FALSE(g.IrqLine(0));  // 0x20 is running
+  Write(g, 0, IccAp0r(0), 0);
+  Write(g, 0, kAp1r0, 0);
+  EXPECT_TRUE(g.IrqLine(0));  // nothing is
+  // Under IMO the nested guest's ICC_AP1R0 is ICH_AP1R0_EL2.
+  Write(g, 0, kAp1r0, 1U << 4, kNested);
+  EXPECT_EQ(Read(g, 0, arch::SysRegEncoding{3, 4, 12, 9, 0}, kEl2), 1U << 4);
+  EXPECT_EQ(Read(g, 0, kRpr, kNested), 0x20U);
+  EXPECT_EQ(Read(g, 0, kAp1r0, kEl1), 0U);
+}
+
+// One security state: ICC_SGI0R_EL1 makes group 0 SGIs, ICC_SGI1R_EL1 and
+// ICC_ASGI1R_EL1 group 1 ones; an SGI of the other group is not made, nor
+// one for another cluster (Aff1..3) or for a CPU that is not there.
+TEST(UserGicV3, SgiRegistersMakeTheirGroupsSgisForTheirTargets) {
+  UserGicV3 g = Make(2);
+  GuestInit(g, 0);
+  GuestInit(g, 1);
+  const std::uint64_t rd1 = UserGicV3::kRedistStride;
+  g.RedistWrite(rd1 + kRedistSgi + 0x80, ~(1U << 2), 4);  // SGI 2 group 0
+  g.RedistWrite(rd1 + kRedistSgi + 0x100, 0x1c, 4);       // SGIs 2..4 enabled
+  Write(g, 0, kSgi1r, (2ULL << 24) | (1U << 1));
+  EXPECT_FALSE(g.IsPending(1, 2));
+  Write(g, 0, kIccSgi0r, (2ULL << 24) | (1U << 1));
+  EXPECT_TRUE(g.IsPending(1, 2));
+  EXPECT_FALSE(g.IsPending(0, 2));
+  Write(g, 0, kIccSgi0r, (3ULL << 24) | (1U << 1));
+  EXPECT_FALSE(g.IsPending(1, 3));
+  for (const std::uint64_t aff : {1ULL << 16, 1ULL << 32, 1ULL << 48}) {
+    Write(g, 0, kIccAsgi1r, aff | (3ULL << 24) | (1U << 1));
+    EXPECT_FALSE(g.IsPending(1, 3)) << std::hex << aff;
+  }
+  Write(g, 0, kIccAsgi1r, (3ULL << 24) | (1U << 1));
+  EXPECT_TRUE(g.IsPending(1, 3));
+  Write(g, 0, kSgi1r, (4ULL << 24) | (1U << 5));  // no CPU 5
+  EXPECT_FALSE(g.IsPending(0, 4));
+  EXPECT_FALSE(g.IsPending(1, 4));
+  // The group 0 SGI is taken on FIQ and its edge consumed.
+  g.DistWrite(0, 0, 0x13, 4);  // and EnableGrp0
+  Write(g, 1, kIccIgrpen0, 1);
+  EXPECT_TRUE(g.FiqLine(1));
+  EXPECT_EQ(Read(g, 1, kIar0), 2U);
+  EXPECT_FALSE(g.IsPending(1, 2));
+  EXPECT_TRUE(g.IsActive(1, 2));
+}
+
+// The device lines are not the GIC's: a reset leaves them as driven, and a
+// level interrupt whose line is high is pending again once re-enabled. The
+// maintenance interrupt is the virtual interface's output, reset with it.
+TEST(UserGicV3, ResetKeepsTheInputLines) {
+  UserGicV3 g = Make(1);
+  g.SetPpiLevel(0, 27, true);
+  g.SetSpiLevel(33, true);
+  Write(g, 0, kIchHcr, 1 | (1U << 3), kEl2);  // En, NPIE: no LR pending
+  EXPECT_TRUE(g.IsPending(0, UserGicV3::kMaintenancePpi));
+  g.Reset();
+  EXPECT_TRUE(g.IsPending(0, 27));
+  EXPECT_TRUE(g.IsPending(0, 33));
+  EXPECT_FALSE(g.IsPending(0, UserGicV3::kMaintenancePpi));
+  EXPECT_FALSE(g.IrqLine(0));
+  GuestInit(g, 0);
+  EnablePpi(g, 0, 27);
+  EXPECT_EQ(Read(g, 0, kIar1), 27U);
 }
 
 TEST(UserGicV3, ResetClearsEverything) {
