@@ -1,5 +1,6 @@
 /* el2_idle: a guest allowed to start at EL2 (vtvmm --el2). It reports the
- * exception level it found itself at (and, at EL2, HCR_EL2.E2H), then
+ * exception level it found itself at (and, at EL2, HCR_EL2.E2H as it found
+ * it: the runtime sets it when it is 0, see rt/start.S), then
  * spins for 20 s of its virtual counter and exits 0: a running vEL2 guest
  * for tests of what vtvmm does with one (a refused migration, say). */
 #include "rt/rt.h"
@@ -14,7 +15,7 @@ int main(void)
     uart_putdec(el);
     if (el == 2) {
         uart_puts(" e2h=");
-        uart_putdec((read_sysreg(hcr_el2) >> 34) & 1);
+        uart_putdec(rt_el2_e2h_at_entry);
     }
     uart_putc('\n');
     u64 frq = cntfrq();

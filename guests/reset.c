@@ -46,7 +46,7 @@ int main(void)
         cpu_relax();
     }
     uart_puts("reset: requesting SYSTEM_RESET\n");
-    s64 ret = (s64)smccc_hvc(PSCI_SYSTEM_RESET, 0, 0, 0);
+    s64 ret = (s64)rt_psci(PSCI_SYSTEM_RESET, 0, 0, 0);
     check_s(ARCH, 0, "reset: SYSTEM_RESET returned", "ret", ret);
     return rt_status();
 }

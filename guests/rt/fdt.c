@@ -208,15 +208,33 @@ static int prop_is(const struct fdt *f, u32 name, const char *s)
     return str_eq(f, name, (u64)f->str_off + f->str_size, s);
 }
 
+/* Is the node name [name, name+len) `s` or `s@...`? */
+static int name_is(const struct fdt *f, u32 name, u32 len, const char *s)
+{
+    u32 n = 0;
+    while (s[n])
+        n++;
+    if (len < n)
+        return 0;
+    for (u32 i = 0; i < n; i++)
+        if (f->p[name + i] != (u8)s[i])
+            return 0;
+    return len == n || f->p[name + n] == '@';
+}
+
+/* Does [off, off+len) start with `s`? */
+static int has_prefix(const struct fdt *f, u64 off, u64 len, const char *s)
+{
+    u64 i = 0;
+    for (; s[i]; i++)
+        if (i >= len || f->p[off + i] != (u8)s[i])
+            return 0;
+    return 1;
+}
+
 static int name_is_timer(const struct fdt *f, u32 name, u32 len)
 {
-    static const char t[] = "timer";
-    if (len < 5)
-        return 0;
-    for (u32 i = 0; i < 5; i++)
-        if (f->p[name + i] != (u8)t[i])
-            return 0;
-    return len == 5 || f->p[name + 5] == '@';
+    return name_is(f, name, len, "timer");
 }
 
 /* ---- pass 1: find the timer node, its interrupts and interrupt-parent ---- */
@@ -383,6 +401,80 @@ int fdt_timer_intids(uptr dtb, u32 *virt, u32 *phys, const char **why)
     }
     *virt = v_num + 16;
     *phys = p_num + 16;
+    return 0;
+}
+
+/* ---- the PSCI node's method ---- */
+
+struct psci_visit {
+    struct fdt_visitor v;
+    int cur_depth, cur_psci, cur_method;    /* 0 none, 1 hvc, 2 smc, 3 other */
+    int method;                             /* of the first PSCI node that has one */
+};
+
+static void pv_begin(struct fdt_visitor *v, const struct fdt *f, u32 name, u32 len, int depth)
+{
+    struct psci_visit *p = (struct psci_visit *)v;
+    p->cur_depth = depth;
+    p->cur_psci = name_is(f, name, len, "psci");
+    p->cur_method = 0;
+}
+
+static void pv_prop(struct fdt_visitor *v, const struct fdt *f, u32 name, u32 data, u32 len, int depth)
+{
+    struct psci_visit *p = (struct psci_visit *)v;
+    if (depth != p->cur_depth)
+        return;
+    if (prop_is(f, name, "compatible")) {
+        /* a string list: any entry starting "arm,psci" */
+        for (u32 i = 0; i < len;) {
+            if (has_prefix(f, (u64)data + i, len - i, "arm,psci"))
+                p->cur_psci = 1;
+            while (i < len && f->p[data + i] != 0)
+                i++;
+            i++;
+        }
+    } else if (prop_is(f, name, "method")) {
+        if (len == 4 && str_eq(f, data, (u64)data + len, "hvc"))
+            p->cur_method = 1;
+        else if (len == 4 && str_eq(f, data, (u64)data + len, "smc"))
+            p->cur_method = 2;
+        else
+            p->cur_method = 3;
+    }
+}
+
+static void pv_end(struct fdt_visitor *v, int depth)
+{
+    struct psci_visit *p = (struct psci_visit *)v;
+    if (depth != p->cur_depth)
+        return;
+    if (p->cur_psci && p->cur_method != 0 && p->method == 0)
+        p->method = p->cur_method;
+    p->cur_depth = 0;
+}
+
+int fdt_psci_smc(uptr dtb, int *smc, const char **why)
+{
+    struct fdt f;
+    if (fdt_open(&f, dtb, why))
+        return -1;
+    struct psci_visit pv;
+    memset(&pv, 0, sizeof(pv));
+    pv.v.begin = pv_begin;
+    pv.v.prop = pv_prop;
+    pv.v.end = pv_end;
+    if (fdt_walk(&f, &pv.v, why))
+        return -1;
+    if (pv.method == 0) {
+        *why = "has no PSCI node with a method";
+        return -1;
+    }
+    if (pv.method == 3) {
+        *why = "PSCI method is neither hvc nor smc";
+        return -1;
+    }
+    *smc = pv.method == 2;
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /* A small, bounds-checked reader for flattened device trees (DTB v17),
- * just enough to find the generic timer's interrupts. */
+ * just enough to find the generic timer's interrupts and the PSCI conduit. */
 #ifndef VTGUEST_FDT_H
 #define VTGUEST_FDT_H
 #include "rt.h"
@@ -22,5 +22,11 @@
  * checked, and the first and last word are read with the runtime's
  * expected-fault guard (the address may not be RAM at all). */
 int fdt_timer_intids(uptr dtb, u32 *virt, u32 *phys, const char **why);
+
+/* The PSCI conduit the DTB at `dtb` names: the `method` of its PSCI node
+ * (compatible "arm,psci*", or named "psci"/"psci@..."). Returns 0 and sets
+ * *smc (1 for "smc", 0 for "hvc"); on any problem returns -1, leaves *smc
+ * alone and points *why at a short reason. Bounds-checked as above. */
+int fdt_psci_smc(uptr dtb, int *smc, const char **why);
 
 #endif

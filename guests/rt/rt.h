@@ -78,6 +78,13 @@ void rt_bulk_print(const char *buf, u64 len);
 
 /* ---- psci / smccc ---- */
 u64 smccc_hvc(u64 fid, u64 a1, u64 a2, u64 a3);   /* start.S */
+u64 smccc_smc(u64 fid, u64 a1, u64 a2, u64 a3);   /* start.S */
+/* A PSCI call through the platform's conduit (rt_psci_smc): the device
+ * tree's /psci method; with no DTB (QEMU's bare ELF), HVC at EL1 and SMC
+ * at EL2, as QEMU's virt machine chooses. vtvmm's own services (PV time,
+ * the el2_* programs' calls to their guest hypervisor) use smccc_hvc. */
+u64 rt_psci(u64 fid, u64 a1, u64 a2, u64 a3);
+extern int rt_psci_smc;
 #define PSCI_SYSTEM_OFF    0x84000008UL
 #define PSCI_SYSTEM_RESET  0x84000009UL
 #define PSCI_CPU_ON        0xC4000003UL
@@ -89,6 +96,8 @@ void psci_system_off(void) __attribute__((noreturn));
 
 /* ---- runtime.c ---- */
 extern u64 rt_dtb;                         /* x0 at entry */
+/* HCR_EL2.E2H as the guest found it at EL2 (0 at EL1); start.S sets it. */
+extern u64 rt_el2_e2h_at_entry;
 void guest_exit(int code) __attribute__((noreturn));
 
 /* Exception frame pushed by start.S. */

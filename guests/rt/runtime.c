@@ -1,8 +1,11 @@
 /* vtime guests: C side of start-up, exit, exceptions and result lines. */
 #include "rt.h"
+#include "fdt.h"
 #include "gic.h"
 
 u64 rt_dtb;
+u64 rt_el2_e2h_at_entry;
+int rt_psci_smc;
 volatile int rt_fault_expected;
 volatile int rt_fault_taken;
 volatile u64 rt_fault_esr;
@@ -41,9 +44,14 @@ void *memcpy(void *d, const void *s, unsigned long n)
     return d;
 }
 
+u64 rt_psci(u64 fid, u64 a1, u64 a2, u64 a3)
+{
+    return rt_psci_smc ? smccc_smc(fid, a1, a2, a3) : smccc_hvc(fid, a1, a2, a3);
+}
+
 void psci_system_off(void)
 {
-    smccc_hvc(PSCI_SYSTEM_OFF, 0, 0, 0);
+    rt_psci(PSCI_SYSTEM_OFF, 0, 0, 0);
     for (;;)
         __asm__ volatile("wfi");
 }
@@ -73,14 +81,14 @@ s64 rt_cpu_on(u64 mpidr, u32 slot, void *stack_top, rt_secondary_fn_t fn)
     rt_secondary_sp[slot] = (u64)stack_top & ~15UL;
     rt_secondary_fns[slot] = fn;
     dsb_sy();
-    return (s64)smccc_hvc(PSCI_CPU_ON, mpidr, (u64)rt_secondary_entry, slot);
+    return (s64)rt_psci(PSCI_CPU_ON, mpidr, (u64)rt_secondary_entry, slot);
 }
 
 void rt_cpu_park(void)
 {
     __asm__ volatile("msr daifset, #0xf" : : : "memory");
     dsb_sy();
-    smccc_hvc(PSCI_CPU_OFF, 0, 0, 0);            /* returns only on error */
+    rt_psci(PSCI_CPU_OFF, 0, 0, 0);              /* returns only on error */
     for (;;)
         __asm__ volatile("wfe" : : : "memory");
 }
@@ -98,14 +106,45 @@ void rt_secondary_main(u64 slot)
  * rt_el2_ok as 1; every other one needs EL1. */
 extern const int rt_el2_ok __attribute__((weak));
 
-void rt_main(u64 dtb)
+/* The PSCI conduit: the device tree's, else (no DTB: QEMU's bare ELF)
+ * HVC at EL1 and SMC at EL2, as QEMU's virt machine chooses. */
+static void psci_conduit_init(u64 el)
+{
+    rt_psci_smc = el == 2;
+    uptr addr = rt_dtb;
+#ifdef RT_TEST_DTB_ADDR
+    if (addr == 0)
+        addr = (uptr)(RT_TEST_DTB_ADDR);
+#endif
+    if (addr == 0)
+        return;
+    const char *why = "?";
+    int smc;
+    if (fdt_psci_smc(addr, &smc, &why) == 0) {
+        rt_psci_smc = smc;
+        return;
+    }
+    uart_puts("psci: dtb at ");
+    uart_puthex(addr);
+    uart_puts(" ");
+    uart_puts(why);
+    uart_puts(rt_psci_smc ? ", using smc\n" : ", using hvc\n");
+}
+
+void rt_main(u64 dtb, u64 e2h_at_entry)
 {
     rt_dtb = dtb;
+    rt_el2_e2h_at_entry = e2h_at_entry;
     u64 el = (read_sysreg(CurrentEL) >> 2) & 3;
+    psci_conduit_init(el);
     if (el != 1 && !(el == 2 && &rt_el2_ok != NULL && rt_el2_ok)) {
         uart_puts("vtguest: started at EL");
         uart_putdec(el);
         uart_puts(", need EL1\n");
+        guest_exit(EXIT_BAD_EL);
+    }
+    if (el == 2 && ((read_sysreg(hcr_el2) >> 34) & 1) == 0) {
+        uart_puts("vtguest: at EL2 without VHE (HCR_EL2.E2H stays 0)\n");
         guest_exit(EXIT_BAD_EL);
     }
     guest_exit(main());

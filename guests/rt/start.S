@@ -1,10 +1,16 @@
 /*
- * vtime guests: entry point, exception vectors and the SMCCC HVC wrapper.
+ * vtime guests: entry point, exception vectors and the SMCCC wrappers.
  *
  * Entry contract: EL1h, MMU off, DAIF masked, x0 = device-tree address
  * (0 under QEMU for a bare ELF). It is kept in x19 from the second
  * instruction on and handed to rt_main, which stores it in rt_dtb (a .bss
  * variable, so not before .bss is cleared). fdt.c validates it before use.
+ *
+ * A guest hypervisor may start at EL2h instead. The runtime needs VHE
+ * there (HCR_EL2.E2H = 1, so that the EL1 register names below reach the
+ * EL2 registers): vtvmm --el2 and KVM start it so, QEMU's TCG with
+ * E2H = 0. So at EL2 _start sets E2H before anything else touches an
+ * EL1 name, and hands rt_main what E2H was at entry (x20; 0 at EL1).
  */
 
 #define FRAME_SIZE  272     /* x0..x30 (248), ELR (8), SPSR (8), pad (8) */
@@ -17,7 +23,16 @@
 _start:
     msr     daifset, #0xf
     mov     x19, x0                 /* keep the DTB pointer */
-
+    mov     x20, #0                 /* HCR_EL2.E2H at entry */
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    4f
+    mrs     x1, hcr_el2
+    ubfx    x20, x1, #34, #1
+    orr     x1, x1, #(1 << 34)      /* E2H: stays 0 without FEAT_VHE */
+    msr     hcr_el2, x1
+    isb
+4:
     ldr     x1, =__stack_top
     mov     sp, x1
 
@@ -35,7 +50,8 @@ _start:
     isb
 
     mov     x0, x19
-    bl      rt_main                 /* never returns */
+    mov     x1, x20
+    bl      rt_main                 /* (dtb, e2h_at_entry); never returns */
 3:  wfi
     b       3b
     .ltorg
@@ -123,9 +139,10 @@ exc_common:
 
 /*
  * u64 smccc_hvc(u64 fid, u64 a1, u64 a2, u64 a3)
- * SMCCC call through HVC #0. The callee may clobber x0-x17; all of them
- * are caller-saved in the AAPCS64, so a plain function call is enough.
- * Returns x0.
+ * u64 smccc_smc(u64 fid, u64 a1, u64 a2, u64 a3)
+ * SMCCC call through HVC #0 or SMC #0. The callee may clobber x0-x17; all
+ * of them are caller-saved in the AAPCS64, so a plain function call is
+ * enough. Returns x0.
  */
     .text
     .global smccc_hvc
@@ -134,6 +151,13 @@ smccc_hvc:
     hvc     #0
     ret
     .size smccc_hvc, . - smccc_hvc
+
+    .global smccc_smc
+    .type smccc_smc, %function
+smccc_smc:
+    smc     #0
+    ret
+    .size smccc_smc, . - smccc_smc
 
 /*
  * void rt_secondary_entry(void): PSCI CPU_ON entry point for secondary

@@ -8,7 +8,7 @@
 #   - every vtvmm check has the same verdict on the vtvmm platforms (emu,
 #     kvm). Elsewhere (QEMU, another VMM) a failed vtvmm check is "n/a":
 #     that platform lacks vtvmm's device or service, or chose otherwise.
-# Programs a platform cannot run (el2_* on QEMU TCG) are shown as not run and
+# Programs a platform cannot run (el2_* with GICv2) are shown as not run and
 # are not counted.
 # Usage: compare.sh [-o FILE] LABEL=VERDICTS...   (a LABEL given twice
 # merges its files: KVM from two lab boots, say). Exit 1 if the rule is

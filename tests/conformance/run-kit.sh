@@ -5,8 +5,10 @@
 #
 # Usage: run-kit.sh [-o FILE] PLATFORM GUEST_DIR [VMM]
 #   qemu        QEMU TCG, virt with GICv3, the guest at EL1 (VMM: the
-#               qemu-system-aarch64 to use; default on PATH)
-#   qemu-gicv2  the same with GICv2
+#               qemu-system-aarch64 to use; default on PATH); the el2_*
+#               programs at EL2 (virtualization=on)
+#   qemu-gicv2  the same with GICv2, without the el2_* programs (they
+#               need a GICv3)
 #   emu         vtvmm --backend emu (VMM: that vtvmm; default on PATH); the
 #               el2_* programs with --el2 on vtvmm's GICv3
 #   kvm         vtvmm on KVM, the in-kernel vGICv3 (VMM: vtvmm; default on
@@ -64,7 +66,7 @@ variants="clockwatch_long:clockwatch trace_marker_long:trace_marker el2_watch_lo
 el2=no
 case $platform in
   kvm) "$vmm" --probe 2>&1 | grep -q "nested virtualization (EL2): yes" && el2=yes ;;
-  emu) el2=yes ;;
+  emu | qemu) el2=yes ;;
   exec) [ "${KIT_EL2:-0}" = 1 ] && el2=yes ;;
 esac
 
@@ -87,7 +89,11 @@ boot() {
       # QEMU reboots at SYSTEM_RESET unless -no-reboot; reset needs the reboot.
       reboot=-no-reboot
       [ "$prog" = reset ] && reboot=''
-      timeout "$limit" "$vmm" -M "virt,gic-version=$gic" -cpu max -smp "$n" -m 256M -nographic \
+      # A guest hypervisor starts at EL2 (HCR_EL2.E2H = 0 there, and PSCI
+      # over SMC: the guests' runtime copes with both).
+      virt=''
+      case $prog in el2_*) virt=',virtualization=on' ;; esac
+      timeout "$limit" "$vmm" -M "virt,gic-version=$gic$virt" -cpu max -smp "$n" -m 256M -nographic \
         $reboot -kernel "$elf" 2>&1
       ;;
     emu | kvm)
@@ -150,7 +156,7 @@ for prog in ${KIT_PROGS:-$kit_progs}; do
     el2_*)
       if [ "$el2" != yes ]; then
         case $platform in
-          qemu*) why='needs a guest at EL2 (vtvmm --el2) and GICv3: the kit runs el2_* on KVM (nested) and emu' ;;
+          qemu-gicv2) why='needs a GICv3 (with its virtualization interface): the qemu platform runs it' ;;
           *) why='needs nested virtualization (EL2), which this kernel lacks' ;;
         esac
         emit "program${tab}$platform${tab}$prog${tab}not-run${tab}$why"
