@@ -478,6 +478,18 @@ int fdt_psci_smc(uptr dtb, int *smc, const char **why)
     return 0;
 }
 
+/* ---- where the DTB is ---- */
+
+uptr rt_dtb_addr(void)
+{
+    uptr addr = rt_dtb;
+#ifdef RT_TEST_DTB_ADDR
+    if (addr == 0)
+        addr = (uptr)(RT_TEST_DTB_ADDR);
+#endif
+    return addr;
+}
+
 /* ---- timer PPIs for the programs ---- */
 
 static int tp_done, tp_from_dtb;
@@ -488,11 +500,7 @@ static void timer_ppi_init(void)
     if (tp_done)
         return;
     tp_done = 1;
-    uptr addr = rt_dtb;
-#ifdef RT_TEST_DTB_ADDR
-    if (addr == 0)
-        addr = (uptr)(RT_TEST_DTB_ADDR);
-#endif
+    uptr addr = rt_dtb_addr();
     if (addr == 0)
         return;                                  /* no DTB (QEMU ELF): defaults */
     const char *why = "?";

@@ -29,4 +29,8 @@ int fdt_timer_intids(uptr dtb, u32 *virt, u32 *phys, const char **why);
  * alone and points *why at a short reason. Bounds-checked as above. */
 int fdt_psci_smc(uptr dtb, int *smc, const char **why);
 
+/* The DTB's address: x0 at entry, or the RT_TEST_DTB_ADDR build's (see
+ * guests/README.md) when x0 was 0; 0 for none. */
+uptr rt_dtb_addr(void);
+
 #endif

@@ -111,11 +111,7 @@ extern const int rt_el2_ok __attribute__((weak));
 static void psci_conduit_init(u64 el)
 {
     rt_psci_smc = el == 2;
-    uptr addr = rt_dtb;
-#ifdef RT_TEST_DTB_ADDR
-    if (addr == 0)
-        addr = (uptr)(RT_TEST_DTB_ADDR);
-#endif
+    uptr addr = rt_dtb_addr();
     if (addr == 0)
         return;
     const char *why = "?";
