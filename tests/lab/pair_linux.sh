@@ -12,7 +12,7 @@
 # /dev/ptp0 before and after, and the largest steps the guest saw.
 # CTest runs it with HOPS=10 (lab.pair_linux.freeze and .wallclock, about
 # 150 s each), and with IRQCHIP=user, which boots the guest on vtvmm's
-# user-space GIC, HOPS=2 and TIMER_S=12 (lab.pair_linux.user.*). By hand,
+# user-space GIC, HOPS=2 and TIMER_S=12 (lab.pair_linux.user.wallclock). By hand,
 # e.g.:
 #   HOPS=4 tests/lab/pair_linux.sh freeze build/aarch64/tools/vtvmm \
 #     build/aarch64/tools/vtime-clocksync build/aarch64/guest-tools --timeout 900
