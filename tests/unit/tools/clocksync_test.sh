@@ -45,6 +45,9 @@ port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1,
 
 # serve AUTH...: starts a server in the background (output in $tmp/serve.*).
 serve() {
+  # A new file each time: the wait below must not find the last server's
+  # "serving on" before this one has even opened it.
+  rm -f "$tmp/serve.out" "$tmp/serve.err"
   "$cs" serve "127.0.0.1:$port" --timeout 20 "$@" >"$tmp/serve.out" 2>"$tmp/serve.err" &
   server=$!
   i=0
