@@ -87,6 +87,7 @@ struct tmr {
     u64 max_step;               /* largest step (or gap) since arming */
     u64 arms, ok, early, late, missed;
     u64 max_late;               /* ticks, over the armings that fired */
+    u64 early_at, early_cval, early_ctl, early_arm;  /* the first early one */
 };
 
 static struct ctr l1p, l1v, l2v, l2p;
@@ -160,7 +161,12 @@ static inline void tmr_poll(int lvl, struct tmr *t, u64 now)
         t->fired = 0;
         u64 at = t->fired_at;
         if (at < t->cval || !(t->ctl_at & CTL_ISTATUS)) {
-            t->early++;
+            if (t->early++ == 0) {
+                t->early_at = at;
+                t->early_cval = t->cval;
+                t->early_ctl = t->ctl_at;
+                t->early_arm = t->arms;
+            }
         } else {
             u64 l = at - t->cval;
             if (l > t->max_late)
@@ -350,6 +356,16 @@ static void put_tmr(const char *name, const struct tmr *t)
     uart_putdec(t->doubles);
     uart_puts(" max_late_us=");
     uart_putdec(us_from_ticks(frq, t->max_late));
+    if (t->early) {
+        uart_puts(" first_early: arm=");
+        uart_putdec(t->early_arm);
+        uart_puts(" count=");
+        uart_putdec(t->early_at);
+        uart_puts(" cval=");
+        uart_putdec(t->early_cval);
+        uart_puts(" ctl=");
+        uart_puthex(t->early_ctl);
+    }
     uart_putc('\n');
 }
 
