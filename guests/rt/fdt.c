@@ -56,12 +56,23 @@ static int str_eq(const struct fdt *f, u64 off, u64 limit, const char *s)
     }
 }
 
-/* Does the string list [off, off+len) contain the entry `s`? */
-static int strlist_has(const struct fdt *f, u64 off, u64 len, const char *s)
+/* Does [off, off+len) start with `s`? */
+static int has_prefix(const struct fdt *f, u64 off, u64 len, const char *s)
+{
+    u64 i = 0;
+    for (; s[i]; i++)
+        if (i >= len || f->p[off + i] != (u8)s[i])
+            return 0;
+    return 1;
+}
+
+/* Does the string list [off, off+len) contain the entry `s` (with prefix,
+ * an entry that starts with `s`)? */
+static int strlist_match(const struct fdt *f, u64 off, u64 len, const char *s, int prefix)
 {
     u64 end = off + len, i = off;
     while (i < end) {
-        if (str_eq(f, i, end, s))
+        if (prefix ? has_prefix(f, i, end - i, s) : str_eq(f, i, end, s))
             return 1;
         while (i < end && f->p[i] != 0)
             i++;
@@ -222,20 +233,6 @@ static int name_is(const struct fdt *f, u32 name, u32 len, const char *s)
     return len == n || f->p[name + n] == '@';
 }
 
-/* Does [off, off+len) start with `s`? */
-static int has_prefix(const struct fdt *f, u64 off, u64 len, const char *s)
-{
-    u64 i = 0;
-    for (; s[i]; i++)
-        if (i >= len || f->p[off + i] != (u8)s[i])
-            return 0;
-    return 1;
-}
-
-static int name_is_timer(const struct fdt *f, u32 name, u32 len)
-{
-    return name_is(f, name, len, "timer");
-}
 
 /* ---- pass 1: find the timer node, its interrupts and interrupt-parent ---- */
 
@@ -260,7 +257,7 @@ static void tv_begin(struct fdt_visitor *v, const struct fdt *f, u32 name, u32 l
     t->iparent[depth] = t->iparent[depth - 1];
     t->cur_depth = depth;
     t->cur_compat = 0;
-    t->cur_named = name_is_timer(f, name, len);
+    t->cur_named = name_is(f, name, len, "timer");
     t->cur_has_ints = 0;
 }
 
@@ -270,7 +267,7 @@ static void tv_prop(struct fdt_visitor *v, const struct fdt *f, u32 name, u32 da
     if (depth != t->cur_depth)
         return;              /* a property after a child node: ignore */
     if (prop_is(f, name, "compatible")) {
-        t->cur_compat = strlist_has(f, data, len, "arm,armv8-timer");
+        t->cur_compat = strlist_match(f, data, len, "arm,armv8-timer", 0);
     } else if (prop_is(f, name, "interrupts")) {
         t->cur_has_ints = 1;
         t->cur_ints = data;
@@ -426,14 +423,8 @@ static void pv_prop(struct fdt_visitor *v, const struct fdt *f, u32 name, u32 da
     if (depth != p->cur_depth)
         return;
     if (prop_is(f, name, "compatible")) {
-        /* a string list: any entry starting "arm,psci" */
-        for (u32 i = 0; i < len;) {
-            if (has_prefix(f, (u64)data + i, len - i, "arm,psci"))
-                p->cur_psci = 1;
-            while (i < len && f->p[data + i] != 0)
-                i++;
-            i++;
-        }
+        if (strlist_match(f, data, len, "arm,psci", 1))   /* arm,psci, -0.2, -1.0 */
+            p->cur_psci = 1;
     } else if (prop_is(f, name, "method")) {
         if (len == 4 && str_eq(f, data, (u64)data + len, "hvc"))
             p->cur_method = 1;
